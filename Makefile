@@ -1,0 +1,55 @@
+# fleetscale developer entry points. `make test` builds everything it needs from nothing.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.9
+TOOLS_DIR := .tools
+UV := $(TOOLS_DIR)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+
+.PHONY: help venv lint fmt typecheck imports crds crd-check unit test test-fast e2e demo bench bench-operator clean
+
+help: ## Show the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(UV):
+	python3 -m venv $(TOOLS_DIR)
+	$(TOOLS_DIR)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --all-extras
+	touch $@
+
+venv: $(VENV)/.synced ## Create the virtual environment from the lock file
+
+lint: venv ## ruff lint and format check
+	$(VENV)/bin/ruff check operator tests e2e
+	$(VENV)/bin/ruff format --check operator tests e2e
+
+fmt: venv ## Apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix operator tests e2e
+	$(VENV)/bin/ruff format operator tests e2e
+
+typecheck: venv ## mypy --strict on the package
+	$(VENV)/bin/mypy
+
+imports: venv ## import-linter contracts (pure planner, independent adapters)
+	$(VENV)/bin/lint-imports
+
+crds: venv ## Regenerate crds/ and the chart's copy from the models
+	$(PY) -m fleetscale crd --write crds
+
+crd-check: venv ## Fail when crds/ differs from the models
+	$(PY) -m fleetscale crd --check crds
+
+unit: venv ## Unit and integration tests (no cluster)
+	$(VENV)/bin/pytest tests
+
+test-fast: lint typecheck imports crd-check unit ## Everything but the real-cluster suite
+
+test: test-fast ## The full suite, as CI runs it
+
+clean: ## Remove the virtual environments and caches
+	rm -rf $(VENV) $(TOOLS_DIR) .mypy_cache .pytest_cache .ruff_cache

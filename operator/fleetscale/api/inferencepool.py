@@ -1,0 +1,306 @@
+"""The InferencePool resource: one model's serving fleet and how to size it.
+
+Role: the typed, validated form of ``inferencepools.fleetscale.io`` (spec and status). The same
+models generate the CRD schema (see ``crdgen``), so the API server and the operator enforce the
+same rules. Callers: the controller (parse spec, render status), the planner (read spec), the
+simulator (build specs), the CRD generator.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from fleetscale.api.base import ApiModel, Condition, LocalObjectRef, SecretKeyRef
+
+KIND = "InferencePool"
+PLURAL = "inferencepools"
+SINGULAR = "inferencepool"
+SHORT_NAMES = ("ipool",)
+CATEGORIES = ("fleetscale",)
+
+Mode = Literal["Active", "DryRun", "Paused"]
+PolicyType = Literal["Pods", "Percent"]
+SelectPolicy = Literal["Max", "Min", "Disabled"]
+
+
+class TargetRef(ApiModel):
+    """The workload whose replicas are scaled; any kind that serves the /scale subresource."""
+
+    api_version: str = Field(default="apps/v1", min_length=1, max_length=253)
+    """API version of the target, e.g. apps/v1 or leaderworkerset.x-k8s.io/v1."""
+    kind: str = Field(default="Deployment", min_length=1, max_length=63)
+    """Kind of the target, e.g. Deployment, StatefulSet, LeaderWorkerSet."""
+    name: str = Field(min_length=1, max_length=253)
+    """Name of the target in the InferencePool's namespace."""
+
+
+class ReplicaBounds(ApiModel):
+    """Hard bounds on the number of model replicas."""
+
+    cel_rules: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("self.min <= self.max", "replicas.min must be less than or equal to replicas.max"),
+    )
+
+    min: int = Field(default=1, ge=0, le=10000)
+    """Fewest replicas ever kept. 0 allows scale to zero (queue depth must then be scraped from
+    the gateway, since no replica exports it)."""
+    max: int = Field(ge=1, le=10000)
+    """Most replicas ever requested; reaching it raises ScalingLimited=True (MaxReplicas)."""
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> ReplicaBounds:
+        if self.min > self.max:
+            raise ValueError(self.cel_rules[0][1])
+        return self
+
+
+class PrometheusSource(ApiModel):
+    """Where and how to query Prometheus; unset fields fall back to the operator's defaults."""
+
+    url: str | None = Field(default=None, pattern=r"^https?://", max_length=2048)
+    """Base URL of the Prometheus HTTP API, e.g. http://prometheus.monitoring:9090."""
+    bearer_token_secret_ref: SecretKeyRef | None = None
+    """Secret key holding a bearer token sent as the Authorization header."""
+    ca_secret_ref: SecretKeyRef | None = None
+    """Secret key holding a PEM CA bundle to verify the server's certificate."""
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    """Timeout of one query."""
+
+
+class QueueDepthMetric(ApiModel):
+    """The primary signal: requests waiting for a slot, summed over the fleet."""
+
+    query: str = Field(min_length=1, max_length=4096)
+    """PromQL returning exactly one series: the number of waiting requests, e.g.
+    sum(vllm:num_requests_waiting{model_name="llama"})."""
+    target_per_replica: float = Field(default=5.0, gt=0, le=100000)
+    """Waiting requests one replica should carry; desired = ceil(queue / target)."""
+
+
+class GpuUtilizationMetric(ApiModel):
+    """The secondary signal: accelerator utilization, averaged over the fleet."""
+
+    query: str = Field(min_length=1, max_length=4096)
+    """PromQL returning exactly one series in percent (0-100), e.g.
+    avg(DCGM_FI_DEV_GPU_UTIL{pod=~"vllm-llama-.*"})."""
+    target_percent: float = Field(default=85.0, gt=0, le=100)
+    """Utilization one replica should run at. It gates scale-down and never, alone, drives a
+    scale-up past what the queue shows (vLLM keeps GPUs busy even at low load)."""
+
+
+class MetricsSpec(ApiModel):
+    """The signals that size the fleet."""
+
+    prometheus: PrometheusSource | None = None
+    """Prometheus connection; if unset, the operator-wide default URL is used."""
+    queue_depth: QueueDepthMetric
+    """Queue depth signal (required, primary)."""
+    gpu_utilization: GpuUtilizationMetric | None = None
+    """GPU utilization signal (optional, secondary)."""
+    max_staleness_seconds: int = Field(default=60, ge=1, le=3600)
+    """A sample older than this counts as missing: the fleet holds its size."""
+    tolerance: float = Field(default=0.1, ge=0, le=1)
+    """Relative deviation from target ignored before a signal asks for a change (as the HPA)."""
+
+
+class ScalingPolicy(ApiModel):
+    """At most `value` pods (or percent of current) may be added/removed per `periodSeconds`."""
+
+    type: PolicyType
+    """Pods or Percent."""
+    value: int = Field(gt=0, le=10000)
+    """Amount of change allowed in one period."""
+    period_seconds: int = Field(gt=0, le=1800)
+    """Length of the window the change is counted over."""
+
+
+class ScalingRules(ApiModel):
+    """Stabilization and rate limits for one direction."""
+
+    stabilization_window_seconds: int = Field(ge=0, le=3600)
+    """Recommendations over this window are considered; scale-up takes their minimum and
+    scale-down their maximum, so a short spike or dip does not move the fleet."""
+    select_policy: SelectPolicy = "Max"
+    """Which policy wins when several apply: Max (most change), Min (least), Disabled (none)."""
+    policies: tuple[ScalingPolicy, ...] = Field(default=(), max_length=10)
+    """Rate policies; none means no rate limit in this direction."""
+
+
+def _default_scale_up() -> ScalingRules:
+    return ScalingRules(
+        stabilization_window_seconds=0,
+        select_policy="Max",
+        policies=(
+            ScalingPolicy(type="Percent", value=100, period_seconds=15),
+            ScalingPolicy(type="Pods", value=4, period_seconds=15),
+        ),
+    )
+
+
+def _default_scale_down() -> ScalingRules:
+    return ScalingRules(
+        stabilization_window_seconds=300,
+        select_policy="Max",
+        policies=(ScalingPolicy(type="Percent", value=100, period_seconds=15),),
+    )
+
+
+class Behavior(ApiModel):
+    """HPA-style scaling behavior (same defaults as autoscaling/v2)."""
+
+    scale_up: ScalingRules = Field(default_factory=_default_scale_up)
+    """Rules when adding replicas. Default: no window, +100% or +4 pods per 15 s."""
+    scale_down: ScalingRules = Field(default_factory=_default_scale_down)
+    """Rules when removing replicas. Default: 300 s window, -100% per 15 s."""
+
+
+class ShedLoadSpec(ApiModel):
+    """When the fleet cannot grow, tell gateways to answer 429 with Retry-After."""
+
+    cel_rules: ClassVar[tuple[tuple[str, str], ...]] = (
+        (
+            "!has(self.releaseQueuePerReplica) || "
+            "self.releaseQueuePerReplica < self.queuePerReplicaThreshold",
+            "shedLoad.releaseQueuePerReplica must be below shedLoad.queuePerReplicaThreshold",
+        ),
+    )
+
+    enabled: bool = True
+    """Whether the flag may be raised at all."""
+    queue_per_replica_threshold: float = Field(default=20.0, gt=0, le=100000)
+    """Shed starts when the fleet is limited and waiting requests per ready replica exceed this."""
+    release_queue_per_replica: float | None = Field(default=None, ge=0, le=100000)
+    """Shed stops when waiting requests per replica fall below this (hysteresis). Default: half
+    of queuePerReplicaThreshold."""
+    config_map_name: str | None = Field(default=None, min_length=1, max_length=253)
+    """If set, the flag is also published in this ConfigMap (keys: active, retryAfterSeconds,
+    reason, since) for gateways that read ConfigMaps."""
+    max_retry_after_seconds: int = Field(default=300, ge=1, le=3600)
+    """Upper bound of the Retry-After value handed to clients."""
+
+    @model_validator(mode="after")
+    def _release_below_threshold(self) -> ShedLoadSpec:
+        release = self.release_queue_per_replica
+        if release is not None and release >= self.queue_per_replica_threshold:
+            raise ValueError(self.cel_rules[0][1])
+        return self
+
+    @property
+    def release_threshold(self) -> float:
+        """The per-replica queue below which shedding stops."""
+        if self.release_queue_per_replica is not None:
+            return self.release_queue_per_replica
+        return self.queue_per_replica_threshold / 2
+
+
+class InferencePoolSpec(ApiModel):
+    """Desired sizing of one model's serving fleet."""
+
+    model: str | None = Field(default=None, max_length=253)
+    """Model name, for display only."""
+    target_ref: TargetRef
+    """The workload to scale (any kind with a /scale subresource)."""
+    replicas: ReplicaBounds
+    """Bounds on replicas."""
+    accelerators_per_replica: int | None = Field(default=None, ge=0, le=1024)
+    """Accelerators one replica needs. Default: read from the target's pod template requests."""
+    accelerator_pool_ref: LocalObjectRef | None = None
+    """The AcceleratorPool that supplies the accelerators (optional)."""
+    priority: int = Field(default=0, ge=-1000000, le=1000000)
+    """Higher gets scarce accelerators first and sheds last."""
+    metrics: MetricsSpec
+    """Signals that size the fleet."""
+    behavior: Behavior = Field(default_factory=Behavior)
+    """Stabilization windows and rate policies."""
+    shed_load: ShedLoadSpec = Field(default_factory=ShedLoadSpec)
+    """The shed-load flag."""
+    poll_interval_seconds: int = Field(default=15, ge=1, le=3600)
+    """How often the pool is observed and planned."""
+    mode: Mode = "Active"
+    """Active acts; DryRun decides and reports but never acts; Paused does nothing."""
+
+
+class ObservedMetrics(ApiModel):
+    """The last measurement the decision was made from."""
+
+    queue_depth: float | None = None
+    """Waiting requests across the fleet."""
+    gpu_utilization_percent: float | None = None
+    """Mean accelerator utilization, percent."""
+    sampled_at: datetime | None = None
+    """Timestamp of the queue-depth sample."""
+
+
+class ShedLoadStatus(ApiModel):
+    """The shed-load flag as gateways read it."""
+
+    active: bool = False
+    """True while gateways should answer 429."""
+    reason: str = ""
+    """Why the flag is in its state (CamelCase)."""
+    since: datetime | None = None
+    """When the flag last changed."""
+    retry_after_seconds: int | None = Field(default=None, ge=0)
+    """Seconds clients should wait before retrying."""
+
+
+class Recommendation(ApiModel):
+    """One entry of the recommendation history the stabilization windows look at."""
+
+    time: datetime
+    """When the recommendation was made."""
+    replicas: int = Field(ge=0)
+    """Replicas recommended by the signals at that time (before behavior)."""
+
+
+class ScaleEvent(ApiModel):
+    """One past change of the target's replicas, counted by the rate policies."""
+
+    time: datetime
+    """When the change was made."""
+    delta: int
+    """Replicas added (positive) or removed (negative)."""
+
+
+class InferencePoolStatus(ApiModel):
+    """What the operator observed and decided. Also the operator's memory: a restarted operator
+    continues from here."""
+
+    observed_generation: int | None = None
+    """The .metadata.generation last reconciled."""
+    replicas: int | None = None
+    """Replicas of the target (its /scale spec.replicas)."""
+    ready_replicas: int | None = None
+    """Ready replicas of the target."""
+    desired_replicas: int | None = None
+    """Replicas the operator wants (what it set, or would set in DryRun)."""
+    max_replicas_by_capacity: int | None = None
+    """Replicas the accelerator pool can hold for this pool now, if an AcceleratorPool is used."""
+    observed: ObservedMetrics | None = None
+    """Last measurement."""
+    shed_load: ShedLoadStatus | None = None
+    """The shed-load flag."""
+    last_scale_time: datetime | None = None
+    """When replicas were last changed."""
+    last_decision_reason: str | None = None
+    """Reason of the last decision (CamelCase)."""
+    last_decision_message: str | None = None
+    """The last decision in plain words."""
+    recommendations: tuple[Recommendation, ...] = ()
+    """Recent recommendations (the stabilization windows' history)."""
+    scale_events: tuple[ScaleEvent, ...] = ()
+    """Recent scale changes (the rate policies' history)."""
+    conditions: tuple[Condition, ...] = ()
+    """Ready, MetricsAvailable, ScalingLimited, ShedLoad."""
+
+
+class InferencePool(ApiModel):
+    """An InferencePool object as read from the API server (metadata kept loosely)."""
+
+    model_config = ApiModel.model_config | {"extra": "ignore"}
+
+    spec: InferencePoolSpec
+    status: InferencePoolStatus = Field(default_factory=InferencePoolStatus)

@@ -1,0 +1,67 @@
+"""The `fleetscale` command line: run the operator, print CRDs, and the offline tools.
+
+Role: parse arguments and hand over to the part that does the work; imports are lazy so that
+`fleetscale crd` needs neither kopf nor a cluster. Caller: ``python -m fleetscale``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from fleetscale import __version__
+
+
+def _cmd_crd(args: argparse.Namespace) -> int:
+    from fleetscale.api.crdgen import crd_manifest, render_yaml
+    from fleetscale.api.resources import ALL_CRDS
+
+    rendered = {f"{spec.name}.yaml": render_yaml(crd_manifest(spec)) for spec in ALL_CRDS}
+    if args.write is None and args.check is None:
+        sys.stdout.write("---\n".join(rendered.values()))
+        return 0
+    directory = Path(args.write or args.check)
+    if args.write is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+        for filename, text in rendered.items():
+            (directory / filename).write_text(text, encoding="utf-8")
+        return 0
+    stale = [
+        filename
+        for filename, text in rendered.items()
+        if not (directory / filename).is_file()
+        or (directory / filename).read_text(encoding="utf-8") != text
+    ]
+    if stale:
+        print(
+            f"{directory}: out of date with the models: {', '.join(stale)}; "
+            "run `make crds` and commit the result",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fleetscale",
+        description="Size LLM inference fleets (replicas and GPU nodes) to their demand.",
+    )
+    parser.add_argument("--version", action="version", version=f"fleetscale {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    crd = commands.add_parser("crd", help="print the CustomResourceDefinitions (or write/check)")
+    target = crd.add_mutually_exclusive_group()
+    target.add_argument("--write", metavar="DIR", help="write one YAML file per CRD into DIR")
+    target.add_argument("--check", metavar="DIR", help="exit 1 if DIR differs from the models")
+    crd.set_defaults(handler=_cmd_crd)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = args.handler
+    result: int = handler(args)
+    return result
