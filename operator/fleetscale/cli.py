@@ -16,9 +16,12 @@ from fleetscale import __version__
 
 def _cmd_crd(args: argparse.Namespace) -> int:
     from fleetscale.api.crdgen import crd_manifest, render_yaml
+    from fleetscale.api.peering import peering_crds
     from fleetscale.api.resources import ALL_CRDS
 
     rendered = {f"{spec.name}.yaml": render_yaml(crd_manifest(spec)) for spec in ALL_CRDS}
+    # kopf's peering CRDs ship beside ours: HA (one active replica) needs them installed.
+    rendered |= {f"{name}.yaml": render_yaml(crd) for name, crd in peering_crds().items()}
     if args.write is None and args.check is None:
         sys.stdout.write("---\n".join(rendered.values()))
         return 0
