@@ -1,0 +1,131 @@
+"""Operator-wide settings: where Prometheus is, which namespaces to watch, how to log and serve.
+
+Role: one validated, immutable object built from ``FLEETSCALE_*`` environment variables, with
+command-line flags of ``fleetscale run`` taking precedence. A bad value is reported as one
+plain line naming the variable or flag, never as a traceback. Callers: ``fleetscale run``
+(cli.py), the controller (default Prometheus URL, peering, HTTP port), tests.
+
+Environment variables (flags in brackets):
+    FLEETSCALE_PROMETHEUS_URL  [--prometheus-url]  default Prometheus for pools that name none
+    FLEETSCALE_NAMESPACES      [--namespace, repeatable]  comma list; empty watches the cluster
+    FLEETSCALE_LOG_FORMAT      [--log-format]  json (default) or console
+    FLEETSCALE_LOG_LEVEL       [--log-level]   DEBUG, INFO (default), WARNING, ERROR
+    FLEETSCALE_HTTP_PORT       [--http-port]   /metrics, /healthz, /readyz; default 8080, 0 = any
+    FLEETSCALE_PEERING         [--peering]     kopf peering name, default "fleetscale";
+                                               empty runs standalone (no leader election)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+LogFormat = Literal["json", "console"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+ENV_PREFIX = "FLEETSCALE_"
+DEFAULT_PEERING_NAME = "fleetscale"
+# The rule the API server applies to namespace names.
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+# Field name -> (environment variable, command-line flag), for error messages and parsing.
+_SOURCES: dict[str, tuple[str, str]] = {
+    "prometheus_url": ("FLEETSCALE_PROMETHEUS_URL", "--prometheus-url"),
+    "namespaces": ("FLEETSCALE_NAMESPACES", "--namespace"),
+    "log_format": ("FLEETSCALE_LOG_FORMAT", "--log-format"),
+    "log_level": ("FLEETSCALE_LOG_LEVEL", "--log-level"),
+    "http_port": ("FLEETSCALE_HTTP_PORT", "--http-port"),
+    "peering": ("FLEETSCALE_PEERING", "--peering"),
+}
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value; the message is one line that names the variable or flag."""
+
+
+class Settings(BaseModel):
+    """The operator's settings after environment and flags are merged and validated."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prometheus_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    """Prometheus used by pools whose spec names no URL; None means such pools report an error."""
+    namespaces: tuple[str, ...] = ()
+    """Namespaces to watch; empty means the whole cluster."""
+    log_format: LogFormat = "json"
+    log_level: LogLevel = "INFO"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    """Port of the /metrics, /healthz and /readyz server; 0 picks a free port (tests)."""
+    peering: str = DEFAULT_PEERING_NAME
+    """kopf peering name for leader election between replicas; empty means standalone."""
+
+    @field_validator("namespaces")
+    @classmethod
+    def _valid_namespaces(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not _DNS_LABEL.fullmatch(name):
+                raise ValueError(f"{name!r} is not a valid namespace name (DNS-1123 label)")
+        return value
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespaces
+
+    @property
+    def standalone(self) -> bool:
+        return not self.peering
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for field_name, (variable, _flag) in _SOURCES.items():
+        raw = environ.get(variable)
+        if raw is None:
+            continue
+        raw = raw.strip()
+        if field_name == "namespaces":
+            values[field_name] = tuple(part.strip() for part in raw.split(",") if part.strip())
+        elif field_name == "prometheus_url":
+            values[field_name] = raw or None
+        elif field_name in ("log_format",):
+            values[field_name] = raw.lower()
+        elif field_name in ("log_level",):
+            values[field_name] = raw.upper()
+        else:
+            values[field_name] = raw
+    return values
+
+
+def load_settings(
+    environ: Mapping[str, str],
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings from the environment, then flags (``overrides``, None = not given).
+
+    Raises SettingsError with one line naming the offending variable or flag.
+    """
+    values = _from_env(environ)
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    if isinstance(given.get("namespaces"), Sequence):
+        given["namespaces"] = tuple(given["namespaces"])
+    if given.get("namespaces") == ():
+        del given["namespaces"]  # an empty repeatable flag means "not given"
+    values.update(given)
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as error:
+        raise SettingsError(_explain(error, given)) from None
+
+
+def _explain(error: ValidationError, flags_given: Mapping[str, Any]) -> str:
+    problems = []
+    for item in error.errors():
+        field_name = str(item["loc"][0]) if item["loc"] else ""
+        variable, flag = _SOURCES.get(field_name, (field_name, field_name))
+        source = flag if field_name in flags_given else variable
+        message = str(item["msg"]).removeprefix("Value error, ")
+        problems.append(f"{source}={item.get('input')!r}: {message}")
+    return "invalid setting: " + "; ".join(problems)
