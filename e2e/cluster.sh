@@ -1,0 +1,384 @@
+#!/usr/bin/env bash
+# The local e2e environment, without Docker: a real control plane (etcd,
+# kube-apiserver, kube-controller-manager, kube-scheduler) and kwok's fake GPU
+# nodes started by `kwokctl --runtime binary` from the binaries that
+# e2e/build-binaries.sh built, plus a real Prometheus (Debian's package)
+# scraping the simulated vLLM fleet exporter.
+#
+#   e2e/cluster.sh up                    everything below, then print `env`
+#   e2e/cluster.sh down                  stop everything, delete all state
+#   e2e/cluster.sh env                   export lines for the tests (eval them)
+#   e2e/cluster.sh status                what is running
+#   e2e/cluster.sh cluster up|down       the control plane alone
+#   e2e/cluster.sh nodes [COUNT]         (re)apply COUNT fake GPU nodes
+#   e2e/cluster.sh exporter start|stop   the fleet exporter alone
+#   e2e/cluster.sh prometheus start|stop Prometheus alone (same port each time)
+#
+# Settings (environment):
+#   FLEETSCALE_E2E_STATE      state dir (kubeconfig, logs, data)   [/tmp/fleetscale-e2e]
+#   FLEETSCALE_E2E_CLUSTER    kwokctl cluster name                  [fleetscale-e2e]
+#   FLEETSCALE_E2E_GPU_NODES  fake GPU nodes created by `up`        [2]
+#   FLEETSCALE_E2E_GPUS_PER_NODE                                    [8]
+#   FLEETSCALE_E2E_NODE_LABELS  extra node labels, comma-separated k=v
+#   FLEETSCALE_E2E_BUILD      0 = fail instead of building missing binaries [1]
+#   PYTHON                    Python with prometheus-client and kubernetes [python]
+#   PROMETHEUS_BIN            [/usr/bin/prometheus]
+set -euo pipefail
+
+E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+STATE="${FLEETSCALE_E2E_STATE:-${TMPDIR:-/tmp}/fleetscale-e2e}"
+CLUSTER="${FLEETSCALE_E2E_CLUSTER:-fleetscale-e2e}"
+PYTHON="${PYTHON:-python}"
+PROMETHEUS_BIN="${PROMETHEUS_BIN:-/usr/bin/prometheus}"
+KUBECONFIG_PATH="${STATE}/kubeconfig"
+LOGS="${STATE}/logs"
+# kwokctl keeps each cluster's files (pki, component configs, pids) here.
+export KWOK_WORKDIR="${STATE}/kwok"
+
+log() { printf '[cluster] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+eval "$("${E2E_DIR}/build-binaries.sh" --print)"
+# kwokctl looks kubectl up on PATH (and would download one otherwise).
+export PATH="${KUBE_BIN_DIR}:${KWOK_BIN_DIR}:${HELM_BIN_DIR}:${PATH}"
+
+ensure_binaries() {
+  if "${E2E_DIR}/build-binaries.sh" --check 2>/dev/null; then return; fi
+  [[ "${FLEETSCALE_E2E_BUILD:-1}" != "0" ]] || {
+    "${E2E_DIR}/build-binaries.sh" --check || true
+    die "binaries missing and FLEETSCALE_E2E_BUILD=0; run e2e/build-binaries.sh"
+  }
+  log "building missing binaries (cold machine: this takes a while)"
+  "${E2E_DIR}/build-binaries.sh" >&2
+}
+
+free_port() {
+  "${PYTHON}" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# ----------------------------------------------------------------- processes
+# Each background process has STATE/<name>.pid; it is only ever signalled
+# after checking that the pid still runs the expected command line.
+pid_alive() { # name pattern
+  local pidfile="${STATE}/$1.pid" pid
+  [[ -f "${pidfile}" ]] || return 1
+  pid="$(cat "${pidfile}")"
+  [[ -n "${pid}" && -r "/proc/${pid}/cmdline" ]] || return 1
+  tr '\0' ' ' <"/proc/${pid}/cmdline" | grep -q -- "$2"
+}
+
+stop_pid() { # name pattern
+  local pidfile="${STATE}/$1.pid" pid i
+  if pid_alive "$1" "$2"; then
+    pid="$(cat "${pidfile}")"
+    log "stopping $1 (pid ${pid})"
+    kill -TERM "${pid}" 2>/dev/null || true
+    for i in $(seq 1 100); do
+      [[ -d "/proc/${pid}" ]] || break
+      # a zombie of ours is gone for all purposes
+      grep -q '^State:.*Z' "/proc/${pid}/status" 2>/dev/null && break
+      sleep 0.1
+    done
+    if [[ -d "/proc/${pid}" ]] && ! grep -q '^State:.*Z' "/proc/${pid}/status" 2>/dev/null; then
+      log "$1 did not stop in 10s: SIGKILL"
+      kill -KILL "${pid}" 2>/dev/null || true
+    fi
+  fi
+  rm -f "${pidfile}"
+}
+
+start_bg() { # name logfile cmd...
+  local name="$1" logfile="$2"; shift 2
+  mkdir -p "$(dirname "${logfile}")"
+  setsid "$@" >>"${logfile}" 2>&1 </dev/null &
+  echo $! >"${STATE}/${name}.pid"
+}
+
+wait_http() { # url timeout_s what
+  local url="$1" timeout="$2" what="$3" start=${SECONDS}
+  until curl -fsS -o /dev/null --max-time 2 "${url}" 2>/dev/null; do
+    (( SECONDS - start < timeout )) || die "${what} not up after ${timeout}s (${url}); see ${LOGS}"
+    sleep 0.5
+  done
+}
+
+# ----------------------------------------------------------------- cluster
+# Options that have no kwokctl flag: listen on loopback only, and never look
+# for (or download) a kubectl other than ours.
+kwokctl_config() {
+  mkdir -p "${STATE}"
+  cat >"${STATE}/kwokctl.yaml" <<EOF
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+options:
+  bindAddress: 127.0.0.1
+  kubectlBinary: ${KUBE_BIN_DIR}/kubectl
+EOF
+  echo "${STATE}/kwokctl.yaml"
+}
+
+kwokctl_create_args() {
+  printf '%s\n' \
+    --config "$(kwokctl_config)" \
+    create cluster \
+    --name "${CLUSTER}" \
+    --runtime binary \
+    --kubeconfig "${KUBECONFIG_PATH}" \
+    --etcd-binary "${ETCD_BIN_DIR}/etcd" \
+    --kube-apiserver-binary "${KUBE_BIN_DIR}/kube-apiserver" \
+    --kube-controller-manager-binary "${KUBE_BIN_DIR}/kube-controller-manager" \
+    --kube-scheduler-binary "${KUBE_BIN_DIR}/kube-scheduler" \
+    --kwok-controller-binary "${KWOK_BIN_DIR}/kwok" \
+    --kube-authorization=true \
+    --kube-admission=true \
+    --quiet-pull \
+    --wait 3m
+}
+
+# Everything must come from the local cache: refuse to start if kwokctl would
+# download anything (a missing flag, a new kwokctl default, a missing kubectl).
+check_no_download() {
+  local args=() out
+  mapfile -t args < <(kwokctl_create_args)
+  out="$(kwokctl "${args[@]}" --dry-run 2>&1)" || die "kwokctl --dry-run failed: ${out}"
+  printf '%s\n' "${out}" >"${LOGS}/kwokctl-dry-run.txt"
+  if grep -Eiq 'https?://|# Download [^/]' <<<"${out}"; then
+    grep -Ein 'https?://|# Download [^/]' <<<"${out}" >&2 || true
+    die "kwokctl would download something (see above and ${LOGS}/kwokctl-dry-run.txt);" \
+      "every binary must come from e2e/build-binaries.sh"
+  fi
+  local bad
+  bad="$(grep -E '^# Download ' <<<"${out}" | grep -Ev "# Download (${KUBE_BIN_DIR}|${ETCD_BIN_DIR}|${KWOK_BIN_DIR})/" || true)"
+  [[ -z "${bad}" ]] || die "kwokctl would fetch binaries from unexpected places:"$'\n'"${bad}"
+}
+
+cluster_up() {
+  ensure_binaries
+  mkdir -p "${STATE}" "${LOGS}"
+  command -v curl >/dev/null || die "curl is required"
+  if kwokctl get clusters 2>/dev/null | grep -qx "${CLUSTER}"; then
+    log "cluster ${CLUSTER} exists; starting it if stopped"
+    kwokctl start cluster --name "${CLUSTER}" >&2 || true
+  else
+    check_no_download
+    local args=() start=${SECONDS}
+    mapfile -t args < <(kwokctl_create_args)
+    log "creating cluster ${CLUSTER} (kwokctl --runtime binary)"
+    kwokctl "${args[@]}" >"${LOGS}/kwokctl-create.log" 2>&1 || {
+      tail -n 40 "${LOGS}/kwokctl-create.log" >&2
+      die "kwokctl create cluster failed"
+    }
+    log "cluster created in $((SECONDS - start))s"
+  fi
+  wait_cluster_ready
+}
+
+kc() { kubectl --kubeconfig "${KUBECONFIG_PATH}" "$@"; }
+
+wait_cluster_ready() {
+  local start=${SECONDS}
+  until kc get --raw /readyz >/dev/null 2>&1; do
+    (( SECONDS - start < 120 )) || die "kube-apiserver not ready after 120s"
+    sleep 1
+  done
+  # The controller-manager is up once it has created the default ServiceAccount.
+  until kc -n default get serviceaccount default >/dev/null 2>&1; do
+    (( SECONDS - start < 180 )) || die "kube-controller-manager did not create the default ServiceAccount"
+    sleep 1
+  done
+  # The scheduler holds its leader lease once it runs.
+  until kc -n kube-system get lease kube-scheduler >/dev/null 2>&1; do
+    (( SECONDS - start < 180 )) || die "kube-scheduler did not take its lease"
+    sleep 1
+  done
+  log "cluster ready: $(kc version -o json 2>/dev/null | "${PYTHON}" -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])')"
+}
+
+cluster_down() {
+  if [[ -d "${KWOK_WORKDIR}/clusters/${CLUSTER}" ]]; then
+    if [[ -n "${FLEETSCALE_E2E_ARTIFACTS:-}" ]]; then
+      mkdir -p "${FLEETSCALE_E2E_ARTIFACTS}"
+      kwokctl export logs --name "${CLUSTER}" "${FLEETSCALE_E2E_ARTIFACTS}/kwokctl" >/dev/null 2>&1 || true
+    fi
+    log "deleting cluster ${CLUSTER}"
+    kwokctl delete cluster --name "${CLUSTER}" >&2 || log "kwokctl delete cluster failed; checking for leftovers"
+  fi
+  # Nothing started from this state dir may survive `down`.
+  local pid left=0
+  for pid in $(pgrep -f -- "${KWOK_WORKDIR}/clusters/${CLUSTER}/" || true); do
+    log "leftover process ${pid}: $(tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null | cut -c1-120)"
+    kill -KILL "${pid}" 2>/dev/null || true
+    left=1
+  done
+  [[ "${left}" == 0 ]] || log "killed leftover cluster processes"
+}
+
+nodes_apply() {
+  local count="${1:-${FLEETSCALE_E2E_GPU_NODES:-2}}" labels=() kv
+  IFS=',' read -r -a kvs <<<"${FLEETSCALE_E2E_NODE_LABELS:-}"
+  for kv in "${kvs[@]}"; do [[ -n "${kv}" ]] && labels+=(--label "${kv}"); done
+  "${PYTHON}" "${E2E_DIR}/gpu_nodes.py" --count "${count}" \
+    --gpus "${FLEETSCALE_E2E_GPUS_PER_NODE:-8}" "${labels[@]}" | kc apply -f - >&2
+  kc wait --for=condition=Ready node -l type=kwok --timeout=60s >&2
+}
+
+# ----------------------------------------------------------------- exporter
+exporter_start() {
+  mkdir -p "${STATE}" "${LOGS}"
+  if pid_alive exporter fleet_exporter.py; then log "exporter already running"; return; fi
+  local port
+  port="$(cat "${STATE}/exporter.port" 2>/dev/null || free_port)"
+  "${PYTHON}" -c 'import kubernetes, prometheus_client' 2>/dev/null \
+    || die "${PYTHON} lacks kubernetes/prometheus-client; use the project venv (PYTHON=.venv/bin/python)"
+  rm -f "${STATE}/exporter.port.ready"
+  KUBECONFIG="${KUBECONFIG_PATH}" start_bg exporter "${LOGS}/exporter.log" \
+    "${PYTHON}" "${E2E_DIR}/fleet_exporter.py" --port "${port}" --port-file "${STATE}/exporter.port.ready"
+  echo "${port}" >"${STATE}/exporter.port"
+  wait_http "http://127.0.0.1:${port}/healthz" 30 "fleet exporter"
+  log "fleet exporter on http://127.0.0.1:${port}"
+}
+
+exporter_stop() { stop_pid exporter fleet_exporter.py; }
+
+# ----------------------------------------------------------------- prometheus
+prometheus_config() {
+  local exporter_port="$1"
+  mkdir -p "${STATE}/prometheus/targets"
+  cat >"${STATE}/prometheus/prometheus.yml" <<EOF
+# Written by e2e/cluster.sh.
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: fleet
+    honor_labels: true
+    static_configs:
+      - targets: ["127.0.0.1:${exporter_port}"]
+  # Tests add targets (e.g. the operator's /metrics) by dropping JSON files here.
+  - job_name: e2e
+    honor_labels: true
+    file_sd_configs:
+      - files: ["${STATE}/prometheus/targets/*.json"]
+        refresh_interval: 1s
+EOF
+}
+
+prometheus_start() {
+  mkdir -p "${STATE}" "${LOGS}"
+  if pid_alive prometheus "${STATE}/prometheus/prometheus.yml"; then log "prometheus already running"; return; fi
+  [[ -x "${PROMETHEUS_BIN}" ]] || die "${PROMETHEUS_BIN} not found: apt-get install -y --no-install-recommends prometheus"
+  [[ -f "${STATE}/exporter.port" ]] || die "start the exporter first"
+  local port
+  port="$(cat "${STATE}/prometheus.port" 2>/dev/null || free_port)"
+  prometheus_config "$(cat "${STATE}/exporter.port")"
+  start_bg prometheus "${LOGS}/prometheus.log" "${PROMETHEUS_BIN}" \
+    --config.file="${STATE}/prometheus/prometheus.yml" \
+    --storage.tsdb.path="${STATE}/prometheus/data" \
+    --storage.tsdb.retention.time=1d \
+    --web.listen-address="127.0.0.1:${port}" \
+    --web.enable-lifecycle \
+    --log.level=warn
+  echo "${port}" >"${STATE}/prometheus.port"
+  wait_http "http://127.0.0.1:${port}/-/ready" 60 "prometheus"
+  log "prometheus on http://127.0.0.1:${port}"
+}
+
+prometheus_stop() { stop_pid prometheus "${STATE}/prometheus/prometheus.yml"; }
+
+wait_first_scrape() {
+  local url="http://127.0.0.1:$(cat "${STATE}/prometheus.port")" start=${SECONDS}
+  until curl -fsS --max-time 2 "${url}/api/v1/query?query=up%7Bjob%3D%22fleet%22%7D%3D%3D1" 2>/dev/null \
+      | grep -q '"value"'; do
+    (( SECONDS - start < 30 )) || die "prometheus has not scraped the fleet exporter after 30s"
+    sleep 0.5
+  done
+}
+
+# ----------------------------------------------------------------- env
+env_lines() {
+  [[ -f "${KUBECONFIG_PATH}" ]] || die "no cluster: run e2e/cluster.sh up"
+  local eport pport
+  eport="$(cat "${STATE}/exporter.port" 2>/dev/null || true)"
+  pport="$(cat "${STATE}/prometheus.port" 2>/dev/null || true)"
+  cat <<EOF
+export KUBECONFIG=${KUBECONFIG_PATH}
+export PATH=${KUBE_BIN_DIR}:${HELM_BIN_DIR}:\${PATH}
+export FLEETSCALE_E2E_PROMETHEUS_URL=http://127.0.0.1:${pport}
+export FLEETSCALE_E2E_EXPORTER_URL=http://127.0.0.1:${eport}
+export FLEETSCALE_E2E_PROMETHEUS_STOP='${E2E_DIR}/cluster.sh prometheus stop'
+export FLEETSCALE_E2E_PROMETHEUS_START='${E2E_DIR}/cluster.sh prometheus start'
+export FLEETSCALE_E2E_PROMETHEUS_TARGETS_DIR=${STATE}/prometheus/targets
+export FLEETSCALE_E2E_KUBECTL=${KUBE_BIN_DIR}/kubectl
+export FLEETSCALE_E2E_HELM=${HELM_BIN_DIR}/helm
+export FLEETSCALE_E2E_STATE=${STATE}
+EOF
+}
+
+status() {
+  local n
+  for n in exporter prometheus; do
+    if [[ -f "${STATE}/${n}.pid" ]] && [[ -d "/proc/$(cat "${STATE}/${n}.pid")" ]]; then
+      echo "${n}: running (pid $(cat "${STATE}/${n}.pid"), port $(cat "${STATE}/${n}.port" 2>/dev/null))"
+    else
+      echo "${n}: stopped"
+    fi
+  done
+  if [[ -f "${KUBECONFIG_PATH}" ]] && kc get --raw /readyz >/dev/null 2>&1; then
+    echo "cluster ${CLUSTER}: ready (KUBECONFIG=${KUBECONFIG_PATH})"
+    kc get nodes -o wide 2>/dev/null || true
+  else
+    echo "cluster ${CLUSTER}: not running"
+  fi
+}
+
+up() {
+  local start=${SECONDS}
+  cluster_up
+  nodes_apply
+  exporter_start
+  prometheus_start
+  wait_first_scrape
+  env_lines >"${STATE}/env"
+  log "up in $((SECONDS - start))s; env in ${STATE}/env"
+  env_lines
+}
+
+down() {
+  if [[ -n "${FLEETSCALE_E2E_ARTIFACTS:-}" && -d "${LOGS}" ]]; then
+    mkdir -p "${FLEETSCALE_E2E_ARTIFACTS}"
+    cp -r "${LOGS}" "${FLEETSCALE_E2E_ARTIFACTS}/" 2>/dev/null || true
+  fi
+  prometheus_stop
+  exporter_stop
+  cluster_down
+  rm -rf "${STATE}"
+  log "down: nothing left running, ${STATE} removed"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  env) env_lines ;;
+  status) status ;;
+  cluster)
+    case "${2:-}" in
+      up) cluster_up ;;
+      down) cluster_down ;;
+      *) die "usage: $0 cluster up|down" ;;
+    esac ;;
+  nodes) nodes_apply "${2:-}" ;;
+  exporter)
+    case "${2:-}" in
+      start) exporter_start ;;
+      stop) exporter_stop ;;
+      *) die "usage: $0 exporter start|stop" ;;
+    esac ;;
+  prometheus)
+    case "${2:-}" in
+      start) prometheus_start ;;
+      stop) prometheus_stop ;;
+      *) die "usage: $0 prometheus start|stop" ;;
+    esac ;;
+  *) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

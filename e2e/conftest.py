@@ -1,0 +1,159 @@
+"""Fixtures of the e2e suite: a real cluster, a real Prometheus, the fleet exporter.
+
+The suite is cluster-agnostic: it uses whatever the environment points at.
+
+    KUBECONFIG                          the cluster (local binaries or kind)
+    FLEETSCALE_E2E_PROMETHEUS_URL       Prometheus that scrapes the fleet exporter
+    FLEETSCALE_E2E_EXPORTER_URL         the fleet exporter (its /load control endpoint)
+    FLEETSCALE_E2E_PROMETHEUS_STOP      shell command that stops that Prometheus
+    FLEETSCALE_E2E_PROMETHEUS_START     shell command that starts it again (same URL)
+
+`e2e/cluster.sh up` starts all of it and `e2e/cluster.sh env` prints these lines.
+When one is missing the run stops with a message that says which, never skips.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e_support import (
+    E2E_DIR,
+    REQUIRED_ENV,
+    E2EEnv,
+    Exporter,
+    Kube,
+    Prometheus,
+    dns_label,
+    http,
+    vllm_deployment,
+    wait_until,
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).resolve().is_relative_to(E2E_DIR):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def e2e_env() -> E2EEnv:
+    missing = [f"  {k}: {v}" for k, v in REQUIRED_ENV.items() if not os.environ.get(k)]
+    if missing:
+        pytest.exit(
+            "the e2e suite needs a running environment; these variables are not set:\n"
+            + "\n".join(missing)
+            + '\nStart one with `e2e/cluster.sh up` and `eval "$(e2e/cluster.sh env)"`'
+            " (or e2e/kind/run.sh where Docker exists).",
+            returncode=3,
+        )
+    if not Path(os.environ["KUBECONFIG"]).is_file():
+        pytest.exit(f"KUBECONFIG={os.environ['KUBECONFIG']} does not exist", returncode=3)
+    return E2EEnv(
+        kubeconfig=os.environ["KUBECONFIG"],
+        prometheus_url=os.environ["FLEETSCALE_E2E_PROMETHEUS_URL"].rstrip("/"),
+        exporter_url=os.environ["FLEETSCALE_E2E_EXPORTER_URL"].rstrip("/"),
+        prometheus_stop=os.environ["FLEETSCALE_E2E_PROMETHEUS_STOP"],
+        prometheus_start=os.environ["FLEETSCALE_E2E_PROMETHEUS_START"],
+        prometheus_targets_dir=os.environ.get("FLEETSCALE_E2E_PROMETHEUS_TARGETS_DIR"),
+        kubectl=os.environ.get("FLEETSCALE_E2E_KUBECTL", "kubectl"),
+        helm=os.environ.get("FLEETSCALE_E2E_HELM", "helm"),
+    )
+
+
+@pytest.fixture(scope="session")
+def kube(e2e_env: E2EEnv) -> Kube:
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(config_file=e2e_env.kubeconfig)
+    k = Kube(
+        api=api,
+        core=client.CoreV1Api(api),
+        apps=client.AppsV1Api(api),
+        custom=client.CustomObjectsApi(api),
+        apiext=client.ApiextensionsV1Api(api),
+        rbac=client.RbacAuthorizationV1Api(api),
+        kubeconfig=e2e_env.kubeconfig,
+        kubectl_bin=e2e_env.kubectl,
+    )
+    try:
+        client.VersionApi(api).get_code(_request_timeout=10)
+    except Exception as e:
+        pytest.exit(f"the cluster in KUBECONFIG={e2e_env.kubeconfig} does not answer: {e}", 3)
+    return k
+
+
+@pytest.fixture
+def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards (not waited for)."""
+    from kubernetes import client
+
+    name = f"e2e-{dns_label(request.node.name, 40)}-{secrets.token_hex(3)}"
+    kube.core.create_namespace(
+        client.V1Namespace(
+            metadata=client.V1ObjectMeta(name=name, labels={"fleetscale.io/e2e": "true"})
+        )
+    )
+    wait_until(
+        lambda: (
+            kube.core.list_namespaced_service_account(
+                name, field_selector="metadata.name=default"
+            ).items
+        ),
+        30,
+        f"the default ServiceAccount in {name}",
+    )
+    yield name
+    kube.core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture
+def deploy_vllm(kube: Kube, namespace: str) -> Callable[..., dict[str, Any]]:
+    """Create a vLLM-like Deployment in the test's namespace."""
+
+    def create(name: str = "vllm", replicas: int = 1, gpus: int = 2, **kw: Any) -> dict[str, Any]:
+        doc = vllm_deployment(name, replicas=replicas, gpus=gpus, **kw)
+        kube.apps.create_namespaced_deployment(namespace, doc)
+        return doc
+
+    return create
+
+
+@pytest.fixture(scope="session")
+def exporter(e2e_env: E2EEnv) -> Exporter:
+    code, _ = http("GET", f"{e2e_env.exporter_url}/healthz")
+    if code != 200:
+        pytest.exit(f"fleet exporter at {e2e_env.exporter_url} does not answer ({code})", 3)
+    return Exporter(e2e_env.exporter_url)
+
+
+@pytest.fixture
+def fleet_load(exporter: Exporter) -> Iterator[Exporter]:
+    """The exporter, with every pool the test loaded forgotten afterwards."""
+    before = set(exporter.state())
+    yield exporter
+    for key in set(exporter.state()) - before:
+        ns, name = key.split("/", 1)
+        exporter.remove(ns, name)
+
+
+@pytest.fixture(scope="session")
+def prometheus(e2e_env: E2EEnv) -> Prometheus:
+    prom = Prometheus(e2e_env)
+    if not prom.ready():
+        pytest.exit(f"Prometheus at {prom.url} is not ready", 3)
+    return prom
+
+
+@pytest.fixture
+def prometheus_restarted(prometheus: Prometheus) -> Iterator[Prometheus]:
+    """Prometheus, started again after the test if the test stopped it."""
+    yield prometheus
+    if not prometheus.ready():
+        prometheus.start()
