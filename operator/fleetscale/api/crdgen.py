@@ -127,6 +127,11 @@ def _structural(
 
     out: JsonSchema = {}
     for key, value in node.items():
+        if key == "additionalProperties" and isinstance(value, dict):
+            # A map field (dict[str, X]) keeps its value schema; only `false` (closed models)
+            # is dropped, the API server prunes unknown fields anyway.
+            out[key] = _structural(value, defs, registry)
+            continue
         if key in _DROPPED_KEYS:
             continue
         if key in ("exclusiveMinimum", "exclusiveMaximum"):

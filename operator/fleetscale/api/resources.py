@@ -5,6 +5,7 @@ Role: the single list the CRD generator walks. Callers: ``fleetscale crd`` and t
 
 from __future__ import annotations
 
+from fleetscale.api import acceleratorpool as apool
 from fleetscale.api import inferencepool as ipool
 from fleetscale.api.crdgen import CrdSpec, PrinterColumn
 
@@ -38,4 +39,34 @@ INFERENCE_POOL = CrdSpec(
     ),
 )
 
-ALL_CRDS = (INFERENCE_POOL,)
+ACCELERATOR_POOL = CrdSpec(
+    kind=apool.KIND,
+    plural=apool.PLURAL,
+    singular=apool.SINGULAR,
+    scope="Cluster",
+    spec_model=apool.AcceleratorPoolSpec,
+    status_model=apool.AcceleratorPoolStatus,
+    description=(
+        "AcceleratorPool is a group of identical accelerator nodes that InferencePools draw "
+        "from. fleetscale plans its node count jointly with the replicas of every InferencePool "
+        "on it, higher priority first, and requests nodes before model pods go Pending."
+    ),
+    short_names=apool.SHORT_NAMES,
+    categories=apool.CATEGORIES,
+    printer_columns=(
+        PrinterColumn("Provider", ".status.provider", description="Node-pool backend"),
+        PrinterColumn("Resource", ".spec.resourceName", description="Accelerator", priority=1),
+        PrinterColumn("Per-Node", ".spec.acceleratorsPerNode", "integer", "Per node", priority=1),
+        PrinterColumn("Ready", ".status.readyNodes", "integer", "Ready nodes"),
+        PrinterColumn("Provisioning", ".status.provisioningNodes", "integer", "Nodes coming"),
+        PrinterColumn("Desired", ".status.desiredNodes", "integer", "Desired nodes"),
+        PrinterColumn("Max", ".spec.nodes.max", "integer", "Max nodes"),
+        PrinterColumn("In-Use", ".status.acceleratorsInUse", "integer", "Accelerators in use"),
+        PrinterColumn(
+            "Reason", ".status.lastDecisionReason", description="Last decision", priority=1
+        ),
+        PrinterColumn("Age", ".metadata.creationTimestamp", "date"),
+    ),
+)
+
+ALL_CRDS = (INFERENCE_POOL, ACCELERATOR_POOL)

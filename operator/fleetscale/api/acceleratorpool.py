@@ -1,0 +1,326 @@
+"""The AcceleratorPool resource: a group of identical accelerator nodes shared by InferencePools.
+
+Role: the typed, validated form of ``acceleratorpools.fleetscale.io`` (cluster-scoped): which
+backend adds and removes its nodes (``provider``), the labels that identify them, how many
+accelerators each node has, node bounds and the two timers (scale-down delay, provisioning
+timeout); and its status (node counts, the allocation per InferencePool, the planner's memory,
+conditions). The same models generate the CRD schema. Callers: the AcceleratorPool controller
+(parse spec, render status), the joint capacity planner (reads the spec), the node-pool
+providers (read their own provider block), the CRD generator.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from fleetscale.api.base import ApiModel, Condition
+
+KIND = "AcceleratorPool"
+PLURAL = "acceleratorpools"
+SINGULAR = "acceleratorpool"
+SHORT_NAMES = ("apool",)
+CATEGORIES = ("fleetscale",)
+
+DEFAULT_RESOURCE_NAME = "nvidia.com/gpu"
+# The label every node of a pool carries when no other labels are given (and that the kwok
+# provider always sets), so `kubectl get nodes -l fleetscale.io/accelerator-pool=h100` works.
+POOL_LABEL = "fleetscale.io/accelerator-pool"
+
+TaintEffect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+TolerationOperator = Literal["Exists", "Equal"]
+
+# A qualified label key: optional DNS-subdomain prefix and a slash, then a name.
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+
+
+class Taint(ApiModel):
+    """A node taint (core/v1 Taint without timeAdded)."""
+
+    key: str = Field(min_length=1, max_length=316)
+    """Taint key."""
+    value: str = Field(default="", max_length=63)
+    """Taint value."""
+    effect: TaintEffect
+    """NoSchedule, PreferNoSchedule or NoExecute."""
+
+
+class Toleration(ApiModel):
+    """A pod toleration (core/v1 Toleration without tolerationSeconds)."""
+
+    key: str | None = Field(default=None, max_length=316)
+    """Taint key to tolerate; empty with operator Exists tolerates every taint."""
+    operator: TolerationOperator = "Equal"
+    """Exists or Equal."""
+    value: str | None = Field(default=None, max_length=63)
+    """Value to match with operator Equal."""
+    effect: TaintEffect | None = None
+    """Effect to match; empty matches all effects."""
+
+
+class KwokProvider(ApiModel):
+    """Fake nodes managed by kwok: simulation, demos and end-to-end tests."""
+
+    name_prefix: str | None = Field(default=None, min_length=1, max_length=200)
+    """Prefix of the created Node names (default: the AcceleratorPool's name)."""
+    cpu: str = Field(default="96", min_length=1, max_length=32)
+    """CPU capacity of each fake node."""
+    memory: str = Field(default="1Ti", min_length=1, max_length=32)
+    """Memory capacity of each fake node."""
+    pods: int = Field(default=110, ge=1, le=10000)
+    """Pod capacity of each fake node."""
+    taints: tuple[Taint, ...] = Field(default=(), max_length=32)
+    """Taints of each fake node besides kwok.x-k8s.io/node=fake:NoSchedule, which every kwok
+    node carries so only pods that tolerate it land there."""
+
+
+class ClusterApiProvider(ApiModel):
+    """A Cluster API MachineDeployment, scaled through its /scale subresource."""
+
+    machine_deployment: str = Field(min_length=1, max_length=253)
+    """Name of the MachineDeployment."""
+    namespace: str = Field(min_length=1, max_length=63)
+    """Namespace of the MachineDeployment."""
+
+
+class PlaceholderProvider(ApiModel):
+    """Low-priority placeholder pods that make the cluster's own autoscaler (Cluster Autoscaler,
+    Karpenter) provision nodes ahead of the model pods, which then preempt them."""
+
+    namespace: str = Field(default="fleetscale-system", min_length=1, max_length=63)
+    """Namespace of the placeholder Deployment."""
+    priority_class_name: str = Field(default="fleetscale-placeholder", min_length=1, max_length=253)
+    """PriorityClass of the placeholder pods; created if missing, with priorityValue."""
+    priority_value: int = Field(default=-10, ge=-1000000000, le=0)
+    """Priority of that class: below every model pod, so the model pods preempt placeholders."""
+    image: str = Field(default="registry.k8s.io/pause:3.10", min_length=1, max_length=1024)
+    """Image of the placeholder container (it only sleeps)."""
+    tolerations: tuple[Toleration, ...] = Field(default=(), max_length=32)
+    """Tolerations of the placeholder pods, e.g. for the accelerator nodes' taints."""
+
+
+class EksProvider(ApiModel):
+    """An Amazon EKS managed node group (extra `fleetscale[eks]`)."""
+
+    cluster_name: str = Field(min_length=1, max_length=100)
+    """EKS cluster name."""
+    nodegroup_name: str = Field(min_length=1, max_length=63)
+    """Managed node group name."""
+    region: str | None = Field(default=None, min_length=1, max_length=32)
+    """AWS region (default: the SDK's default chain)."""
+
+
+class GkeProvider(ApiModel):
+    """A Google Kubernetes Engine node pool (extra `fleetscale[gke]`)."""
+
+    project: str = Field(min_length=1, max_length=63)
+    """Google Cloud project id."""
+    location: str = Field(min_length=1, max_length=63)
+    """Region or zone of the cluster."""
+    cluster: str = Field(min_length=1, max_length=63)
+    """Cluster name."""
+    node_pool: str = Field(min_length=1, max_length=63)
+    """Node pool name."""
+
+
+class AksProvider(ApiModel):
+    """An Azure Kubernetes Service agent pool (extra `fleetscale[aks]`)."""
+
+    subscription_id: str = Field(min_length=1, max_length=64)
+    """Azure subscription id."""
+    resource_group: str = Field(min_length=1, max_length=90)
+    """Resource group of the managed cluster."""
+    cluster_name: str = Field(min_length=1, max_length=63)
+    """Managed cluster name."""
+    agent_pool: str = Field(min_length=1, max_length=12)
+    """Agent pool name."""
+
+
+ProviderKind = Literal["kwok", "clusterAPI", "placeholder", "eks", "gke", "aks"]
+
+
+class ProviderSpec(ApiModel):
+    """Which backend adds and removes the pool's nodes. Exactly one must be set."""
+
+    cel_rules: ClassVar[tuple[tuple[str, str], ...]] = (
+        (
+            "[has(self.kwok), has(self.clusterAPI), has(self.placeholder), has(self.eks), "
+            "has(self.gke), has(self.aks)].filter(x, x).size() == 1",
+            "provider must set exactly one of kwok, clusterAPI, placeholder, eks, gke, aks",
+        ),
+    )
+
+    kwok: KwokProvider | None = None
+    """Fake nodes managed by kwok."""
+    cluster_api: ClusterApiProvider | None = Field(default=None, alias="clusterAPI")
+    """A Cluster API MachineDeployment."""
+    placeholder: PlaceholderProvider | None = None
+    """Placeholder pods for clusters run by Cluster Autoscaler or Karpenter."""
+    eks: EksProvider | None = None
+    """An EKS managed node group."""
+    gke: GkeProvider | None = None
+    """A GKE node pool."""
+    aks: AksProvider | None = None
+    """An AKS agent pool."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ProviderSpec:
+        blocks = (self.kwok, self.cluster_api, self.placeholder, self.eks, self.gke, self.aks)
+        if sum(block is not None for block in blocks) != 1:
+            raise ValueError(self.cel_rules[0][1])
+        return self
+
+    @property
+    def kind(self) -> ProviderKind:
+        """The wire name of the chosen backend."""
+        if self.kwok is not None:
+            return "kwok"
+        if self.cluster_api is not None:
+            return "clusterAPI"
+        if self.placeholder is not None:
+            return "placeholder"
+        if self.eks is not None:
+            return "eks"
+        if self.gke is not None:
+            return "gke"
+        return "aks"
+
+
+class NodeBounds(ApiModel):
+    """Hard bounds on the number of nodes in the pool."""
+
+    cel_rules: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("self.min <= self.max", "nodes.min must be less than or equal to nodes.max"),
+    )
+
+    min: int = Field(default=0, ge=0, le=10000)
+    """Fewest nodes ever kept."""
+    max: int = Field(ge=1, le=10000)
+    """Most nodes ever requested; reaching it caps replicas (ScalingLimited, MaxNodes)."""
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> NodeBounds:
+        if self.min > self.max:
+            raise ValueError(self.cel_rules[0][1])
+        return self
+
+
+class AcceleratorPoolSpec(ApiModel):
+    """A group of identical accelerator nodes that InferencePools draw from."""
+
+    provider: ProviderSpec
+    """The backend that adds and removes nodes."""
+    node_labels: dict[str, str] = Field(min_length=1, max_length=32)
+    """Labels that identify the pool's nodes (all must match). Providers that create nodes or
+    pods put them there: kwok sets them on its nodes, placeholder pods select them."""
+    resource_name: str = Field(
+        default=DEFAULT_RESOURCE_NAME, min_length=1, max_length=253, pattern=r"^[^/]+/[^/]+$"
+    )
+    """Extended resource that counts as one accelerator: nvidia.com/gpu, amd.com/gpu,
+    google.com/tpu, aws.amazon.com/neuron, ..."""
+    accelerators_per_node: int = Field(ge=1, le=1024)
+    """Accelerators on each node of the pool."""
+    nodes: NodeBounds
+    """Bounds on nodes."""
+    scale_down_delay_seconds: int = Field(default=600, ge=0, le=86400)
+    """An empty node waits this long before it is released (no flapping on short dips)."""
+    provisioning_timeout_seconds: int = Field(default=900, ge=30, le=86400)
+    """A requested node not Ready by then counts as failed capacity: not expected any more,
+    reported (condition, Event) and, once it exists and is empty, released."""
+
+    @model_validator(mode="after")
+    def _label_keys_valid(self) -> AcceleratorPoolSpec:
+        bad = [key for key in self.node_labels if not _LABEL_KEY.match(key)]
+        if bad:
+            raise ValueError(f"nodeLabels: invalid label keys {bad}")
+        return self
+
+
+class PoolAllocation(ApiModel):
+    """What one InferencePool asked of the pool and what it was granted."""
+
+    namespace: str
+    """Namespace of the InferencePool."""
+    name: str
+    """Name of the InferencePool."""
+    priority: int
+    """Its priority (higher is served first and sheds last)."""
+    accelerators_per_replica: int = Field(ge=0)
+    """Accelerators one replica needs."""
+    desired_replicas: int = Field(ge=0)
+    """Replicas its demand asks for."""
+    granted_replicas: int = Field(ge=0)
+    """Replicas the pool will hold for it once provisioning finishes (within nodes.max)."""
+    max_replicas: int = Field(ge=0)
+    """Replicas it may run now (on Ready nodes): the cap handed to its replica planner."""
+    accelerators: int = Field(ge=0)
+    """Accelerators granted (grantedReplicas x acceleratorsPerReplica)."""
+    reason: str
+    """CapacityAvailable, MaxNodes, NodesProvisioning or ProvisioningFailed."""
+    message: str = ""
+    """The limit in plain words."""
+    seconds_until_more: float | None = None
+    """Expected seconds until provisioning nodes are Ready, when waiting for them."""
+
+
+class EmptyNode(ApiModel):
+    """A Ready node that hosts no workload pod, and since when."""
+
+    name: str
+    """Node name."""
+    since: datetime
+    """When it was first seen empty."""
+
+
+class AcceleratorPoolStatus(ApiModel):
+    """What the operator observed and decided; also the planner's memory across restarts."""
+
+    observed_generation: int | None = None
+    """The .metadata.generation last reconciled."""
+    provider: str | None = None
+    """The backend in use."""
+    nodes: int | None = None
+    """Nodes the provider currently has requested (including ones not yet registered)."""
+    ready_nodes: int | None = None
+    """Ready nodes."""
+    provisioning_nodes: int | None = None
+    """Nodes requested and expected, not Ready yet."""
+    failed_nodes: int | None = None
+    """Nodes not Ready within provisioningTimeoutSeconds."""
+    desired_nodes: int | None = None
+    """Nodes the operator wants."""
+    accelerators: int | None = None
+    """Accelerators on Ready nodes."""
+    accelerators_in_use: int | None = None
+    """Accelerators requested by pods on Ready nodes."""
+    allocations: tuple[PoolAllocation, ...] = ()
+    """Per InferencePool: demand, grant and cap, highest priority first."""
+    empty_nodes: tuple[EmptyNode, ...] = ()
+    """Empty Ready nodes and since when (for scaleDownDelaySeconds)."""
+    failed_node_names: tuple[str, ...] = ()
+    """Nodes already reported as failed (the ProvisioningFailed Event is posted once)."""
+    scale_up_requested_at: datetime | None = None
+    """When nodes were last requested (to time out nodes that never register)."""
+    last_scale_time: datetime | None = None
+    """When the node count was last changed."""
+    last_decision_reason: str | None = None
+    """Reason of the last decision (CamelCase)."""
+    last_decision_message: str | None = None
+    """The last decision in plain words."""
+    conditions: tuple[Condition, ...] = ()
+    """Ready, ScalingLimited, ProviderError."""
+
+
+class AcceleratorPool(ApiModel):
+    """An AcceleratorPool object as read from the API server (metadata kept loosely)."""
+
+    model_config = ApiModel.model_config | {"extra": "ignore"}
+
+    spec: AcceleratorPoolSpec
+    status: AcceleratorPoolStatus = Field(default_factory=AcceleratorPoolStatus)
