@@ -40,9 +40,11 @@ imports: venv ## import-linter contracts (pure planner, independent adapters)
 
 crds: venv ## Regenerate crds/ and the chart's copy from the models
 	$(PY) -m fleetscale crd --write crds
+	$(PY) -m fleetscale crd --write charts/fleetscale/crds
 
 crd-check: venv ## Fail when crds/ differs from the models
 	$(PY) -m fleetscale crd --check crds
+	$(PY) -m fleetscale crd --check charts/fleetscale/crds
 
 unit: venv ## Unit and integration tests (no cluster)
 	$(VENV)/bin/pytest tests
@@ -53,3 +55,17 @@ test: test-fast ## The full suite, as CI runs it
 
 clean: ## Remove the virtual environments and caches
 	rm -rf $(VENV) $(TOOLS_DIR) .mypy_cache .pytest_cache .ruff_cache
+
+# Helm chart and container image. helm comes from e2e/build-binaries.sh (or FLEETSCALE_HELM).
+HELM ?= $(or $(FLEETSCALE_HELM),$(shell bash e2e/build-binaries.sh --print 2>/dev/null | sed -n 's/^HELM_BIN_DIR=//p')/helm)
+IMAGE ?= fleetscale:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+.PHONY: chart-lint hadolint image
+
+chart-lint: venv ## helm lint --strict, render and validate the chart (tests/chart)
+	FLEETSCALE_HELM=$(HELM) $(VENV)/bin/pytest tests/chart
+
+hadolint: venv ## Lint the Dockerfile
+	$(VENV)/bin/hadolint Dockerfile
+
+image: ## Build the operator image (needs docker or podman; set DOCKER=podman)
+	$(or $(DOCKER),docker) build -t $(IMAGE) .

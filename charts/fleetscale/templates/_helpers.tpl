@@ -1,0 +1,188 @@
+{{/*
+Names, labels and small computed values shared by every template of the chart.
+*/}}
+
+{{- define "fleetscale.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name: the release name, unless it already contains the chart name; 63 characters at most
+(the DNS label limit of Service names).
+*/}}
+{{- define "fleetscale.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "fleetscale.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The recommended app.kubernetes.io labels, on every object. */}}
+{{- define "fleetscale.labels" -}}
+helm.sh/chart: {{ include "fleetscale.chart" . }}
+{{ include "fleetscale.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: fleetscale
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* The labels that select the operator's pods; never change them after a release. */}}
+{{- define "fleetscale.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "fleetscale.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "fleetscale.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "fleetscale.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "fleetscale.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when the operator watches the whole cluster, "" when it watches listed namespaces. */}}
+{{- define "fleetscale.clusterwide" -}}
+{{- if not .Values.operator.watchNamespaces }}true{{- end }}
+{{- end }}
+
+{{/* Namespace of the placeholder pods of the placeholder node provider. */}}
+{{- define "fleetscale.placeholderNamespace" -}}
+{{- default .Release.Namespace .Values.providers.placeholder.namespace }}
+{{- end }}
+
+{{/*
+RBAC rules, split by where they apply. docs/rbac.md says which code path calls each one; the
+chart tests fail when a rule is added that the operator does not call.
+
+Rules on namespaced resources of the watched namespaces: in a ClusterRole when the operator
+watches the whole cluster, in a Role of each watched namespace otherwise.
+*/}}
+{{- define "fleetscale.rules.watched" -}}
+# InferencePools: kopf lists and watches them, patches finalizers and its annotations; the
+# controller reads them and writes their status.
+- apiGroups: ["fleetscale.io"]
+  resources: ["inferencepools"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["fleetscale.io"]
+  resources: ["inferencepools/status"]
+  verbs: ["get", "patch"]
+# Scale targets: the pod template (accelerators per replica) and readyReplicas, then the size
+# through /scale.
+- apiGroups: ["apps"]
+  resources: ["deployments", "statefulsets"]
+  verbs: ["get"]
+- apiGroups: ["apps"]
+  resources: ["deployments/scale", "statefulsets/scale"]
+  verbs: ["get", "patch"]
+{{- range .Values.rbac.extraScaleTargets }}
+- apiGroups: [{{ .apiGroup | quote }}]
+  resources: [{{ .resource | quote }}]
+  verbs: ["get"]
+- apiGroups: [{{ .apiGroup | quote }}]
+  resources: [{{ printf "%s/scale" .resource | quote }}]
+  verbs: ["get", "patch"]
+{{- end }}
+# Ready pods of a target whose kind reports no readyReplicas.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
+# Events that explain each decision (kopf posts its own too).
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+# The shed-load ConfigMap that gateways read.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "create", "patch"]
+{{- with .Values.prometheus.secretNames }}
+# Only the named Secrets: Prometheus bearer tokens and CA bundles that pools reference.
+- apiGroups: [""]
+  resources: ["secrets"]
+  resourceNames: {{ toJson . }}
+  verbs: ["get"]
+{{- end }}
+{{- end }}
+
+{{/* Cluster-scoped rules, always in a ClusterRole. */}}
+{{- define "fleetscale.rules.cluster" -}}
+# kopf's resource scanning: it notices CRDs installed after the operator started.
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["list", "watch"]
+# AcceleratorPools (cluster-scoped): GPU node pools shared by InferencePools.
+- apiGroups: ["fleetscale.io"]
+  resources: ["acceleratorpools"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["fleetscale.io"]
+  resources: ["acceleratorpools/status"]
+  verbs: ["get", "patch"]
+{{- if include "fleetscale.clusterwide" . }}
+# Leader election between the replicas (kopf peering, cluster-wide).
+- apiGroups: ["kopf.dev"]
+  resources: ["clusterkopfpeerings"]
+  verbs: ["get", "list", "watch", "patch"]
+{{- else }}
+# kopf resolves the watched namespaces (names only).
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}
+{{- if .Values.providers.kwok.enabled }}
+# kwok provider: fake GPU nodes are created and deleted as Node objects; pods show which
+# nodes are empty.
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
+{{- end }}
+{{- if .Values.providers.clusterAPI.enabled }}
+# Cluster API provider: size of a MachineDeployment through /scale; empty Machines are
+# annotated for deletion first.
+- apiGroups: ["cluster.x-k8s.io"]
+  resources: ["machinedeployments"]
+  verbs: ["get"]
+- apiGroups: ["cluster.x-k8s.io"]
+  resources: ["machinedeployments/scale"]
+  verbs: ["get", "patch"]
+- apiGroups: ["cluster.x-k8s.io"]
+  resources: ["machines"]
+  verbs: ["list", "patch"]
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
+{{- if .Values.providers.placeholder.enabled }}
+# Placeholder provider: the low-priority PriorityClass of the placeholder pods.
+- apiGroups: ["scheduling.k8s.io"]
+  resources: ["priorityclasses"]
+  verbs: ["get", "create"]
+{{- end }}
+{{- end }}
+
+{{/* Rules of the placeholder provider inside its own namespace. */}}
+{{- define "fleetscale.rules.placeholder" -}}
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch", "create", "delete"]
+{{- end }}
