@@ -90,10 +90,6 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
             values[field_name] = tuple(part.strip() for part in raw.split(",") if part.strip())
         elif field_name == "prometheus_url":
             values[field_name] = raw or None
-        elif field_name in ("log_format",):
-            values[field_name] = raw.lower()
-        elif field_name in ("log_level",):
-            values[field_name] = raw.upper()
         else:
             values[field_name] = raw
     return values
@@ -114,6 +110,10 @@ def load_settings(
     if given.get("namespaces") == ():
         del given["namespaces"]  # an empty repeatable flag means "not given"
     values.update(given)
+    if isinstance(values.get("log_format"), str):
+        values["log_format"] = values["log_format"].lower()
+    if isinstance(values.get("log_level"), str):
+        values["log_level"] = values["log_level"].upper()
     try:
         return Settings.model_validate(values)
     except ValidationError as error:

@@ -1,0 +1,253 @@
+"""The kopf side of the operator: login, startup/cleanup, and one daemon per InferencePool.
+
+Role: wire kopf to ``reconcile``. Handlers here only parse what kopf hands over, call
+``reconcile``, write the status patch it returns and keep the loop going; every decision,
+Event and metric is made in ``controller.reconcile``. Callers: ``fleetscale run`` (through
+``run_operator``) and the integration tests (through kopf's ``KopfRunner`` with
+``build_registry``'s registry).
+
+Why a daemon per pool, not ``kopf.timer``: a timer's interval is fixed when the handler is
+registered, but ``spec.pollIntervalSeconds`` is per object and may change at any time. A
+daemon is started once per object and sees the live body, so each loop iteration re-reads
+the interval, and a spec change (mode, metrics, bounds) applies at the next tick without a
+restart and without losing the in-flight tick. Ticks are aligned to wall-clock multiples of
+the interval (``next_tick``), so pools with the same interval wake together and the signals
+adapter can answer one PromQL once per tick for all of them. Each daemon reconciles at once
+when it starts (a new pool or a restarted operator does not wait a whole interval).
+
+kopf's daemons require a finalizer (kopf adds ``kopf.zalando.org/KopfFinalizerMarker``) so
+that a deleted pool's daemon is stopped before the object goes; its series are then removed
+from /metrics. With peering enabled (the default), only the active replica runs daemons; a
+standby replica's daemons start when the active one's lease lapses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+import kubernetes.client
+
+from fleetscale.api.base import GROUP, VERSION
+from fleetscale.api.inferencepool import PLURAL, InferencePoolSpec
+from fleetscale.controller.kube import (
+    KubernetesStatusWriter,
+    PoolGone,
+    StatusWriter,
+    connection_info,
+    load_configuration,
+)
+from fleetscale.controller.reconcile import Dependencies, PoolRef, reconcile
+from fleetscale.logs import get_logger
+from fleetscale.metrics import HealthServer, OperatorMetrics
+from fleetscale.settings import Settings
+
+DependenciesFactory = Callable[
+    [kubernetes.client.ApiClient, Settings, OperatorMetrics], Dependencies
+]
+
+_DEFAULT_POLL_INTERVAL_SECONDS = InferencePoolSpec.model_fields["poll_interval_seconds"].default
+
+
+def next_tick(now: float, interval_seconds: float) -> float:
+    """The next wall-clock multiple of the interval strictly after ``now``."""
+    return (math.floor(now / interval_seconds) + 1) * interval_seconds
+
+
+def current_tick(now: float, interval_seconds: float) -> float:
+    """The wall-clock multiple of the interval at or before ``now``."""
+    return math.floor(now / interval_seconds) * interval_seconds
+
+
+def poll_interval_seconds(raw_spec: Mapping[str, Any] | None) -> int:
+    """The interval from a raw spec; the default when absent or invalid (reconcile says why)."""
+    value = (raw_spec or {}).get("pollIntervalSeconds", _DEFAULT_POLL_INTERVAL_SECONDS)
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 3600:
+        return value
+    return int(_DEFAULT_POLL_INTERVAL_SECONDS)
+
+
+@dataclass
+class OperatorRuntime:
+    """What the handlers share: built before kopf starts, completed by the startup handler."""
+
+    settings: Settings
+    dependencies_factory: DependenciesFactory
+    configuration_factory: Callable[[], kubernetes.client.Configuration] = load_configuration
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    clock: Callable[[], float] = time.time
+    status_writer_factory: Callable[[kubernetes.client.ApiClient], StatusWriter] = (
+        KubernetesStatusWriter
+    )
+    deps: Dependencies | None = None
+    status_writer: StatusWriter | None = None
+    api_client: kubernetes.client.ApiClient | None = None
+    health_server: HealthServer | None = None
+    started: bool = False
+    _configuration: kubernetes.client.Configuration | None = None
+
+    def configuration(self) -> kubernetes.client.Configuration:
+        if self._configuration is None:
+            self._configuration = self.configuration_factory()
+        return self._configuration
+
+    async def start(self) -> None:
+        self.api_client = kubernetes.client.ApiClient(self.configuration())
+        self.deps = self.dependencies_factory(self.api_client, self.settings, self.metrics)
+        self.status_writer = self.status_writer_factory(self.api_client)
+        self.health_server = HealthServer(
+            self.metrics,
+            self.settings.http_port,
+            is_alive=lambda: True,  # answering at all proves the event loop is not stuck
+            is_ready=lambda: self.started,
+        )
+        await self.health_server.start()
+        self.started = True
+
+    async def stop(self) -> None:
+        self.started = False
+        if self.deps is not None:
+            await self.deps.signals.close()
+        if self.health_server is not None:
+            await self.health_server.stop()
+        if self.api_client is not None:
+            await asyncio.to_thread(self.api_client.close)
+
+
+def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
+    """kopf's settings for fleetscale."""
+    operator_settings = kopf.OperatorSettings()
+    # fleetscale posts its own Events with plain-words messages; kopf's would duplicate them.
+    operator_settings.posting.level = logging.WARNING
+    if settings.peering:
+        operator_settings.peering.name = settings.peering
+        operator_settings.peering.standalone = False
+    else:
+        operator_settings.peering.standalone = True
+    # A daemon stopped mid-tick finishes its API calls rather than being cut off.
+    operator_settings.process.ultimate_exiting_timeout = 30
+    return operator_settings
+
+
+def build_registry(runtime: OperatorRuntime) -> kopf.OperatorRegistry:
+    """A kopf registry with fleetscale's handlers bound to ``runtime`` (no global state)."""
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return connection_info(runtime.configuration())
+
+    @kopf.on.startup(registry=registry)
+    async def startup(**_: Any) -> None:
+        await runtime.start()
+        port = runtime.health_server.bound_port if runtime.health_server else None
+        get_logger("fleetscale.operator").info(
+            "operator_started",
+            http_port=port,
+            namespaces=list(runtime.settings.namespaces) or "all",
+            peering=runtime.settings.peering or "standalone",
+        )
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        await runtime.stop()
+
+    @kopf.daemon(
+        GROUP,
+        VERSION,
+        PLURAL,
+        id="pool",
+        registry=registry,
+        cancellation_timeout=30,
+    )
+    async def pool_daemon(
+        stopped: kopf.DaemonStopped,
+        namespace: str | None,
+        name: str,
+        body: kopf.Body,
+        **_: Any,
+    ) -> None:
+        # InferencePools are namespaced; the API server never sends one without a namespace.
+        await run_pool_loop(runtime, namespace or "", name, body, stopped)
+
+    return registry
+
+
+async def run_pool_loop(
+    runtime: OperatorRuntime,
+    namespace: str,
+    name: str,
+    body: Mapping[str, Any],
+    stopped: Any,
+) -> None:
+    """Reconcile one pool at every tick until kopf stops the daemon."""
+    log = get_logger("fleetscale.daemon", namespace=namespace, pool=name)
+    # The status we last wrote, and the resourceVersion the live body had just before the
+    # write: until the watch delivers a newer body, ours is the truth (no stale re-reads).
+    written_status: Mapping[str, Any] | None = None
+    version_before_write: str | None = None
+    tick = current_tick(runtime.clock(), poll_interval_seconds(body.get("spec")))
+    try:
+        while not stopped:
+            deps, writer = runtime.deps, runtime.status_writer
+            if deps is None or writer is None:  # startup has not finished; kopf orders it first
+                await stopped.wait(0.1)
+                continue
+            metadata = body.get("metadata", {})
+            live_version = metadata.get("resourceVersion")
+            raw_status = body.get("status")
+            if written_status is not None and live_version == version_before_write:
+                raw_status = written_status
+            pool = PoolRef(
+                namespace=namespace,
+                name=name,
+                uid=metadata.get("uid"),
+                generation=metadata.get("generation"),
+            )
+            result = await reconcile(
+                pool, dict(body.get("spec") or {}), raw_status, deps, runtime.clock(), tick
+            )
+            if result.patch:
+                try:
+                    await writer.patch_status(namespace, name, result.patch)
+                    written_status, version_before_write = result.status, live_version
+                except PoolGone:
+                    break
+                except Exception as error:  # retried at the next tick with the same diff
+                    log.warning(
+                        "status_write_failed", reason="StatusWriteFailed", detail=str(error)
+                    )
+                    deps.metrics.reconcile_errors_total.labels(
+                        namespace, name, "StatusWriteFailed"
+                    ).inc()
+            now = runtime.clock()
+            tick = next_tick(now, poll_interval_seconds(body.get("spec")))
+            await stopped.wait(max(0.0, tick - now))
+    finally:
+        reason = stopped.reason
+        if reason is not None and reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
+            runtime.metrics.forget_pool(namespace, name)
+            if runtime.deps is not None:
+                runtime.deps.published_flags.pop((namespace, name), None)
+            log.info("pool_forgotten", reason="Deleted")
+
+
+def run_operator(settings: Settings, dependencies_factory: DependenciesFactory) -> int:
+    """Run the operator until SIGINT/SIGTERM (``fleetscale run``)."""
+    runtime = OperatorRuntime(settings=settings, dependencies_factory=dependencies_factory)
+    registry = build_registry(runtime)
+    kopf.run(
+        registry=registry,
+        settings=kopf_settings(settings),
+        standalone=settings.standalone,
+        peering_name=settings.peering or None,
+        namespaces=list(settings.namespaces),
+        clusterwide=settings.clusterwide,
+    )
+    return 0

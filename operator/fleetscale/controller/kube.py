@@ -1,0 +1,93 @@
+"""The controller's own Kubernetes I/O: credentials for both clients, and status writes.
+
+Role: load the cluster credentials once (in-cluster ServiceAccount, else KUBECONFIG) into one
+``kubernetes.client.Configuration`` that feeds both kopf's aiohttp client (through a login
+handler) and the official client the adapters use, so the two never disagree about which
+cluster they talk to. Write an InferencePool's status as a JSON merge patch through the
+``/status`` subresource. Callers: ``controller.handlers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import kopf
+import kubernetes.client
+import kubernetes.config
+from kubernetes.client.exceptions import ApiException
+
+from fleetscale.api.base import GROUP, VERSION
+from fleetscale.api.inferencepool import PLURAL
+
+
+class PoolGone(Exception):  # noqa: N818  (reads as what happened)
+    """The InferencePool was deleted between the tick and the status write."""
+
+
+class StatusWriter(Protocol):
+    """Writes an InferencePool's status subresource."""
+
+    async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        """Apply ``patch`` (JSON merge patch of .status). Raises PoolGone if deleted."""
+        ...
+
+
+class KubernetesStatusWriter:
+    """StatusWriter through the official client (synchronous, run in a thread)."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+        self._api = kubernetes.client.CustomObjectsApi(api_client)
+
+    async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        try:
+            await asyncio.to_thread(
+                self._api.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"status": dict(patch)},
+            )
+        except ApiException as error:
+            if error.status == 404:
+                raise PoolGone(f"InferencePool {namespace}/{name} no longer exists") from error
+            raise
+
+
+def load_configuration() -> kubernetes.client.Configuration:
+    """Cluster credentials: the pod's ServiceAccount when in a cluster, else KUBECONFIG."""
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
+        )
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
+        )
+    return configuration
+
+
+def connection_info(configuration: kubernetes.client.Configuration) -> kopf.ConnectionInfo:
+    """The same credentials in the form kopf's own client takes."""
+    header = configuration.get_api_key_with_prefix(
+        "BearerToken"
+    ) or configuration.get_api_key_with_prefix("authorization")
+    parts = header.split(" ", 1) if header else []
+    scheme, token = (
+        (None, None) if not parts else (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+    )
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        username=configuration.username or None,
+        password=configuration.password or None,
+        scheme=scheme,
+        token=token,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )

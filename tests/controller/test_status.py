@@ -1,0 +1,118 @@
+"""Status as memory: the planner's state survives a round trip, conditions move honestly."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st_
+
+from fleetscale.api.inferencepool import InferencePoolStatus
+from fleetscale.controller import status as st
+from fleetscale.planner.types import PlannerState, ShedState, TimedDelta, TimedReplicas
+
+NOW = 1_800_000_000.0
+
+epochs = st_.floats(min_value=1_600_000_000, max_value=2_000_000_000).map(
+    lambda value: round(value, 3)  # the precision ticks have in practice
+)
+
+
+@given(
+    recommendations=st_.lists(
+        st_.builds(TimedReplicas, time=epochs, replicas=st_.integers(0, 10_000)), max_size=20
+    ),
+    scale_events=st_.lists(
+        st_.builds(TimedDelta, time=epochs, delta=st_.integers(-100, 100)), max_size=10
+    ),
+    last_scale_time=st_.none() | epochs,
+    shed_since=epochs,
+    shed_active=st_.booleans(),
+)
+def test_planner_state_round_trips_through_the_wire(
+    recommendations: list[TimedReplicas],
+    scale_events: list[TimedDelta],
+    last_scale_time: float | None,
+    shed_since: float,
+    shed_active: bool,
+) -> None:
+    state = PlannerState(
+        recommendations=tuple(recommendations),
+        scale_events=tuple(scale_events),
+        shed=ShedState(active=shed_active, since=shed_since, reason="QueueOverThreshold"),
+        last_scale_time=last_scale_time,
+    )
+    status = InferencePoolStatus(
+        shed_load=st.shed_status(state.shed, 30), **st.history_fields(state)
+    )
+    # Through JSON, as the API server stores it.
+    restored_status, problem = st.parse_status(status.to_wire())
+    assert problem is None
+    restored = st.planner_state_from_status(restored_status, dry_run=False)
+
+    assert [entry.replicas for entry in restored.recommendations] == [
+        entry.replicas for entry in state.recommendations
+    ]
+    for before, after in zip(state.recommendations, restored.recommendations, strict=True):
+        assert after.time == pytest.approx(before.time, abs=1e-6)
+    for before_delta, after_delta in zip(state.scale_events, restored.scale_events, strict=True):
+        assert after_delta.delta == before_delta.delta
+        assert after_delta.time == pytest.approx(before_delta.time, abs=1e-6)
+    assert (restored.last_scale_time is None) == (last_scale_time is None)
+    assert restored.shed.active == shed_active
+    assert restored.shed.since == pytest.approx(shed_since, abs=1e-6)
+
+
+def test_foreign_status_fields_are_ignored_and_garbage_starts_fresh() -> None:
+    status, problem = st.parse_status({"kopf": {"progress": {}}, "desiredReplicas": 3})
+    assert problem is None
+    assert status.desired_replicas == 3
+
+    status, problem = st.parse_status({"recommendations": [{"time": "yesterday"}]})
+    assert status == InferencePoolStatus()
+    assert problem is not None
+    assert "recommendations.0" in problem
+
+
+def test_transition_time_moves_only_when_status_flips() -> None:
+    conditions = st.set_condition((), "Ready", True, "Active", "ok", NOW, 1)
+    first = conditions[0].last_transition_time
+    assert first == datetime.fromtimestamp(NOW, tz=UTC)
+
+    conditions = st.set_condition(conditions, "Ready", True, "Active", "still ok", NOW + 60, 2)
+    assert conditions[0].last_transition_time == first
+    assert (conditions[0].message, conditions[0].observed_generation) == ("still ok", 2)
+
+    conditions = st.set_condition(conditions, "Ready", False, "TargetNotFound", "x", NOW + 90, 2)
+    assert conditions[0].last_transition_time == datetime.fromtimestamp(NOW + 90, tz=UTC)
+
+
+def test_conditions_keep_a_stable_order() -> None:
+    conditions = st.set_condition((), "ShedLoad", False, "NotLimited", "", NOW, 1)
+    conditions = st.set_condition(conditions, "Ready", True, "Active", "", NOW, 1)
+    conditions = st.set_condition(conditions, "Custom", True, "Other", "", NOW, 1)
+    assert [condition.type for condition in conditions] == ["Ready", "ShedLoad", "Custom"]
+
+
+@pytest.mark.parametrize(
+    ("current", "desired", "patch"),
+    [
+        pytest.param({"replicas": 1}, {"replicas": 1}, {}, id="equal"),
+        pytest.param({"replicas": 1}, {"replicas": 2}, {"replicas": 2}, id="changed"),
+        pytest.param(
+            {"observed": {"queueDepth": 1, "sampledAt": 2}},
+            {"observed": {"queueDepth": 1}},
+            {"observed": {"sampledAt": None}},
+            id="nested-removed",
+        ),
+        pytest.param({"desiredReplicas": 3}, {}, {"desiredReplicas": None}, id="removed"),
+        pytest.param({"kopf": {"x": 1}}, {}, {}, id="foreign-left-alone"),
+        pytest.param(None, {"replicas": 2}, {"replicas": 2}, id="no-status-yet"),
+        pytest.param(
+            {"conditions": [1, 2]}, {"conditions": [1]}, {"conditions": [1]}, id="list-replaced"
+        ),
+    ],
+)
+def test_merge_patch(current: dict | None, desired: dict, patch: dict) -> None:
+    assert st.merge_patch(current, desired) == patch
