@@ -1,0 +1,70 @@
+"""Step 1 of the replica pipeline: decide whether a metric reading may be used at ``now``.
+
+Role: the adapters report what Prometheus answered (a value with its timestamp, or a
+``MetricProblem``); only the planner owns the clock, so only it decides staleness. A reading is
+usable when it has no problem, a finite, non-negative value and a timestamp no older than
+``maxStalenessSeconds``. A sample stamped slightly in the future (clock skew between Prometheus
+and the operator) counts as fresh. Callers: ``pipeline.plan``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from fleetscale.planner.text import number, seconds
+from fleetscale.planner.types import MetricProblem, MetricReading
+
+
+@dataclass(frozen=True)
+class ReadingCheck:
+    """A reading judged at one instant: its value when usable, else the problem and why."""
+
+    value: float | None
+    problem: MetricProblem | None
+    message: str
+
+    @property
+    def usable(self) -> bool:
+        return self.problem is None
+
+
+def check_reading(
+    reading: MetricReading | None,
+    *,
+    signal: str,
+    now: float,
+    max_staleness_seconds: float,
+    unit: str = "",
+) -> ReadingCheck:
+    """Judge one reading; ``signal`` names it in the message ("queue depth")."""
+
+    def bad(problem: MetricProblem, why: str) -> ReadingCheck:
+        return ReadingCheck(value=None, problem=problem, message=f"{signal}: {why}")
+
+    if reading is None:
+        return bad(MetricProblem.NO_DATA, "no reading was taken")
+    if reading.problem is not None:
+        detail = f" ({reading.detail})" if reading.detail else ""
+        return bad(reading.problem, f"{reading.problem.value}{detail}")
+    if reading.value is None:
+        return bad(MetricProblem.NO_DATA, "the query returned no value")
+    if not math.isfinite(reading.value):
+        return bad(MetricProblem.NOT_A_NUMBER, f"the value is {reading.value}")
+    if reading.value < 0:
+        return bad(MetricProblem.NEGATIVE, f"the value {number(reading.value)} is below zero")
+    if reading.sampled_at is None:
+        # Without a timestamp the age is unknown; an unknown age cannot be trusted as fresh.
+        return bad(MetricProblem.STALE, "the sample has no timestamp")
+    age_seconds = now - reading.sampled_at
+    if age_seconds > max_staleness_seconds:
+        return bad(
+            MetricProblem.STALE,
+            f"the newest sample is {seconds(age_seconds)} old, older than "
+            f"maxStalenessSeconds {seconds(max_staleness_seconds)}",
+        )
+    return ReadingCheck(
+        value=reading.value,
+        problem=None,
+        message=f"{signal} {number(reading.value)}{unit} ({seconds(max(age_seconds, 0))} old)",
+    )
