@@ -1,0 +1,331 @@
+"""PrometheusSignalSource against a real HTTP server speaking Prometheus's query API."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from fleetscale.planner.types import MetricProblem, MetricReading
+from fleetscale.signals.base import MetricQuery, PrometheusEndpoint
+from fleetscale.signals.prometheus import PrometheusSignalSource
+from support.prometheus_server import PrometheusServer, make_tls
+
+QUEUE = 'sum(vllm:num_requests_waiting{model="llama"})'
+GPU = 'avg(DCGM_FI_DEV_GPU_UTIL{model="llama"})'
+TICK = 1_800_000_000.0
+SAMPLED_AT = 1_799_999_990.5
+
+
+@pytest.fixture
+async def prometheus() -> AsyncIterator[PrometheusServer]:
+    async with PrometheusServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def source() -> AsyncIterator[PrometheusSignalSource]:
+    signal_source = PrometheusSignalSource()
+    yield signal_source
+    await signal_source.close()
+
+
+def at(server: PrometheusServer, promql: str, **endpoint: object) -> MetricQuery:
+    return MetricQuery(PrometheusEndpoint(url=server.url, **endpoint), promql)  # type: ignore[arg-type]
+
+
+async def read_one(
+    source: PrometheusSignalSource, query: MetricQuery, tick: float = TICK
+) -> MetricReading:
+    return (await source.read([query], tick))[query]
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected_value", "expected_problem", "detail_part"),
+    [
+        pytest.param(lambda s: s.set_value(QUEUE, 12, SAMPLED_AT), 12.0, None, "", id="vector"),
+        pytest.param(lambda s: s.set_value(QUEUE, 0, SAMPLED_AT), 0.0, None, "", id="zero"),
+        pytest.param(lambda s: s.set_scalar(QUEUE, 3.25, SAMPLED_AT), 3.25, None, "", id="scalar"),
+        pytest.param(
+            lambda s: s.set_empty(QUEUE), None, MetricProblem.NO_DATA, "no series", id="empty"
+        ),
+        pytest.param(
+            lambda s: s.set_series(QUEUE, [({"pod": "a"}, 1), ({"pod": "b"}, 2)], SAMPLED_AT),
+            None,
+            MetricProblem.MULTIPLE_SERIES,
+            '2 series ({pod="a"}, {pod="b"})',
+            id="several-series",
+        ),
+        pytest.param(
+            lambda s: s.set_series(QUEUE, [({"pod": str(i)}, i) for i in range(5)], SAMPLED_AT),
+            None,
+            MetricProblem.MULTIPLE_SERIES,
+            "and 2 more",
+            id="many-series-shortened",
+        ),
+        pytest.param(
+            lambda s: s.set_value(QUEUE, math.nan, SAMPLED_AT),
+            None,
+            MetricProblem.NOT_A_NUMBER,
+            "NaN",
+            id="nan",
+        ),
+        pytest.param(
+            lambda s: s.set_value(QUEUE, math.inf, SAMPLED_AT),
+            None,
+            MetricProblem.NOT_A_NUMBER,
+            "+Inf",
+            id="infinity",
+        ),
+        pytest.param(
+            lambda s: s.set_value(QUEUE, -1, SAMPLED_AT),
+            None,
+            MetricProblem.NEGATIVE,
+            "below zero",
+            id="negative",
+        ),
+        pytest.param(
+            lambda s: s.set_matrix(QUEUE, {"pod": "a"}, [(SAMPLED_AT, 1)]),
+            None,
+            MetricProblem.QUERY_FAILED,
+            "range vector",
+            id="range-vector",
+        ),
+        pytest.param(
+            lambda s: s.set_error(QUEUE, status=400, error='parse error at char 5: unexpected "}"'),
+            None,
+            MetricProblem.QUERY_FAILED,
+            'HTTP 400: bad_data: parse error at char 5: unexpected "}"',
+            id="bad-query",
+        ),
+        pytest.param(
+            lambda s: s.set_error(
+                QUEUE, status=503, error_type="unavailable", error="shutting down"
+            ),
+            None,
+            MetricProblem.QUERY_FAILED,
+            "HTTP 503: unavailable: shutting down",
+            id="unavailable",
+        ),
+        pytest.param(
+            lambda s: s.set_raw(QUEUE, 502, b"<html>Bad Gateway</html>"),
+            None,
+            MetricProblem.QUERY_FAILED,
+            "HTTP 502: <html>Bad Gateway</html>",
+            id="proxy-error-page",
+        ),
+    ],
+)
+async def test_answers_are_classified(
+    prometheus: PrometheusServer,
+    source: PrometheusSignalSource,
+    answer: object,
+    expected_value: float | None,
+    expected_problem: MetricProblem | None,
+    detail_part: str,
+) -> None:
+    answer(prometheus)  # type: ignore[operator]
+    reading = await read_one(source, at(prometheus, QUEUE))
+    assert reading.problem == expected_problem
+    assert reading.value == expected_value
+    assert detail_part in reading.detail
+    if expected_problem is None:
+        assert reading.sampled_at == SAMPLED_AT
+        assert reading.usable
+
+
+async def test_sampled_at_is_what_prometheus_reported(
+    prometheus: PrometheusServer, source: PrometheusSignalSource
+) -> None:
+    prometheus.set_value(QUEUE, 4)  # the server stamps the sample with its evaluation time
+    before = time.time()
+    reading = await read_one(source, at(prometheus, QUEUE))
+    assert reading.sampled_at is not None
+    assert before - 1 <= reading.sampled_at <= time.time() + 1
+
+
+async def test_slow_answer_times_out_within_the_endpoint_timeout(
+    prometheus: PrometheusServer, source: PrometheusSignalSource
+) -> None:
+    prometheus.set_value(QUEUE, 1, SAMPLED_AT)
+    prometheus.set_delay(QUEUE, 2.0)
+    started = time.monotonic()
+    reading = await read_one(source, at(prometheus, QUEUE, timeout_seconds=0.2))
+    assert time.monotonic() - started < 1.5
+    assert reading.problem is MetricProblem.QUERY_FAILED
+    assert "did not answer in time" in reading.detail
+
+
+async def test_unreachable_prometheus_is_a_failed_reading(source: PrometheusSignalSource) -> None:
+    server = PrometheusServer()
+    await server.start()
+    url = server.url
+    await server.stop()  # the port is now closed
+    query = MetricQuery(PrometheusEndpoint(url=url, timeout_seconds=2), QUEUE)
+    reading = await read_one(source, query)
+    assert reading.problem is MetricProblem.QUERY_FAILED
+    assert "cannot connect" in reading.detail
+
+
+async def test_bearer_token_is_sent_and_required() -> None:
+    async with PrometheusServer(bearer_token="s3cret") as prometheus:
+        prometheus.set_value(QUEUE, 7, SAMPLED_AT)
+        source = PrometheusSignalSource()
+        try:
+            without = await read_one(source, at(prometheus, QUEUE), tick=TICK)
+            wrong = await read_one(source, at(prometheus, QUEUE, bearer_token="nope"), tick=TICK)
+            right = await read_one(source, at(prometheus, QUEUE, bearer_token="s3cret"), tick=TICK)
+        finally:
+            await source.close()
+    assert without.problem is MetricProblem.QUERY_FAILED
+    assert "HTTP 401" in without.detail
+    assert wrong.problem is MetricProblem.QUERY_FAILED
+    assert right == MetricReading.ok(7.0, SAMPLED_AT)
+    assert [r.authorization for r in prometheus.requests] == [None, "Bearer nope", "Bearer s3cret"]
+
+
+async def test_token_is_not_printed_in_endpoint_repr() -> None:
+    endpoint = PrometheusEndpoint(url="https://prom", bearer_token="s3cret", ca_pem="PEM")
+    assert "s3cret" not in repr(endpoint)
+    assert "PEM" not in repr(endpoint)
+
+
+async def test_tls_with_the_endpoint_ca() -> None:
+    tls = make_tls()
+    other_ca = make_tls(common_name="someone-else").ca_pem
+    async with PrometheusServer(tls=tls) as prometheus:
+        assert prometheus.url.startswith("https://")
+        prometheus.set_value(QUEUE, 9, SAMPLED_AT)
+        source = PrometheusSignalSource()
+        try:
+            trusted = await read_one(source, at(prometheus, QUEUE, ca_pem=tls.ca_pem))
+            untrusted = await read_one(source, at(prometheus, QUEUE, ca_pem=other_ca))
+            system_roots = await read_one(source, at(prometheus, QUEUE))
+        finally:
+            await source.close()
+    assert trusted == MetricReading.ok(9.0, SAMPLED_AT)
+    for reading in (untrusted, system_roots):
+        assert reading.problem is MetricProblem.QUERY_FAILED
+        assert "TLS verification failed" in reading.detail
+    assert prometheus.query_count(QUEUE) == 1  # the failed handshakes never reached the handler
+
+
+async def test_concurrent_reads_of_one_query_and_tick_share_one_call(
+    prometheus: PrometheusServer, source: PrometheusSignalSource
+) -> None:
+    prometheus.set_value(QUEUE, 5, SAMPLED_AT)
+    prometheus.set_delay(QUEUE, 0.2)  # keeps the first call in flight while the others arrive
+    query = at(prometheus, QUEUE)
+    readings = await asyncio.gather(*(source.read([query], TICK) for _ in range(10)))
+    assert prometheus.query_count(QUEUE) == 1
+    assert all(r[query] == MetricReading.ok(5.0, SAMPLED_AT) for r in readings)
+
+
+async def test_equal_queries_from_several_pools_share_one_call(
+    prometheus: PrometheusServer, source: PrometheusSignalSource
+) -> None:
+    prometheus.set_value(QUEUE, 5, SAMPLED_AT)
+    # Two pools build equal queries independently: equal values, distinct objects.
+    first, second = at(prometheus, QUEUE), at(prometheus, QUEUE)
+    readings = await source.read([first, second], TICK)
+    assert prometheus.query_count(QUEUE) == 1
+    assert readings[first] == readings[second] == MetricReading.ok(5.0, SAMPLED_AT)
+
+
+async def test_a_later_read_in_the_same_tick_reuses_the_answer(
+    prometheus: PrometheusServer, source: PrometheusSignalSource
+) -> None:
+    prometheus.set_value(QUEUE, 5, SAMPLED_AT)
+    first = await read_one(source, at(prometheus, QUEUE))
+    prometheus.set_value(QUEUE, 6, SAMPLED_AT)
+    second = await read_one(source, at(prometheus, QUEUE))
+    assert first == second
+    assert prometheus.query_count(QUEUE) == 1
+
+
+async def test_each_tick_queries_again(
+    prometheus: PrometheusServer, source: PrometheusSignalSource
+) -> None:
+    prometheus.set_value(QUEUE, 5, SAMPLED_AT)
+    first = await read_one(source, at(prometheus, QUEUE), tick=TICK)
+    prometheus.set_value(QUEUE, 6, SAMPLED_AT + 15)
+    second = await read_one(source, at(prometheus, QUEUE), tick=TICK + 15)
+    assert (first.value, second.value) == (5.0, 6.0)
+    assert prometheus.query_count(QUEUE) == 2
+
+
+async def test_same_promql_on_different_endpoints_is_queried_on_each() -> None:
+    async with PrometheusServer() as one, PrometheusServer() as two:
+        one.set_value(QUEUE, 1, SAMPLED_AT)
+        two.set_value(QUEUE, 2, SAMPLED_AT)
+        on_one, on_two = at(one, QUEUE), at(two, QUEUE)
+        source = PrometheusSignalSource()
+        try:
+            readings = await source.read([on_one, on_two], TICK)
+        finally:
+            await source.close()
+    assert [readings[on_one].value, readings[on_two].value] == [1.0, 2.0]
+    assert (one.query_count(QUEUE), two.query_count(QUEUE)) == (1, 1)
+
+
+async def test_distinct_queries_run_concurrently(
+    prometheus: PrometheusServer, source: PrometheusSignalSource
+) -> None:
+    promqls = [f"sum(queue_{i})" for i in range(4)]
+    for promql in promqls:
+        prometheus.set_value(promql, 1, SAMPLED_AT)
+        prometheus.set_delay(promql, 0.4)
+    started = time.monotonic()
+    readings = await source.read([at(prometheus, q) for q in promqls], TICK)
+    assert time.monotonic() - started < 1.2  # 4 x 0.4 s in sequence would be 1.6 s
+    assert all(r.usable for r in readings.values())
+
+
+async def test_one_failing_query_does_not_spoil_the_others(
+    prometheus: PrometheusServer, source: PrometheusSignalSource
+) -> None:
+    prometheus.set_value(QUEUE, 3, SAMPLED_AT)
+    prometheus.set_error(GPU, status=422, error_type="execution", error="query timed out")
+    readings = await source.read([at(prometheus, QUEUE), at(prometheus, GPU)], TICK)
+    assert readings[at(prometheus, QUEUE)] == MetricReading.ok(3.0, SAMPLED_AT)
+    assert readings[at(prometheus, GPU)].problem is MetricProblem.QUERY_FAILED
+
+
+async def test_only_recent_ticks_are_remembered(prometheus: PrometheusServer) -> None:
+    prometheus.set_value(QUEUE, 5, SAMPLED_AT)
+    source = PrometheusSignalSource(recent_ticks=2)
+    try:
+        for tick in (TICK, TICK + 15, TICK + 30):
+            await read_one(source, at(prometheus, QUEUE), tick=tick)
+        assert prometheus.query_count(QUEUE) == 3
+        await read_one(source, at(prometheus, QUEUE), tick=TICK + 30)  # still remembered
+        assert prometheus.query_count(QUEUE) == 3
+        await read_one(source, at(prometheus, QUEUE), tick=TICK)  # forgotten: asked again
+        assert prometheus.query_count(QUEUE) == 4
+    finally:
+        await source.close()
+
+
+async def test_a_cancelled_reader_does_not_cancel_the_shared_call(
+    prometheus: PrometheusServer, source: PrometheusSignalSource
+) -> None:
+    prometheus.set_value(QUEUE, 8, SAMPLED_AT)
+    prometheus.set_delay(QUEUE, 0.3)
+    query = at(prometheus, QUEUE)
+    impatient = asyncio.create_task(source.read([query], TICK))
+    patient = asyncio.create_task(source.read([query], TICK))
+    await asyncio.sleep(0.1)
+    impatient.cancel()
+    assert (await patient)[query] == MetricReading.ok(8.0, SAMPLED_AT)
+    assert impatient.cancelled()
+    assert prometheus.query_count(QUEUE) == 1
+
+
+async def test_closed_source_refuses_reads(prometheus: PrometheusServer) -> None:
+    source = PrometheusSignalSource()
+    await source.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await source.read([at(prometheus, QUEUE)], TICK)
