@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -12,7 +16,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pytest
 import yaml
@@ -224,3 +228,227 @@ class Prometheus:
     def start(self) -> None:
         subprocess.run(self._start, shell=True, check=True, timeout=120)
         wait_until(self.ready, 60, "Prometheus to start")
+
+
+# --------------------------------------------------------------------------- the operator
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def service_account_kubeconfig(
+    kube: Kube, namespace: str, name: str, path: Path, hours: int = 4
+) -> Path:
+    """A kubeconfig that authenticates as a ServiceAccount (a TokenRequest token)."""
+    from kubernetes import client
+
+    token = kube.core.create_namespaced_service_account_token(
+        name,
+        namespace,
+        client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=hours * 3600)
+        ),
+    ).status.token
+    admin = yaml.safe_load(Path(kube.kubeconfig).read_text())
+    ctx_name = admin.get("current-context") or admin["contexts"][0]["name"]
+    ctx = next(c["context"] for c in admin["contexts"] if c["name"] == ctx_name)
+    cluster = next(c["cluster"] for c in admin["clusters"] if c["name"] == ctx["cluster"])
+    user = f"system:serviceaccount:{namespace}:{name}"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "e2e", "cluster": cluster}],
+                "users": [{"name": user, "user": {"token": token}}],
+                "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": user}}],
+                "current-context": "e2e",
+            }
+        )
+    )
+    path.chmod(0o600)
+    return path
+
+
+class Operator(Protocol):
+    """What the scenarios need from the operator, wherever it runs."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def kill(self) -> None: ...
+    def restart(self) -> None: ...
+    def metrics(self) -> str: ...
+    def logs(self) -> str: ...
+
+
+class OperatorProcess:
+    """`python -m fleetscale run` as a local process (the binary-runtime cluster).
+
+    It watches the given namespaces only, so every test has an operator of its
+    own, and authenticates with ``kubeconfig`` (the chart's ServiceAccount).
+    """
+
+    def __init__(
+        self,
+        kubeconfig: Path | str,
+        prometheus_url: str,
+        namespaces: list[str],
+        log_path: Path,
+        python: str = sys.executable,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.kubeconfig = str(kubeconfig)
+        self.prometheus_url = prometheus_url
+        self.namespaces = namespaces
+        self.log_path = log_path
+        self.python = python
+        self.extra_env = extra_env or {}
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "KUBECONFIG": self.kubeconfig,
+            "FLEETSCALE_PROMETHEUS_URL": self.prometheus_url,
+            "FLEETSCALE_NAMESPACES": ",".join(self.namespaces),
+            "FLEETSCALE_LOG_FORMAT": "json",
+            "FLEETSCALE_HTTP_PORT": str(self.port),
+            # One operator per test namespace: no leader election between them.
+            "FLEETSCALE_PEERING": "",
+            "PYTHONPATH": str(REPO_ROOT / "operator"),
+            **self.extra_env,
+        }
+        with self.log_path.open("ab") as log:
+            log.write(f"--- start {time.strftime('%H:%M:%S')} port {self.port}\n".encode())
+            self.proc = subprocess.Popen(
+                [self.python, "-m", "fleetscale", "run"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        proc = self.proc
+
+        def healthy() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(
+                    f"operator exited with {proc.returncode}:\n{self.logs()[-3000:]}"
+                )
+            try:
+                return http("GET", f"{self.url}/healthz", timeout=1)[0] == 200
+            except OSError:
+                return False
+
+        deadline = time.monotonic() + 60
+        while not healthy():
+            if time.monotonic() > deadline:
+                pytest.fail(f"operator not healthy after 60s:\n{self.logs()[-3000:]}")
+            time.sleep(0.3)
+
+    def _signal(self, sig: int, timeout: float) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+            pytest.fail(f"operator did not exit within {timeout:.0f}s of signal {sig}")
+
+    def stop(self) -> None:
+        self._signal(signal.SIGTERM, 30)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL, 10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def metrics(self) -> str:
+        code, body = http("GET", f"{self.url}/metrics")
+        assert code == 200, f"operator /metrics: {code}"
+        return body.decode()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class OperatorInCluster:
+    """The chart's Deployment (kind): the operator is already running, cluster-wide."""
+
+    selector = "app.kubernetes.io/name=fleetscale"
+
+    def __init__(self, kube: Kube, namespace: str) -> None:
+        self.kube = kube
+        self.namespace = namespace
+
+    def _deployment(self) -> str:
+        deps = self.kube.apps.list_namespaced_deployment(
+            self.namespace, label_selector=self.selector
+        ).items
+        assert len(deps) == 1, f"expected one operator Deployment in {self.namespace}"
+        name: str = deps[0].metadata.name
+        return name
+
+    def _rollout(self) -> None:
+        self.kube.kubectl(
+            "-n",
+            self.namespace,
+            "rollout",
+            "status",
+            f"deployment/{self._deployment()}",
+            "--timeout=180s",
+        )
+
+    def start(self) -> None:
+        self._rollout()
+
+    def stop(self) -> None:
+        """Nothing to stop: the Deployment keeps it running."""
+
+    def kill(self) -> None:
+        self.kube.kubectl(
+            "-n",
+            self.namespace,
+            "delete",
+            "pod",
+            "-l",
+            self.selector,
+            "--grace-period=0",
+            "--force",
+            "--wait=false",
+        )
+
+    def restart(self) -> None:
+        self.kube.kubectl(
+            "-n", self.namespace, "rollout", "restart", f"deployment/{self._deployment()}"
+        )
+        self._rollout()
+
+    def metrics(self) -> str:
+        svc = self._deployment()
+        proc = self.kube.kubectl(
+            "get", "--raw", f"/api/v1/namespaces/{self.namespace}/services/{svc}:http-metrics/proxy/metrics"
+        )
+        return proc.stdout
+
+    def logs(self) -> str:
+        proc = self.kube.kubectl(
+            "-n", self.namespace, "logs", "-l", self.selector, "--tail=-1", "--prefix", check=False
+        )
+        return proc.stdout + proc.stderr
