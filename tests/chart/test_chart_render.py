@@ -1,0 +1,327 @@
+"""The Helm chart lints strictly and renders valid, locked-down manifests for every values case.
+
+Rendered objects are validated against the OpenAPI spec of the pinned Kubernetes version
+(closed objects: an unknown field is an error, as with `kubectl apply --validate=strict`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from chartkit import (
+    CHART,
+    KUBE_VERSION,
+    MATRIX,
+    RELEASE,
+    RELEASE_NAMESPACE,
+    REPO,
+    KubeSchemas,
+    by_kind,
+    crd_schema_errors,
+    one,
+    operator_container,
+    render,
+    run_helm,
+    values_file,
+)
+
+RECOMMENDED_LABELS = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/managed-by",
+)
+
+
+@pytest.mark.parametrize("values", MATRIX)
+def test_helm_lint_strict_passes(values: dict[str, Any], tmp_path: Path) -> None:
+    result = run_helm(
+        "lint", "--strict", "--kube-version", KUBE_VERSION, "--values",
+        str(values_file(values, tmp_path)),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[WARNING]" not in result.stdout
+    assert "[ERROR]" not in result.stdout
+
+
+@pytest.mark.parametrize("values", MATRIX)
+def test_rendered_objects_are_valid_kubernetes_objects(values: dict[str, Any]) -> None:
+    schemas = KubeSchemas.load()
+    crds = {
+        doc["spec"]["names"]["kind"]: doc
+        for path in sorted((CHART / "crds").glob("*.yaml"))
+        for doc in [yaml.safe_load(path.read_text(encoding="utf-8"))]
+    }
+    problems: dict[str, list[str]] = {}
+    for obj in render(values):
+        name = f"{obj['kind']}/{obj['metadata']['name']}"
+        if schemas.knows(obj["apiVersion"], obj["kind"]):
+            errors = schemas.errors(obj)
+        elif obj["kind"] in crds:
+            errors = crd_schema_errors(crds[obj["kind"]], obj)
+        elif obj["kind"] == "ServiceMonitor":
+            continue  # prometheus-operator's CRD is not ours to ship; checked field by field below
+        else:
+            errors = [f"no schema for {obj['apiVersion']} {obj['kind']}"]
+        if errors:
+            problems[name] = errors
+    assert not problems, json.dumps(problems, indent=2)
+
+
+@pytest.mark.parametrize("values", MATRIX)
+def test_every_object_carries_the_recommended_labels(values: dict[str, Any]) -> None:
+    for obj in render(values):
+        labels = obj["metadata"].get("labels", {})
+        missing = [label for label in RECOMMENDED_LABELS if label not in labels]
+        assert not missing, f"{obj['kind']}/{obj['metadata']['name']} lacks {missing}"
+        assert labels["app.kubernetes.io/part-of"] == "fleetscale"
+
+
+@pytest.mark.parametrize("values", MATRIX)
+def test_operator_pod_is_locked_down(values: dict[str, Any]) -> None:
+    objects = render(values)
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    container = operator_container(objects)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] > 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "privileged": False,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert pod.get("hostNetwork") is not True
+    assert pod.get("hostPID") is not True
+    # Writable only where Python needs it, and bounded.
+    assert [m["mountPath"] for m in container["volumeMounts"]] == ["/tmp"]
+    assert all(v["emptyDir"]["sizeLimit"] for v in pod["volumes"])
+    assert container["resources"]["requests"]["cpu"]
+    assert container["resources"]["limits"]["memory"]
+
+
+@pytest.mark.parametrize("values", MATRIX)
+def test_probes_hit_the_health_endpoints_on_the_metrics_port(values: dict[str, Any]) -> None:
+    objects = render(values)
+    container = operator_container(objects)
+    port = container["ports"][0]
+    assert port["name"] == "http"
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["FLEETSCALE_HTTP_PORT"] == str(port["containerPort"])
+    service = one(objects, "Service")
+    assert (
+        service["spec"]["selector"].items()
+        <= one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"].items()
+    )
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_operator_settings_come_from_values() -> None:
+    objects = render(
+        {
+            "prometheus": {"url": "http://prom.monitoring:9090"},
+            "operator": {
+                "watchNamespaces": ["a", "b"],
+                "logFormat": "console",
+                "logLevel": "WARNING",
+                "httpPort": 9000,
+                "peering": {"name": "gpu-fleet"},
+            },
+        }
+    )
+    env = {e["name"]: e.get("value") for e in operator_container(objects)["env"]}
+    assert env["FLEETSCALE_PROMETHEUS_URL"] == "http://prom.monitoring:9090"
+    assert env["FLEETSCALE_NAMESPACES"] == "a,b"
+    assert env["FLEETSCALE_LOG_FORMAT"] == "console"
+    assert env["FLEETSCALE_LOG_LEVEL"] == "WARNING"
+    assert env["FLEETSCALE_HTTP_PORT"] == "9000"
+    assert env["FLEETSCALE_PEERING"] == "gpu-fleet"
+
+
+def test_the_env_the_chart_sets_is_what_the_operator_reads() -> None:
+    from fleetscale import settings
+
+    env = {e["name"]: e["value"] for e in operator_container(render({}))["env"]}
+    fleetscale_env = {name: value for name, value in env.items() if name.startswith("FLEETSCALE_")}
+    read = {variable for variable, _flag in settings._SOURCES.values()}
+    assert set(fleetscale_env) <= read, f"the operator ignores {set(fleetscale_env) - read}"
+    # And the defaults the chart writes are values the operator accepts.
+    settings.load_settings(fleetscale_env)
+
+
+def test_defaults_run_two_replicas_with_one_active_through_peering() -> None:
+    objects = render({})
+    deployment = one(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    peering = one(objects, "ClusterKopfPeering")
+    env = {e["name"]: e.get("value") for e in operator_container(objects)["env"]}
+    assert env["FLEETSCALE_PEERING"] == peering["metadata"]["name"] == "fleetscale"
+    pdb = one(objects, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    anti = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    term = anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+
+
+def test_namespaced_mode_peers_in_each_watched_namespace() -> None:
+    objects = render({"operator": {"watchNamespaces": ["team-a", "team-b"]}})
+    peerings = by_kind(objects, "KopfPeering")
+    assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
+    assert not by_kind(objects, "ClusterKopfPeering")
+
+
+def test_single_replica_has_no_disruption_budget_that_would_block_drains() -> None:
+    objects = render({"replicaCount": 1})
+    assert not by_kind(objects, "PodDisruptionBudget")
+
+
+def test_standalone_with_several_replicas_is_refused(tmp_path: Path) -> None:
+    values = values_file({"replicaCount": 2, "operator": {"peering": {"name": ""}}}, tmp_path)
+    result = run_helm("template", RELEASE, "--kube-version", KUBE_VERSION, "-f", str(values))
+    assert result.returncode != 0
+    assert "every replica would act on the same pools" in result.stderr
+
+
+def test_optional_objects_are_off_by_default() -> None:
+    kinds = {obj["kind"] for obj in render({})}
+    assert kinds == {
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "ClusterKopfPeering",
+    }
+
+
+def test_service_monitor_scrapes_the_metrics_port_of_the_service() -> None:
+    objects = render({"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}})
+    monitor = one(objects, "ServiceMonitor")
+    service = one(objects, "Service")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [RELEASE_NAMESPACE]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == service["spec"]["ports"][0]["name"]
+    assert endpoint["path"] == "/metrics"
+
+
+def test_network_policy_admits_scrapes_and_allows_only_dns_api_and_prometheus() -> None:
+    peer = {"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}
+    objects = render({"networkPolicy": {"enabled": True, "metricsFrom": [peer]}})
+    policy = one(objects, "NetworkPolicy")["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}], "from": [peer]}]
+    egress_ports = sorted(
+        (port["protocol"], port["port"]) for rule in policy["egress"] for port in rule["ports"]
+    )
+    assert egress_ports == [
+        ("TCP", 53), ("TCP", 443), ("TCP", 6443), ("TCP", 9090), ("UDP", 53),
+    ]  # fmt: skip
+    assert all("to" not in rule for rule in policy["egress"])  # ports only: API IPs vary
+
+
+def test_image_digest_pins_the_image() -> None:
+    digest = "sha256:" + "0f" * 32
+    container = operator_container(render({"image": {"repository": "r/fs", "digest": digest}}))
+    assert container["image"] == f"r/fs@{digest}"
+    assert operator_container(render({}))["image"] == "fleetscale:0.1.0"
+
+
+def test_chart_crds_are_byte_identical_to_the_generated_crds() -> None:
+    generated = {p.name: p.read_bytes() for p in (REPO / "crds").glob("*.yaml")}
+    shipped = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
+    assert sorted(shipped) == sorted(generated), "run `make crds` and commit both folders"
+    differing = [name for name in generated if generated[name] != shipped[name]]
+    assert not differing, f"run `make crds`: chart copy differs for {differing}"
+    assert {"kopfpeerings.kopf.dev.yaml", "clusterkopfpeerings.kopf.dev.yaml"} <= set(shipped)
+
+
+def test_chart_version_and_app_version_follow_the_package() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
+    from fleetscale import __version__
+
+    assert chart["appVersion"] == __version__
+
+
+def test_notes_tell_the_next_commands(tmp_path: Path) -> None:
+    # `helm template` drops NOTES.txt and `helm install --dry-run` wants a cluster, so render
+    # NOTES through the same engine from a copy of the chart that wraps them in a ConfigMap.
+    chart = tmp_path / "fleetscale"
+    _copy_chart(CHART, chart)
+    notes_text = (chart / "templates" / "NOTES.txt").read_text(encoding="utf-8")
+    (chart / "templates" / "_notes.tpl").write_text(
+        '{{- define "test.notes" -}}\n' + notes_text + "{{- end }}\n", encoding="utf-8"
+    )
+    (chart / "templates" / "notes.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
+        'data: {notes: {{ include "test.notes" . | toJson }}}\n',
+        encoding="utf-8",
+    )
+    values = values_file({"operator": {"watchNamespaces": ["team-a"]}}, tmp_path)
+    result = run_helm(
+        "template", RELEASE, "-n", RELEASE_NAMESPACE, "--kube-version", KUBE_VERSION,
+        "-f", str(values), "--show-only", "templates/notes.yaml", chart=chart,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    notes = yaml.safe_load(result.stdout)["data"]["notes"]
+    assert f"rollout status deployment/{RELEASE}-fleetscale" in notes
+    assert "kubectl explain inferencepools.spec --api-version fleetscale.io/v1alpha1" in notes
+    assert "kubectl describe inferencepools.fleetscale.io" in notes
+    assert "It watches InferencePools in: team-a." in notes
+    assert "No default Prometheus is set" in notes
+
+
+def _copy_chart(source: Path, target: Path) -> None:
+    for path in source.rglob("*"):
+        if path.is_file():
+            destination = target / path.relative_to(source)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            destination.write_bytes(path.read_bytes())
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        pytest.param(
+            lambda d: d["spec"].__setitem__("replicas", "two"),
+            "spec/replicas: 'two' is not of type 'integer'",
+            id="wrong-type",
+        ),
+        pytest.param(
+            lambda d: d["spec"]["template"]["spec"]["containers"][0].__setitem__(
+                "readOnlyRootFs", True
+            ),
+            "'readOnlyRootFs' was unexpected",
+            id="unknown-field",
+        ),
+        pytest.param(
+            lambda d: d["spec"].pop("selector"),
+            "'selector' is a required property",
+            id="missing-required",
+        ),
+    ],
+)
+def test_schema_validation_catches_what_the_api_server_would_reject(
+    mutate: Any, expected: str
+) -> None:
+    deployment = one(render({}), "Deployment")
+    mutate(deployment)
+    errors = KubeSchemas.load().errors(deployment)
+    assert any(expected in error for error in errors), errors
