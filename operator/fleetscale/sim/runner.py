@@ -1,0 +1,135 @@
+"""Run scenarios under policies, by name: the entry point of the CLI and the benchmark.
+
+Role: build each policy with the settings its real counterpart would have for the scenario's
+fleet, run the simulator, and summarize against the oracle of the same workload. Callers:
+``fleetscale simulate``, ``fleetscale.sim.bench``, tests.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fleetscale.sim.baselines import HpaGpuUtilization, KedaQueueDepth, KnativeKpa, StaticPeak
+from fleetscale.sim.engine import FleetSimulator, SimResult
+from fleetscale.sim.model import SimConfig
+from fleetscale.sim.oracle import Oracle
+from fleetscale.sim.policy import Policy
+from fleetscale.sim.report import PolicySummary, summarize, to_json
+from fleetscale.sim.scenarios import Scenario
+from fleetscale.sim.workload import Workload
+
+PolicyFactory = Callable[[SimConfig, Workload, Oracle], Policy]
+
+
+def _fleetscale(config: SimConfig, workload: Workload, oracle: Oracle) -> Policy:
+    from fleetscale.sim.fleetscale_policy import FleetscalePolicy, FleetscaleSettings
+
+    return FleetscalePolicy(config, FleetscaleSettings.tuned())
+
+
+def _fleetscale_defaults(config: SimConfig, workload: Workload, oracle: Oracle) -> Policy:
+    from fleetscale.sim.fleetscale_policy import FleetscalePolicy, FleetscaleSettings
+
+    return FleetscalePolicy(config, FleetscaleSettings.defaults())
+
+
+POLICIES: dict[str, PolicyFactory] = {
+    "fleetscale": _fleetscale,
+    "fleetscale-defaults": _fleetscale_defaults,
+    "hpa": lambda c, w, o: HpaGpuUtilization(c.min_replicas, c.max_replicas),
+    "keda-3": lambda c, w, o: KedaQueueDepth(c.min_replicas, c.max_replicas, threshold=3),
+    "keda-5": lambda c, w, o: KedaQueueDepth(c.min_replicas, c.max_replicas, threshold=5),
+    "keda-10": lambda c, w, o: KedaQueueDepth(c.min_replicas, c.max_replicas, threshold=10),
+    "kpa": lambda c, w, o: KnativeKpa(c.min_replicas, c.max_replicas, c.model.max_concurrency),
+    "static": lambda c, w, o: StaticPeak(o.peak_replicas, c.replicas_per_node),
+    "oracle": lambda c, w, o: o,
+}
+ALL_POLICIES = tuple(POLICIES)
+KEDA_POLICIES = ("keda-3", "keda-5", "keda-10")
+
+
+@dataclass
+class ScenarioRun:
+    """Every policy's result on one scenario, and the demand they all faced."""
+
+    scenario: Scenario
+    workload: Workload
+    demand_replicas: list[int]  # the oracle's replicas needed, per second
+    results: dict[str, SimResult]
+    summaries: dict[str, PolicySummary]
+
+    def to_json(self) -> dict[str, Any]:
+        step = self.scenario.config.record_every_seconds
+        return {
+            "scenario": self.scenario.name,
+            "title": self.scenario.title,
+            "scaling": self.scenario.scaling,
+            "workload": self.workload.description,
+            "requests": len(self.workload),
+            "model": self.scenario.config.model.name,
+            "ttft_target_seconds": self.scenario.config.ttft_target_seconds,
+            "summaries": {name: to_json(s) for name, s in self.summaries.items()},
+            "timeline": {
+                "demand_replicas": self.demand_replicas[::step],
+                **{
+                    name: {
+                        "time_seconds": r.timeline.time_seconds,
+                        "arrivals_per_second": r.timeline.arrivals_per_second,
+                        "desired_replicas": r.timeline.desired_replicas,
+                        "ready_replicas": r.timeline.ready_replicas,
+                        "nodes": r.timeline.nodes,
+                        "shed": r.timeline.shed,
+                    }
+                    for name, r in self.results.items()
+                },
+            },
+        }
+
+
+def run_one(config: SimConfig, workload: Workload, policy: Policy, oracle: Oracle) -> SimResult:
+    started = time.perf_counter()
+    result = FleetSimulator(config, workload, policy, oracle.initial_replicas()).run()
+    result.wall_seconds = time.perf_counter() - started
+    return result
+
+
+def run_scenario(
+    scenario: Scenario,
+    policies: Sequence[str] = ALL_POLICIES,
+    traces_dir: Path | None = None,
+    seed: int = 1,
+    config: SimConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ScenarioRun:
+    """Run ``policies`` (the oracle always runs too: every cost is relative to it)."""
+    unknown = [p for p in policies if p not in POLICIES]
+    if unknown:
+        raise ValueError(f"unknown policies {unknown}; known: {', '.join(POLICIES)}")
+    config = config or scenario.config
+    workload = scenario.build(traces_dir, seed)
+    oracle = Oracle(workload, config)
+    names = ["oracle", *[p for p in policies if p != "oracle"]]
+    results: dict[str, SimResult] = {}
+    for name in names:
+        policy = oracle if name == "oracle" else POLICIES[name](config, workload, oracle)
+        results[name] = run_one(config, workload, policy, oracle)
+        results[name].policy = name
+        if progress is not None:
+            progress(f"{scenario.name}: {name} done in {results[name].wall_seconds:.1f} s")
+    oracle_hours = results["oracle"].gpu_hours
+    ordered = [p for p in policies if p in results] + ([] if "oracle" in policies else ["oracle"])
+    summaries = {name: summarize(results[name], oracle_hours) for name in ordered}
+    return ScenarioRun(scenario, workload, oracle.required, results, summaries)
+
+
+def write_json(runs: Sequence[ScenarioRun], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps({"scenarios": [run.to_json() for run in runs]}, indent=1) + "\n",
+        encoding="utf-8",
+    )
