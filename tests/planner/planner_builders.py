@@ -1,0 +1,107 @@
+"""Builders of planner inputs for the planner's table and property tests.
+
+Specs are built through the real pydantic models (so every test input is a spec the API
+server would accept); observations and states are the planner's own plain data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fleetscale.api.inferencepool import InferencePoolSpec
+from fleetscale.planner.types import (
+    CapacityLimit,
+    MetricProblem,
+    MetricReading,
+    Observation,
+)
+
+NOW = 10_000.0
+
+
+def make_spec(
+    *,
+    min_replicas: int = 1,
+    max_replicas: int = 8,
+    target_per_replica: float = 5.0,
+    gpu_target_percent: float | None = None,
+    tolerance: float = 0.1,
+    max_staleness_seconds: int = 60,
+    scale_up: dict[str, Any] | None = None,
+    scale_down: dict[str, Any] | None = None,
+    shed_load: dict[str, Any] | None = None,
+    poll_interval_seconds: int = 15,
+) -> InferencePoolSpec:
+    """An InferencePool spec in wire form, validated by the model (defaults as the CRD's)."""
+    metrics: dict[str, Any] = {
+        "queueDepth": {"query": "sum(waiting)", "targetPerReplica": target_per_replica},
+        "tolerance": tolerance,
+        "maxStalenessSeconds": max_staleness_seconds,
+    }
+    if gpu_target_percent is not None:
+        metrics["gpuUtilization"] = {"query": "avg(util)", "targetPercent": gpu_target_percent}
+    behavior: dict[str, Any] = {}
+    if scale_up is not None:
+        behavior["scaleUp"] = scale_up
+    if scale_down is not None:
+        behavior["scaleDown"] = scale_down
+    wire: dict[str, Any] = {
+        "targetRef": {"name": "vllm"},
+        "replicas": {"min": min_replicas, "max": max_replicas},
+        "metrics": metrics,
+        "behavior": behavior,
+        "pollIntervalSeconds": poll_interval_seconds,
+    }
+    if shed_load is not None:
+        wire["shedLoad"] = shed_load
+    return InferencePoolSpec.model_validate(wire)
+
+
+def rules(window: int = 0, *policies: tuple[str, int, int], select: str = "Max") -> dict[str, Any]:
+    """A scaleUp/scaleDown block: ``rules(300, ("Percent", 100, 15))``."""
+    return {
+        "stabilizationWindowSeconds": window,
+        "selectPolicy": select,
+        "policies": [
+            {"type": kind, "value": value, "periodSeconds": period}
+            for kind, value, period in policies
+        ],
+    }
+
+
+def fresh(value: float, age_seconds: float = 5.0, now: float = NOW) -> MetricReading:
+    return MetricReading.ok(value, sampled_at=now - age_seconds)
+
+
+Reading = float | MetricReading | MetricProblem | None
+
+
+def as_reading(value: Reading, now: float = NOW) -> MetricReading | None:
+    if value is None or isinstance(value, MetricReading):
+        return value
+    if isinstance(value, MetricProblem):
+        return MetricReading.failed(value, "injected")
+    return fresh(value, now=now)
+
+
+def observe(
+    current: int = 4,
+    *,
+    ready: int | None = None,
+    queue: Reading = 20.0,
+    gpu: Reading = None,
+    capacity: CapacityLimit | None = None,
+    startup_seconds: float | None = None,
+    now: float = NOW,
+) -> Observation:
+    """An observation; ``ready`` defaults to ``current``; floats become fresh readings."""
+    queue_reading = as_reading(queue, now)
+    assert queue_reading is not None, "the queue depth is always read"
+    return Observation(
+        current_replicas=current,
+        ready_replicas=current if ready is None else ready,
+        queue_depth=queue_reading,
+        gpu_utilization_percent=as_reading(gpu, now),
+        capacity=capacity,
+        replica_startup_seconds=startup_seconds,
+    )
