@@ -11,6 +11,7 @@
 #   e2e/cluster.sh status                what is running
 #   e2e/cluster.sh cluster up|down       the control plane alone
 #   e2e/cluster.sh nodes [COUNT]         (re)apply COUNT fake GPU nodes
+#   e2e/cluster.sh chart                 (re)install CRDs and chart, operator kubeconfig
 #   e2e/cluster.sh exporter start|stop   the fleet exporter alone
 #   e2e/cluster.sh prometheus start|stop Prometheus alone (same port each time)
 #
@@ -21,11 +22,14 @@
 #   FLEETSCALE_E2E_GPUS_PER_NODE                                    [8]
 #   FLEETSCALE_E2E_NODE_LABELS  extra node labels, comma-separated k=v
 #   FLEETSCALE_E2E_BUILD      0 = fail instead of building missing binaries [1]
+#   FLEETSCALE_E2E_PROMETHEUS_LISTEN  Prometheus listen address   [127.0.0.1]
 #   PYTHON                    Python with prometheus-client and kubernetes [python]
 #   PROMETHEUS_BIN            [/usr/bin/prometheus]
 set -euo pipefail
 
 E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=versions.env
+source "${E2E_DIR}/versions.env"
 STATE="${FLEETSCALE_E2E_STATE:-${TMPDIR:-/tmp}/fleetscale-e2e}"
 CLUSTER="${FLEETSCALE_E2E_CLUSTER:-fleetscale-e2e}"
 PYTHON="${PYTHON:-python}"
@@ -222,6 +226,51 @@ nodes_apply() {
   kc wait --for=condition=Ready node -l type=kwok --timeout=60s >&2
 }
 
+# ----------------------------------------------------------------- chart
+# The chart brings the CRDs, the ServiceAccount and its RBAC. There is no real
+# node to run its pod on (kwok's nodes are fake), so its Deployment is scaled
+# to zero and the tests run `python -m fleetscale run` as a local process that
+# authenticates as the chart's ServiceAccount: the RBAC under test is the
+# chart's own.
+CHART_RELEASE=fleetscale
+CHART_NS="${FLEETSCALE_E2E_OPERATOR_NAMESPACE:-fleetscale-system}"
+
+chart_install() {
+  local chart="${E2E_DIR}/../charts/fleetscale"
+  [[ -f "${chart}/Chart.yaml" ]] || die "no chart at ${chart}"
+  log "installing CRDs and chart ${CHART_RELEASE} into ${CHART_NS}"
+  kc apply --server-side --force-conflicts -f "${E2E_DIR}/../crds/" >&2
+  helm --kubeconfig "${KUBECONFIG_PATH}" upgrade --install "${CHART_RELEASE}" "${chart}" \
+    --namespace "${CHART_NS}" --create-namespace \
+    --set replicaCount=1 --set providers.kwok.enabled=true >"${LOGS}/helm.log" 2>&1 \
+    || { cat "${LOGS}/helm.log" >&2; die "helm install failed"; }
+  local dep sa
+  dep="$(kc -n "${CHART_NS}" get deploy -l app.kubernetes.io/instance="${CHART_RELEASE}" -o name | head -n1)"
+  [[ -n "${dep}" ]] || die "the chart created no Deployment"
+  kc -n "${CHART_NS}" scale "${dep}" --replicas=0 >&2
+  sa="$(kc -n "${CHART_NS}" get "${dep}" -o jsonpath='{.spec.template.spec.serviceAccountName}')"
+  [[ -n "${sa}" ]] || die "the chart's Deployment names no ServiceAccount"
+  operator_kubeconfig "${CHART_NS}" "${sa}"
+}
+
+# A kubeconfig that authenticates as the chart's ServiceAccount.
+operator_kubeconfig() { # namespace serviceaccount
+  local out="${STATE}/operator.kubeconfig" server ca token
+  server="$(kc config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')"
+  ca="$(kc config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority}')"
+  token="$(kc -n "$1" create token "$2" --duration=24h)"
+  rm -f "${out}"
+  kubectl --kubeconfig "${out}" config set-cluster e2e --server="${server}" \
+    --certificate-authority="${ca}" --embed-certs=true >/dev/null
+  kubectl --kubeconfig "${out}" config set-credentials "system:serviceaccount:$1:$2" \
+    --token="${token}" >/dev/null
+  kubectl --kubeconfig "${out}" config set-context e2e --cluster=e2e \
+    --user="system:serviceaccount:$1:$2" >/dev/null
+  kubectl --kubeconfig "${out}" config use-context e2e >/dev/null
+  chmod 600 "${out}"
+  log "operator kubeconfig (ServiceAccount $1/$2): ${out}"
+}
+
 # ----------------------------------------------------------------- exporter
 exporter_start() {
   mkdir -p "${STATE}" "${LOGS}"
@@ -276,7 +325,7 @@ prometheus_start() {
     --config.file="${STATE}/prometheus/prometheus.yml" \
     --storage.tsdb.path="${STATE}/prometheus/data" \
     --storage.tsdb.retention.time=1d \
-    --web.listen-address="127.0.0.1:${port}" \
+    --web.listen-address="${FLEETSCALE_E2E_PROMETHEUS_LISTEN:-127.0.0.1}:${port}" \
     --web.enable-lifecycle \
     --log.level=warn
   echo "${port}" >"${STATE}/prometheus.port"
@@ -312,6 +361,10 @@ export FLEETSCALE_E2E_PROMETHEUS_TARGETS_DIR=${STATE}/prometheus/targets
 export FLEETSCALE_E2E_KUBECTL=${KUBE_BIN_DIR}/kubectl
 export FLEETSCALE_E2E_HELM=${HELM_BIN_DIR}/helm
 export FLEETSCALE_E2E_STATE=${STATE}
+export FLEETSCALE_E2E_KUBE_VERSION=${KUBE_VERSION}
+export FLEETSCALE_E2E_OPERATOR=process
+export FLEETSCALE_E2E_OPERATOR_KUBECONFIG=${STATE}/operator.kubeconfig
+export FLEETSCALE_E2E_OPERATOR_NAMESPACE=${CHART_NS}
 EOF
 }
 
@@ -336,6 +389,7 @@ up() {
   local start=${SECONDS}
   cluster_up
   nodes_apply
+  chart_install
   exporter_start
   prometheus_start
   wait_first_scrape
@@ -368,6 +422,7 @@ case "${1:-}" in
       *) die "usage: $0 cluster up|down" ;;
     esac ;;
   nodes) nodes_apply "${2:-}" ;;
+  chart) chart_install ;;
   exporter)
     case "${2:-}" in
       start) exporter_start ;;
@@ -380,5 +435,5 @@ case "${1:-}" in
       stop) prometheus_stop ;;
       *) die "usage: $0 prometheus start|stop" ;;
     esac ;;
-  *) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 2 ;;
 esac

@@ -28,6 +28,9 @@ from e2e_support import (
     E2EEnv,
     Exporter,
     Kube,
+    Operator,
+    OperatorInCluster,
+    OperatorProcess,
     Prometheus,
     dns_label,
     http,
@@ -157,3 +160,59 @@ def prometheus_restarted(prometheus: Prometheus) -> Iterator[Prometheus]:
     yield prometheus
     if not prometheus.ready():
         prometheus.start()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture
+def operator(
+    request: pytest.FixtureRequest,
+    kube: Kube,
+    e2e_env: E2EEnv,
+    namespace: str,
+    tmp_path: Path,
+) -> Iterator[Operator]:
+    """The operator under test, running and watching the test's namespace.
+
+    FLEETSCALE_E2E_OPERATOR=process (default): `python -m fleetscale run` started
+    here, authenticated with FLEETSCALE_E2E_OPERATOR_KUBECONFIG (the chart's
+    ServiceAccount; `e2e/cluster.sh up` writes it), else with KUBECONFIG.
+    FLEETSCALE_E2E_OPERATOR=helm: the chart's Deployment that is already running
+    in FLEETSCALE_E2E_OPERATOR_NAMESPACE (kind).
+    """
+    mode = os.environ.get("FLEETSCALE_E2E_OPERATOR", "process")
+    op: Operator
+    if mode == "process":
+        op = OperatorProcess(
+            kubeconfig=os.environ.get("FLEETSCALE_E2E_OPERATOR_KUBECONFIG") or e2e_env.kubeconfig,
+            prometheus_url=e2e_env.prometheus_url,
+            namespaces=[namespace],
+            log_path=tmp_path / "operator.log",
+        )
+    elif mode == "helm":
+        op = OperatorInCluster(
+            kube, os.environ.get("FLEETSCALE_E2E_OPERATOR_NAMESPACE", "fleetscale-system")
+        )
+    else:
+        pytest.exit(f"FLEETSCALE_E2E_OPERATOR must be process or helm, not {mode!r}", 3)
+    op.start()
+    yield op
+    op.stop()
+    failed = any(
+        getattr(getattr(request.node, f"rep_{when}", None), "failed", False)
+        for when in ("setup", "call")
+    )
+    logs = op.logs()
+    artifacts = os.environ.get("FLEETSCALE_E2E_ARTIFACTS")
+    if artifacts:
+        out = Path(artifacts) / "operator" / f"{dns_label(request.node.name, 80)}.log"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(logs)
+    if failed:
+        print(f"--- operator log (last 150 lines) for {request.node.name}")
+        print("\n".join(logs.splitlines()[-150:]))

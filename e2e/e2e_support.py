@@ -443,7 +443,9 @@ class OperatorInCluster:
     def metrics(self) -> str:
         svc = self._deployment()
         proc = self.kube.kubectl(
-            "get", "--raw", f"/api/v1/namespaces/{self.namespace}/services/{svc}:http-metrics/proxy/metrics"
+            "get",
+            "--raw",
+            f"/api/v1/namespaces/{self.namespace}/services/{svc}:http-metrics/proxy/metrics",
         )
         return proc.stdout
 

@@ -1,0 +1,335 @@
+"""The operator against a real control plane, a real Prometheus and a simulated vLLM fleet.
+
+Every scenario runs in a namespace of its own with an operator that watches it.
+The fleet exporter makes the numbers predictable: with concurrency C per Ready
+replica and an offered load L, the queue is max(0, L - C x ready) and each GPU
+is 100% busy while its replica has C requests running (see fleet_exporter.py).
+With a queue target of 5 per replica, L=30 and C=4 on one replica, the queue is
+26 and asks for ceil(26 / 5) = 6 replicas; at 6 replicas every GPU is busy, so
+the GPU signal keeps all 6 although the queue (6) alone would ask for 2.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from e2e_support import (
+    Exporter,
+    Kube,
+    Operator,
+    Prometheus,
+    ready_replicas,
+    spec_replicas,
+    wait_until,
+)
+from pools import (
+    condition,
+    condition_is,
+    create_pool,
+    event_reasons,
+    get_pool,
+    inference_pool,
+    queue_query,
+)
+
+CONCURRENCY = 4
+MODEL = "llama"
+
+
+def start_fleet(
+    kube: Kube,
+    namespace: str,
+    deploy_vllm: Any,
+    fleet_load: Exporter,
+    prometheus: Prometheus,
+    replicas: int,
+    load: int,
+) -> None:
+    """A Deployment with ``replicas`` Ready pods and ``load`` offered, seen by Prometheus."""
+    deploy_vllm("vllm", replicas=replicas, gpus=2)
+    wait_until(
+        lambda: ready_replicas(kube, namespace, "vllm") == replicas,
+        60,
+        f"{replicas} Ready replicas",
+    )
+    fleet_load.set_load(namespace, "vllm", load, model=MODEL, concurrency=CONCURRENCY)
+    expected = max(0, load - CONCURRENCY * replicas)
+    prometheus.wait_for_value(queue_query(namespace, MODEL), expected)
+
+
+def watch_replicas(kube: Kube, namespace: str, seconds: float) -> set[int]:
+    """Every spec.replicas value of the Deployment seen over ``seconds``."""
+    seen = set()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        seen.add(spec_replicas(kube, namespace, "vllm"))
+        time.sleep(0.5)
+    return seen
+
+
+def test_scales_up_on_queue_depth_and_holds_while_gpus_are_busy(
+    kube: Kube,
+    namespace: str,
+    deploy_vllm: Any,
+    fleet_load: Exporter,
+    prometheus: Prometheus,
+    operator: Operator,
+) -> None:
+    start_fleet(kube, namespace, deploy_vllm, fleet_load, prometheus, replicas=1, load=30)
+    create_pool(kube, inference_pool("llama", namespace, "vllm", MODEL, max_replicas=8, gpu=True))
+
+    wait_until(lambda: spec_replicas(kube, namespace, "vllm") == 6, 60, "6 replicas")
+    wait_until(lambda: ready_replicas(kube, namespace, "vllm") == 6, 60, "6 Ready replicas")
+    pool = wait_until(
+        lambda: (
+            (p := get_pool(kube, namespace, "llama"))
+            and p.get("status", {}).get("readyReplicas") == 6
+            and p
+        ),
+        30,
+        "status.readyReplicas == 6",
+    )
+    status = pool["status"]
+    assert status["desiredReplicas"] == 6
+    assert condition_is(pool, "MetricsAvailable", "True")
+    assert condition_is(pool, "ScalingLimited", "False")
+    assert status["observed"]["queueDepth"] is not None
+    assert "ScaledUp" in event_reasons(kube, namespace, "llama")
+
+    # Queue 6 alone asks for 2, but the GPUs are all busy: the fleet holds.
+    assert watch_replicas(kube, namespace, 8) == {6}
+    # A queue of 26 per replica at the start never raised the flag: nothing limited the fleet.
+    pool = get_pool(kube, namespace, "llama")
+    assert not (pool["status"].get("shedLoad") or {}).get("active", False)
+    assert "ShedLoadStarted" not in event_reasons(kube, namespace, "llama")
+
+
+def test_scales_down_to_min_when_idle(
+    kube: Kube,
+    namespace: str,
+    deploy_vllm: Any,
+    fleet_load: Exporter,
+    prometheus: Prometheus,
+    operator: Operator,
+) -> None:
+    start_fleet(kube, namespace, deploy_vllm, fleet_load, prometheus, replicas=5, load=0)
+    create_pool(
+        kube,
+        inference_pool(
+            "llama", namespace, "vllm", MODEL, min_replicas=2, gpu=True, scale_down_window=4
+        ),
+    )
+    wait_until(lambda: spec_replicas(kube, namespace, "vllm") == 2, 60, "scale-down to min 2")
+    assert watch_replicas(kube, namespace, 6) == {2}, "went below min or flapped"
+    assert "ScaledDown" in event_reasons(kube, namespace, "llama")
+    pool = get_pool(kube, namespace, "llama")
+    assert pool["status"]["desiredReplicas"] == 2
+
+
+def test_sheds_load_at_max_replicas_and_stops_when_demand_fits(
+    kube: Kube,
+    namespace: str,
+    deploy_vllm: Any,
+    fleet_load: Exporter,
+    prometheus: Prometheus,
+    operator: Operator,
+) -> None:
+    # Two replicas serve 8; 92 wait, 46 per replica, over the threshold of 20.
+    start_fleet(kube, namespace, deploy_vllm, fleet_load, prometheus, replicas=2, load=100)
+    create_pool(
+        kube,
+        inference_pool(
+            "llama",
+            namespace,
+            "vllm",
+            MODEL,
+            max_replicas=2,
+            shed_threshold=20,
+            shed_config_map="llama-shed",
+        ),
+    )
+
+    def shedding() -> dict[str, Any] | None:
+        p = get_pool(kube, namespace, "llama")
+        return p if (p.get("status", {}).get("shedLoad") or {}).get("active") else None
+
+    pool = wait_until(shedding, 60, "status.shedLoad.active")
+    assert condition_is(pool, "ScalingLimited", "True", "MaxReplicas")
+    assert condition_is(pool, "ShedLoad", "True")
+    assert pool["status"]["shedLoad"]["retryAfterSeconds"] >= 1
+    assert spec_replicas(kube, namespace, "vllm") == 2
+    assert "ShedLoadStarted" in event_reasons(kube, namespace, "llama")
+    cm = wait_until(
+        lambda: kube.core.read_namespaced_config_map("llama-shed", namespace),
+        30,
+        "the shed-load ConfigMap",
+    )
+    assert cm.data["active"] == "true"
+    assert int(cm.data["retryAfterSeconds"]) >= 1
+
+    # Demand fits again: 8 in flight, nothing waits.
+    fleet_load.set_load(namespace, "vllm", 8)
+    pool = wait_until(
+        lambda: (
+            (p := get_pool(kube, namespace, "llama"))
+            and not (p["status"].get("shedLoad") or {}).get("active")
+            and p
+        ),
+        60,
+        "shed-load to stop",
+    )
+    assert condition_is(pool, "ShedLoad", "False")
+    assert "ShedLoadStopped" in event_reasons(kube, namespace, "llama")
+    wait_until(
+        lambda: (
+            kube.core.read_namespaced_config_map("llama-shed", namespace).data["active"] == "false"
+        ),
+        30,
+        "the ConfigMap to say active=false",
+    )
+
+
+def test_holds_size_while_prometheus_is_down_and_recovers(
+    kube: Kube,
+    namespace: str,
+    deploy_vllm: Any,
+    fleet_load: Exporter,
+    prometheus_restarted: Prometheus,
+    operator: Operator,
+) -> None:
+    prom = prometheus_restarted
+    start_fleet(kube, namespace, deploy_vllm, fleet_load, prom, replicas=3, load=0)
+    prom.stop()
+    # Idle fleet, no stabilization: with metrics it would drop to 1 at once.
+    create_pool(
+        kube, inference_pool("llama", namespace, "vllm", MODEL, scale_down_window=0, poll=1)
+    )
+    pool = wait_until(
+        lambda: (
+            (p := get_pool(kube, namespace, "llama"))
+            and condition_is(p, "MetricsAvailable", "False")
+            and p
+        ),
+        60,
+        "MetricsAvailable=False",
+    )
+    assert (condition(pool, "MetricsAvailable") or {}).get("message"), "no reason given"
+    assert watch_replicas(kube, namespace, 8) == {3}, "scaled on missing data"
+    assert "MetricsUnavailable" in event_reasons(kube, namespace, "llama")
+
+    prom.start()
+    wait_until(
+        lambda: condition_is(get_pool(kube, namespace, "llama"), "MetricsAvailable", "True"),
+        60,
+        "MetricsAvailable=True after Prometheus is back",
+    )
+    wait_until(lambda: spec_replicas(kube, namespace, "vllm") == 1, 60, "scale-down to 1")
+
+
+def test_restarted_operator_continues_the_stabilization_window(
+    kube: Kube,
+    namespace: str,
+    deploy_vllm: Any,
+    fleet_load: Exporter,
+    prometheus: Prometheus,
+    operator: Operator,
+) -> None:
+    window = 30
+    start_fleet(kube, namespace, deploy_vllm, fleet_load, prometheus, replicas=1, load=30)
+    create_pool(
+        kube,
+        inference_pool(
+            "llama", namespace, "vllm", MODEL, gpu=True, scale_down_window=window, poll=1
+        ),
+    )
+    wait_until(lambda: ready_replicas(kube, namespace, "vllm") == 6, 90, "6 Ready replicas")
+    # Let the busy fleet record some recommendations of 6.
+    time.sleep(3)
+
+    fleet_load.set_load(namespace, "vllm", 0)
+    dropped = time.monotonic()
+    time.sleep(15)
+    before = get_pool(kube, namespace, "llama")["status"].get("recommendations") or []
+    assert any(r["replicas"] == 6 for r in before), f"no history in status: {before}"
+
+    operator.kill()
+    operator.start()
+
+    # The window started before the restart: a restarted operator that forgot it would
+    # either scale down at once or wait a whole new window (past dropped + 45 s).
+    wait_until(
+        lambda: spec_replicas(kube, namespace, "vllm") < 6, 60, "scale-down after the window"
+    )
+    elapsed = time.monotonic() - dropped
+    assert window - 5 <= elapsed <= window + 12, (
+        f"scaled down {elapsed:.0f}s after the load dropped; the window is {window}s"
+    )
+    wait_until(lambda: spec_replicas(kube, namespace, "vllm") == 1, 30, "scale-down to 1")
+
+
+def test_dry_run_decides_and_reports_but_never_acts(
+    kube: Kube,
+    namespace: str,
+    deploy_vllm: Any,
+    fleet_load: Exporter,
+    prometheus: Prometheus,
+    operator: Operator,
+) -> None:
+    start_fleet(kube, namespace, deploy_vllm, fleet_load, prometheus, replicas=1, load=30)
+    create_pool(kube, inference_pool("llama", namespace, "vllm", MODEL, mode="DryRun", poll=1))
+    pool = wait_until(
+        lambda: (
+            (p := get_pool(kube, namespace, "llama"))
+            and p.get("status", {}).get("desiredReplicas") == 6
+            and p
+        ),
+        60,
+        "status.desiredReplicas == 6",
+    )
+    assert pool["status"]["observed"]["queueDepth"] == 26
+    assert watch_replicas(kube, namespace, 6) == {1}, "DryRun changed the target"
+    assert "ScaledUp" not in event_reasons(kube, namespace, "llama")
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        pytest.param(
+            {"replicas": {"min": 5, "max": 2}},
+            "replicas.min must be less than or equal to replicas.max",
+            id="min-above-max",
+        ),
+        pytest.param({"mode": "Turbo"}, "Unsupported value", id="unknown-mode"),
+        pytest.param({"replicas": {"min": 1, "max": 0}}, "spec.replicas.max", id="max-zero"),
+        pytest.param(
+            {"shedLoad": {"queuePerReplicaThreshold": 10, "releaseQueuePerReplica": 10}},
+            "releaseQueuePerReplica must be below",
+            id="release-not-below-threshold",
+        ),
+        pytest.param(
+            {"metrics": {"queueDepth": {"targetPerReplica": 5}}},
+            "spec.metrics.queueDepth.query",
+            id="missing-query",
+        ),
+    ],
+)
+def test_api_server_rejects_invalid_pools(
+    kube: Kube, namespace: str, patch: dict[str, Any], message: str
+) -> None:
+    doc = inference_pool("bad", namespace, "vllm", MODEL)
+    doc["spec"].update(patch)
+    with pytest.raises(ApiException) as err:
+        create_pool(kube, doc)
+    assert err.value.status == 422, err.value.body
+    assert message in err.value.body
+
+
+def test_kubectl_explain_describes_the_api(kube: Kube) -> None:
+    out = kube.kubectl("explain", "inferencepools.fleetscale.io.spec.replicas").stdout
+    assert "min" in out
+    assert "max" in out
+    assert "DESCRIPTION" in out.upper()
