@@ -1,0 +1,139 @@
+"""JSON over the Kubernetes REST API through the official client, with bounded retries.
+
+Role: the one place where the actuator modules touch ``kubernetes.client``. The generated
+per-kind API classes cannot address "any kind with /scale" (core and custom groups alike), so
+requests are built from paths with the client's own serializer, authentication and TLS settings
+(``ApiClient.param_serialize`` / ``call_api``), and answered as plain JSON. The client is
+synchronous, so every call runs in a worker thread. Transient failures (429, 5xx, connection
+errors) are retried with exponential backoff; everything else is raised at once.
+Callers: ``kubernetes_scale``, ``events``, ``configmap``, ``secrets``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+T = TypeVar("T")
+
+JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
+
+_TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try a request before giving up (transient failures only)."""
+
+    attempts: int = 4
+    first_backoff_seconds: float = 0.2
+    max_backoff_seconds: float = 2.0
+    request_timeout_seconds: float = 10.0
+
+    def backoff_seconds(self, attempt: int) -> float:
+        """Delay after the given failed attempt (0-based): doubling, capped."""
+        return min(self.first_backoff_seconds * 2.0**attempt, self.max_backoff_seconds)
+
+
+class KubeJson:
+    """Sends JSON requests to the API server the ``ApiClient`` is configured for."""
+
+    def __init__(self, api_client: ApiClient, retry: RetryPolicy) -> None:
+        self._api_client = api_client
+        self.retry = retry
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: Mapping[str, str] | None = None,
+        content_type: str = JSON,
+    ) -> Any:
+        """One request, retried on transient failures; raises ApiException or a network error."""
+
+        def attempt() -> Awaitable[Any]:
+            return asyncio.to_thread(self._send, method, path, body, query, content_type)
+
+        return await with_retries(attempt, self.retry)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        query: Mapping[str, str] | None,
+        content_type: str,
+    ) -> Any:
+        headers = {"Accept": JSON}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        method, url, headers, body, _ = self._api_client.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=list((query or {}).items()) or None,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self._api_client.call_api(
+            method,
+            url,
+            header_params=headers,
+            body=body,
+            _request_timeout=self.retry.request_timeout_seconds,
+        )
+        response.read()  # type: ignore[no-untyped-call]
+        return self._api_client.response_deserialize(response, {"2XX": "object"}).data
+
+
+async def with_retries(attempt: Callable[[], Awaitable[T]], policy: RetryPolicy) -> T:
+    """Run ``attempt`` until it succeeds, fails permanently, or the attempts are used up."""
+    for number in range(policy.attempts):
+        try:
+            return await attempt()
+        except Exception as exc:
+            if not is_transient(exc) or number == policy.attempts - 1:
+                raise
+        await asyncio.sleep(policy.backoff_seconds(number))
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def status_of(exc: BaseException) -> int | None:
+    """The HTTP status of an API error, None for network errors."""
+    return exc.status if isinstance(exc, ApiException) else None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying: throttled, server-side trouble, or the connection failed."""
+    if isinstance(exc, ApiException):
+        return exc.status in _TRANSIENT_STATUSES
+    return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
+
+
+def describe(exc: BaseException) -> str:
+    """The API server's own message for an error (from its Status body), else the error."""
+    if isinstance(exc, ApiException):
+        message = ""
+        try:
+            payload = json.loads(exc.body or "")
+            message = payload.get("message", "") if isinstance(payload, dict) else ""
+        except ValueError:
+            message = (exc.body or "").strip()[:300]
+        head = f"HTTP {exc.status} {exc.reason or ''}".rstrip()
+        return f"{head}: {message}" if message else head
+    return f"{type(exc).__name__}: {exc}"
+
+
+def api_root(api_version: str) -> str:
+    """``v1`` -> ``/api/v1``; ``apps/v1`` -> ``/apis/apps/v1``."""
+    return f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"

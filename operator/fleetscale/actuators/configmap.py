@@ -1,0 +1,150 @@
+"""Publish the shed-load flag as a ConfigMap that gateways read.
+
+Role: ``ShedFlagPublisher`` on core/v1 ConfigMaps. The ConfigMap lives in the InferencePool's
+namespace, is owned by it (ownerReference, so deleting the pool deletes the flag) and holds
+plain string keys any gateway or script can read without knowing fleetscale:
+
+    active             "true" | "false"
+    reason             CamelCase, e.g. MaxReplicas, NodesProvisioning, NotLimited
+    retryAfterSeconds  whole seconds for the Retry-After header (absent when unknown)
+    since              RFC 3339 UTC time the flag last turned on (absent when off)
+
+Reads before it writes: an unchanged flag costs one GET and no write, so gateways that watch
+the ConfigMap see a change only when there is one. A missing ConfigMap is created (and
+recreated if someone deleted it). Callers: the controller's reconcile.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC
+from typing import Any
+
+from kubernetes.client import ApiClient
+
+from fleetscale.actuators._kube import MERGE_PATCH, KubeJson, RetryPolicy, describe, status_of
+from fleetscale.actuators.base import ActuatorError, InvolvedObject, ShedFlag
+
+logger = logging.getLogger(__name__)
+
+MANAGED_BY_LABELS = {"app.kubernetes.io/managed-by": "fleetscale"}
+
+
+def flag_data(flag: ShedFlag) -> dict[str, str | None]:
+    """The ConfigMap data for a flag; None marks a key to remove."""
+    since = None
+    if flag.active and flag.since is not None:
+        at = flag.since if flag.since.tzinfo else flag.since.replace(tzinfo=UTC)
+        since = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    retry_after = None
+    if flag.retry_after_seconds is not None:
+        retry_after = str(max(0, int(flag.retry_after_seconds)))
+    return {
+        "active": "true" if flag.active else "false",
+        "reason": flag.reason,
+        "retryAfterSeconds": retry_after,
+        "since": since,
+    }
+
+
+def owner_reference(owner: InvolvedObject) -> dict[str, Any]:
+    if not owner.uid:
+        raise ValueError(f"{owner.kind} {owner.name} has no uid to own the ConfigMap with")
+    return {
+        "apiVersion": owner.api_version,
+        "kind": owner.kind,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+    }
+
+
+class ConfigMapShedFlagPublisher:
+    """``ShedFlagPublisher`` writing one ConfigMap per pool; see the module docstring."""
+
+    def __init__(self, api_client: ApiClient, *, retry: RetryPolicy | None = None) -> None:
+        self._api = KubeJson(api_client, retry or RetryPolicy())
+
+    async def publish(self, owner: InvolvedObject, config_map_name: str, flag: ShedFlag) -> None:
+        if owner.namespace is None:
+            raise ValueError(f"{owner.kind} {owner.name} is not namespaced")
+        namespace = owner.namespace
+        data = flag_data(flag)
+        reference = owner_reference(owner)
+        path = f"/api/v1/namespaces/{namespace}/configmaps/{config_map_name}"
+        where = f"ConfigMap {namespace}/{config_map_name}"
+        try:
+            current = await self._get(path)
+            if current is None:
+                created = await self._create(namespace, config_map_name, data, reference)
+                if created:
+                    return
+                current = await self._get(path)  # someone created it meanwhile
+                if current is None:
+                    raise ActuatorError(f"{where} vanished while it was being created")
+            patch = _patch_for(current, data, reference)
+            if patch:
+                await self._api.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
+        except ActuatorError:
+            raise
+        except Exception as exc:
+            raise ActuatorError(
+                f"could not publish the shed flag to {where}: {describe(exc)}"
+            ) from exc
+
+    async def _get(self, path: str) -> Mapping[str, Any] | None:
+        try:
+            current: Mapping[str, Any] = await self._api.request("GET", path)
+        except Exception as exc:
+            if status_of(exc) == 404:
+                return None
+            raise
+        return current
+
+    async def _create(
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, str | None],
+        reference: Mapping[str, Any],
+    ) -> bool:
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": dict(MANAGED_BY_LABELS),
+                "ownerReferences": [dict(reference)],
+            },
+            "data": {key: value for key, value in data.items() if value is not None},
+        }
+        try:
+            await self._api.request("POST", f"/api/v1/namespaces/{namespace}/configmaps", body=body)
+        except Exception as exc:
+            if status_of(exc) == 409:
+                return False
+            raise
+        return True
+
+
+def _patch_for(
+    current: Mapping[str, Any], data: Mapping[str, str | None], reference: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The merge patch that brings ``current`` to ``data`` and ownership; empty if none."""
+    patch: dict[str, Any] = {}
+    current_data = current.get("data") or {}
+    changed = {key: value for key, value in data.items() if current_data.get(key) != value}
+    if changed:
+        patch["data"] = changed
+    metadata = current.get("metadata") or {}
+    references = list(metadata.get("ownerReferences") or [])
+    if not any(ref.get("uid") == reference["uid"] for ref in references):
+        # A merge patch replaces the list: keep other owners, stop claiming to be controller
+        # if another owner already is.
+        ours = dict(reference)
+        if any(ref.get("controller") for ref in references):
+            ours["controller"] = False
+        patch["metadata"] = {"ownerReferences": [*references, ours]}
+    return patch
