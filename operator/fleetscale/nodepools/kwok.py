@@ -1,0 +1,174 @@
+"""The kwok provider: fake accelerator Nodes for simulation, demos and end-to-end tests.
+
+Role: make the pool's node count real without machines. kwok (Kubernetes WithOut Kubelet)
+takes over every Node annotated ``kwok.x-k8s.io/node: fake``: it marks it Ready, keeps its
+heartbeat and runs the pods scheduled onto it. This provider creates and deletes such Nodes,
+carrying the pool's ``nodeLabels``, the pool label, kwok's taint and the accelerator capacity,
+so the real scheduler places model pods on them exactly as on GPU nodes.
+Caller: the AcceleratorPool controller (through ``nodepools.build_provider``).
+
+Contract (see ``base``): the group is the set of Nodes labelled ``fleetscale.io/accelerator-pool
+=<pool>`` and managed by fleetscale. ``set_desired`` creates Nodes named ``<prefix>-<n>`` with the
+lowest free numbers, or deletes Nodes: first those marked by ``prefer_removal`` (annotation
+``fleetscale.io/prefer-removal``), then, only if the caller asks for more than it marked, the
+most recently created. Nodes are created with their capacity in ``.status``; kwok sets their
+conditions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import kubernetes.client
+
+from fleetscale.api.acceleratorpool import AcceleratorPoolSpec
+from fleetscale.nodepools import _kube
+from fleetscale.nodepools.base import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    POOL_LABEL,
+    PREFER_REMOVAL_ANNOTATION,
+    NodeGroupSize,
+    NodeRef,
+    ProviderError,
+    labels_match,
+    selector_string,
+)
+
+KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+KWOK_TAINT = {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}
+
+
+class KwokNodePool:
+    """Creates and deletes kwok-managed fake Nodes for one AcceleratorPool."""
+
+    kind = "kwok"
+
+    def __init__(
+        self, api_client: kubernetes.client.ApiClient, pool_name: str, spec: AcceleratorPoolSpec
+    ) -> None:
+        if spec.provider.kwok is None:
+            raise ValueError("KwokNodePool needs spec.provider.kwok")
+        self._core = kubernetes.client.CoreV1Api(api_client)
+        self._pool_name = pool_name
+        self._spec = spec
+        self._kwok = spec.provider.kwok
+        self._prefix = self._kwok.name_prefix or pool_name
+        self._labels = {
+            **spec.node_labels,
+            POOL_LABEL: pool_name,
+            MANAGED_BY_LABEL: MANAGED_BY,
+        }
+
+    @property
+    def owned_labels(self) -> Mapping[str, str]:
+        """The labels that mark a Node as one of this pool's kwok Nodes."""
+        return {POOL_LABEL: self._pool_name, MANAGED_BY_LABEL: MANAGED_BY}
+
+    async def _nodes(self) -> list[dict[str, Any]]:
+        listing = await _kube.call_json(
+            f"list Nodes of AcceleratorPool {self._pool_name}",
+            self._core.list_node,
+            label_selector=selector_string(self.owned_labels),
+        )
+        # The API server filters already; keep only what matches, whatever answered.
+        owned = [
+            node
+            for node in listing.get("items") or []
+            if labels_match(_meta(node).get("labels"), self.owned_labels)
+            and not _meta(node).get("deletionTimestamp")
+        ]
+        return sorted(owned, key=_name)
+
+    async def current(self) -> NodeGroupSize:
+        count = len(await self._nodes())
+        return NodeGroupSize(desired=count, current=count)
+
+    async def set_desired(self, nodes: int) -> None:
+        if nodes < 0:
+            raise ProviderError("InvalidSize", f"cannot hold {nodes} nodes")
+        existing = await self._nodes()
+        if nodes > len(existing):
+            taken = {_name(node) for node in existing}
+            names: list[str] = []
+            index = 0
+            while len(names) < nodes - len(existing):
+                if f"{self._prefix}-{index}" not in taken:
+                    names.append(f"{self._prefix}-{index}")
+                index += 1
+            for name in names:
+                await _kube.call(f"create Node {name}", self._core.create_node, self.manifest(name))
+            return
+        surplus = len(existing) - nodes
+        if surplus == 0:
+            return
+
+        def removal_order(node: dict[str, Any]) -> tuple[int, float, str]:
+            marked = PREFER_REMOVAL_ANNOTATION in (_meta(node).get("annotations") or {})
+            created = _meta(node).get("creationTimestamp")
+            age_key = -datetime.fromisoformat(created).timestamp() if created else 0.0
+            return (0 if marked else 1, age_key, _name(node))  # marked, then newest, first
+
+        for node in sorted(existing, key=removal_order)[:surplus]:
+            name = _name(node)
+            try:
+                await _kube.call(f"delete Node {name}", self._core.delete_node, name)
+            except ProviderError as error:
+                if _kube.is_not_found(error.__cause__ or error):
+                    continue  # already gone: that is what was asked for
+                raise
+
+    async def prefer_removal(self, nodes: Sequence[NodeRef]) -> None:
+        owned = {_name(node) for node in await self._nodes()}
+        patch = {"metadata": {"annotations": {PREFER_REMOVAL_ANNOTATION: "true"}}}
+        for ref in nodes:
+            if ref.name in owned:
+                await _kube.call(f"mark Node {ref.name}", self._core.patch_node, ref.name, patch)
+
+    def manifest(self, name: str) -> dict[str, Any]:
+        """The Node object of one fake accelerator node."""
+        kwok = self._kwok
+        capacity = {
+            "cpu": kwok.cpu,
+            "memory": kwok.memory,
+            "pods": str(kwok.pods),
+            self._spec.resource_name: str(self._spec.accelerators_per_node),
+        }
+        taints = [dict(KWOK_TAINT)] + [taint.to_wire() for taint in kwok.taints]
+        return {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "annotations": {KWOK_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                "labels": {
+                    "type": "kwok",
+                    "kubernetes.io/hostname": name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    **self._labels,
+                },
+            },
+            "spec": {"taints": taints, "providerID": f"kwok://{name}"},
+            "status": {
+                "allocatable": dict(capacity),
+                "capacity": dict(capacity),
+                "nodeInfo": {
+                    "architecture": "amd64",
+                    "operatingSystem": "linux",
+                    "kubeletVersion": "fake",
+                    "kubeProxyVersion": "fake",
+                },
+            },
+        }
+
+
+def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta: Mapping[str, Any] = obj.get("metadata") or {}
+    return meta
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    return str(_meta(obj).get("name", ""))
