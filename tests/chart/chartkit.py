@@ -312,6 +312,17 @@ MATRIX = [
     ),
     pytest.param(
         {
+            "operator": {"watchNamespaces": ["team-a", "default"]},
+            "providers": {
+                "clusterAPI": {"enabled": True, "namespaces": ["capi-system"]},
+                "placeholder": {"enabled": True},
+            },
+            "rbac": {"extraScaleTargets": []},
+        },
+        id="namespaced-providers",
+    ),
+    pytest.param(
+        {
             "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
             "networkPolicy": {
                 "enabled": True,

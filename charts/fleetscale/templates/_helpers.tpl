@@ -77,29 +77,29 @@ Rules on namespaced resources of the watched namespaces: in a ClusterRole when t
 watches the whole cluster, in a Role of each watched namespace otherwise.
 */}}
 {{- define "fleetscale.rules.watched" -}}
-# InferencePools: kopf lists and watches them, patches finalizers and its annotations; the
-# controller reads them and writes their status.
+# InferencePools: kopf lists and watches them and patches its finalizer and annotations; the
+# controller patches their status.
 - apiGroups: ["fleetscale.io"]
   resources: ["inferencepools"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: ["fleetscale.io"]
   resources: ["inferencepools/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 # Scale targets: the pod template (accelerators per replica) and readyReplicas, then the size
-# through /scale.
+# through /scale, written back whole with its resourceVersion (update), as the HPA does.
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets"]
   verbs: ["get"]
 - apiGroups: ["apps"]
   resources: ["deployments/scale", "statefulsets/scale"]
-  verbs: ["get", "patch"]
+  verbs: ["get", "update"]
 {{- range .Values.rbac.extraScaleTargets }}
 - apiGroups: [{{ .apiGroup | quote }}]
   resources: [{{ .resource | quote }}]
   verbs: ["get"]
 - apiGroups: [{{ .apiGroup | quote }}]
   resources: [{{ printf "%s/scale" .resource | quote }}]
-  verbs: ["get", "patch"]
+  verbs: ["get", "update"]
 {{- end }}
 # Ready pods of a target whose kind reports no readyReplicas.
 - apiGroups: [""]
@@ -131,15 +131,15 @@ watches the whole cluster, in a Role of each watched namespace otherwise.
 # AcceleratorPools (cluster-scoped): GPU node pools shared by InferencePools.
 - apiGroups: ["fleetscale.io"]
   resources: ["acceleratorpools"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: ["fleetscale.io"]
   resources: ["acceleratorpools/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 {{- if include "fleetscale.clusterwide" . }}
 # Leader election between the replicas (kopf peering, cluster-wide).
 - apiGroups: ["kopf.dev"]
   resources: ["clusterkopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 {{- else }}
 # kopf resolves the watched namespaces (names only).
 - apiGroups: [""]
@@ -147,42 +147,55 @@ watches the whole cluster, in a Role of each watched namespace otherwise.
   verbs: ["list", "watch"]
 {{- end }}
 {{- if .Values.providers.kwok.enabled }}
-# kwok provider: fake GPU nodes are created and deleted as Node objects; pods show which
-# nodes are empty.
+# kwok provider: fake GPU nodes are Node objects it lists, creates, deletes, and annotates
+# (prefer to remove these first).
 - apiGroups: [""]
   resources: ["nodes"]
-  verbs: ["get", "list", "watch", "create", "delete"]
-- apiGroups: [""]
-  resources: ["pods"]
-  verbs: ["list", "watch"]
+  verbs: ["list", "create", "delete", "patch"]
 {{- end }}
-{{- if .Values.providers.clusterAPI.enabled }}
-# Cluster API provider: size of a MachineDeployment through /scale; empty Machines are
-# annotated for deletion first.
-- apiGroups: ["cluster.x-k8s.io"]
-  resources: ["machinedeployments"]
-  verbs: ["get"]
-- apiGroups: ["cluster.x-k8s.io"]
-  resources: ["machinedeployments/scale"]
-  verbs: ["get", "patch"]
-- apiGroups: ["cluster.x-k8s.io"]
-  resources: ["machines"]
-  verbs: ["list", "patch"]
-- apiGroups: [""]
-  resources: ["nodes"]
-  verbs: ["get", "list", "watch"]
+{{- if and .Values.providers.clusterAPI.enabled (not .Values.providers.clusterAPI.namespaces) }}
+{{- include "fleetscale.rules.clusterAPI" . | nindent 0 }}
 {{- end }}
 {{- if .Values.providers.placeholder.enabled }}
-# Placeholder provider: the low-priority PriorityClass of the placeholder pods.
+# Placeholder provider: which nodes host model pods (pods of every namespace), and the
+# low-priority PriorityClass of the placeholder pods, created when missing.
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["list"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
 - apiGroups: ["scheduling.k8s.io"]
   resources: ["priorityclasses"]
   verbs: ["get", "create"]
 {{- end }}
 {{- end }}
 
+{{/* Cluster API provider: the MachineDeployment's size through /scale; empty Machines are
+annotated for deletion first. In a ClusterRole, or in a Role of each listed namespace. */}}
+{{- define "fleetscale.rules.clusterAPI" -}}
+- apiGroups: ["cluster.x-k8s.io"]
+  resources: ["machinedeployments"]
+  verbs: ["get"]
+- apiGroups: ["cluster.x-k8s.io"]
+  resources: ["machinedeployments/scale"]
+  verbs: ["patch"]
+- apiGroups: ["cluster.x-k8s.io"]
+  resources: ["machines"]
+  verbs: ["list", "patch"]
+{{- end }}
+
 {{/* Rules of the placeholder provider inside its own namespace. */}}
 {{- define "fleetscale.rules.placeholder" -}}
+# The Deployment of placeholder pods: created when missing, sized through /scale.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "create"]
+- apiGroups: ["apps"]
+  resources: ["deployments/scale"]
+  verbs: ["patch"]
+# Placeholders on nodes to release get a low pod-deletion-cost, so they go first.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list", "watch", "create", "delete"]
+  verbs: ["list", "patch"]
 {{- end }}
