@@ -1,0 +1,360 @@
+"""Properties of ``plan`` that must hold for every spec, observation and remembered state.
+
+Bounds always hold; more load never gives fewer replicas; constant load converges and then
+stays put without flapping; missing data never scales down; shed only when limited; the same
+inputs give the same decision; every reason is CamelCase; the remembered history stays small.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from planner_builders import NOW, make_spec
+
+from fleetscale.api.inferencepool import InferencePoolSpec
+from fleetscale.planner import behavior, plan
+from fleetscale.planner.types import (
+    CapacityLimit,
+    Decision,
+    MetricProblem,
+    MetricReading,
+    Observation,
+    PlannerState,
+    ShedState,
+    TimedDelta,
+    TimedReplicas,
+)
+
+CAMEL_CASE = re.compile(r"^[A-Z][A-Za-z]*$")
+CAPACITY_REASONS = ("MaxNodes", "NodesProvisioning", "Quota")
+
+
+@functools.cache
+def _policies(max_period: int) -> st.SearchStrategy[list[dict[str, Any]]]:
+    policy = st.fixed_dictionaries(
+        {
+            "type": st.sampled_from(["Pods", "Percent"]),
+            "value": st.integers(1, 200),
+            "periodSeconds": st.integers(1, max_period),
+        }
+    )
+    return st.lists(policy, max_size=3)
+
+
+@functools.cache
+def _rules(max_window: int, max_period: int) -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries(
+        {
+            "stabilizationWindowSeconds": st.integers(0, max_window),
+            "selectPolicy": st.sampled_from(["Max", "Max", "Min", "Disabled"]),
+            "policies": _policies(max_period),
+        }
+    )
+
+
+_RELEASE_SHARE = st.none() | st.floats(0, 0.99)
+
+
+@st.composite
+def specs(
+    draw: st.DrawFn,
+    *,
+    max_replicas: int = 40,
+    max_window: int = 300,
+    max_period: int = 120,
+    gpu: bool | None = None,
+) -> InferencePoolSpec:
+    min_replicas = draw(st.integers(0, min(10, max_replicas)))
+    with_gpu = draw(st.booleans()) if gpu is None else gpu
+    threshold = draw(st.floats(1, 100))
+    release_share = draw(_RELEASE_SHARE)
+    shed_load: dict[str, Any] = {
+        "enabled": draw(st.booleans()),
+        "queuePerReplicaThreshold": threshold,
+    }
+    if release_share is not None:
+        shed_load["releaseQueuePerReplica"] = threshold * release_share
+    return make_spec(
+        min_replicas=min_replicas,
+        max_replicas=draw(st.integers(max(min_replicas, 1), max_replicas)),
+        target_per_replica=draw(st.floats(0.5, 50)),
+        gpu_target_percent=draw(st.floats(20, 100)) if with_gpu else None,
+        tolerance=draw(st.sampled_from([0.0, 0.05, 0.1, 0.3])),
+        max_staleness_seconds=draw(st.integers(1, 600)),
+        scale_up=draw(_rules(max_window, max_period)),
+        scale_down=draw(_rules(max_window, max_period)),
+        shed_load=shed_load,
+        poll_interval_seconds=draw(st.integers(5, 60)),
+    )
+
+
+def _fresh(values: st.SearchStrategy[float]) -> st.SearchStrategy[MetricReading]:
+    return st.builds(lambda value, age: MetricReading.ok(value, NOW - age), values, st.floats(0, 1))
+
+
+_PROBLEMS = st.sampled_from([p for p in MetricProblem if p is not MetricProblem.STALE]).map(
+    MetricReading.failed
+)
+_UNUSABLE = st.one_of(
+    _PROBLEMS,
+    st.sampled_from([math.nan, math.inf, -math.inf, -1.0]).map(lambda v: MetricReading.ok(v, NOW)),
+    st.floats(601, 10_000).map(lambda age: MetricReading.ok(10.0, NOW - age)),  # stale
+    st.just(MetricReading(value=5.0, sampled_at=None)),
+)
+_QUEUE = st.floats(0, 2000)
+_UTIL = st.floats(0, 100)
+_CAPACITY = st.none() | st.builds(
+    CapacityLimit,
+    max_replicas=st.integers(0, 50),
+    reason=st.sampled_from(CAPACITY_REASONS),
+    seconds_until_more=st.none() | st.floats(0, 1000),
+)
+
+
+_CURRENT = st.integers(0, 50)
+_ANY_QUEUE = _fresh(_QUEUE) | _UNUSABLE
+_ANY_GPU = st.none() | _fresh(_UTIL) | _UNUSABLE
+_STARTUP = st.none() | st.floats(0, 600)
+
+
+@st.composite
+def observations(
+    draw: st.DrawFn,
+    *,
+    queue: st.SearchStrategy[MetricReading] | None = None,
+    gpu: st.SearchStrategy[MetricReading | None] | None = None,
+) -> Observation:
+    current = draw(_CURRENT)
+    return Observation(
+        current_replicas=current,
+        ready_replicas=draw(st.integers(0, current + 2)),
+        queue_depth=draw(queue if queue is not None else _ANY_QUEUE),
+        gpu_utilization_percent=draw(gpu if gpu is not None else _ANY_GPU),
+        capacity=draw(_CAPACITY),
+        replica_startup_seconds=draw(_STARTUP),
+    )
+
+
+_PAST = st.floats(0, 700).map(lambda age: NOW - age)
+
+states = st.builds(
+    PlannerState,
+    recommendations=st.lists(
+        st.builds(TimedReplicas, time=_PAST, replicas=st.integers(0, 60)), max_size=12
+    ).map(tuple),
+    scale_events=st.lists(
+        st.builds(TimedDelta, time=_PAST, delta=st.integers(-20, 20).filter(bool)), max_size=6
+    ).map(tuple),
+    shed=st.builds(
+        ShedState,
+        active=st.booleans(),
+        since=st.none() | _PAST,
+        reason=st.sampled_from(["NotLimited", "MaxReplicas", "MaxNodes", "QueueBelowRelease"]),
+    ),
+    last_scale_time=st.none() | _PAST,
+)
+
+
+def _reasons(decision: Decision) -> list[str]:
+    return [
+        decision.reason,
+        decision.metrics_available.reason,
+        decision.scaling_limited.reason,
+        decision.shed.reason,
+        *(step.reason for step in decision.steps),
+    ]
+
+
+@given(spec=specs(), observation=observations(), state=states)
+def test_bounds_always_hold(
+    spec: InferencePoolSpec, observation: Observation, state: PlannerState
+) -> None:
+    decision, _ = plan(spec, observation, state, NOW)
+    assert spec.replicas.min <= decision.desired_replicas <= spec.replicas.max
+    assert decision.steps[-1].replicas == decision.desired_replicas
+
+
+@given(
+    spec=specs(),
+    observation=observations(queue=_fresh(_QUEUE), gpu=st.none() | _fresh(_UTIL) | _UNUSABLE),
+    state=states,
+    more_queue=st.floats(0, 2000),
+    more_util=st.floats(0, 100),
+)
+def test_more_load_never_gives_fewer_replicas(
+    spec: InferencePoolSpec,
+    observation: Observation,
+    state: PlannerState,
+    more_queue: float,
+    more_util: float,
+) -> None:
+    def heavier(reading: MetricReading | None, extra: float, cap: float) -> MetricReading | None:
+        if reading is None or not reading.usable or reading.value is None:
+            return reading
+        return MetricReading.ok(min(reading.value + extra, cap), reading.sampled_at or NOW)
+
+    busier = Observation(
+        current_replicas=observation.current_replicas,
+        ready_replicas=observation.ready_replicas,
+        queue_depth=heavier(observation.queue_depth, more_queue, math.inf)
+        or observation.queue_depth,
+        gpu_utilization_percent=heavier(observation.gpu_utilization_percent, more_util, 100),
+        capacity=observation.capacity,
+        replica_startup_seconds=observation.replica_startup_seconds,
+    )
+    light, _ = plan(spec, observation, state, NOW)
+    heavy, _ = plan(spec, busier, state, NOW)
+    assert light.desired_replicas <= heavy.desired_replicas
+    assert light.unconstrained_replicas <= heavy.unconstrained_replicas
+
+
+@given(
+    spec=specs(max_replicas=20, max_window=90, max_period=60),
+    start=st.integers(0, 25),
+    queue=st.floats(0, 300),
+    util=st.none() | _UTIL,
+    capacity=_CAPACITY,
+)
+def test_constant_load_converges_and_stays_put(
+    spec: InferencePoolSpec,
+    start: int,
+    queue: float,
+    util: float | None,
+    capacity: CapacityLimit | None,
+) -> None:
+    """Replicas start serving at once and the load does not react: a fixed point must come."""
+    poll = spec.poll_interval_seconds
+    horizon = max(
+        behavior.longest_window_seconds(spec.behavior),
+        behavior.longest_period_seconds(spec.behavior),
+    )
+    # After this many unchanged ticks every window and period holds only the fixed point.
+    settle_ticks = math.ceil(horizon / poll) + 2
+    # Sizes only move one way, by at least one replica, with fewer than settle_ticks between.
+    tick_limit = (max(start, spec.replicas.max) + 2) * settle_ticks
+
+    def tick(state: PlannerState, current: int, index: int) -> tuple[Decision, PlannerState]:
+        now = NOW + index * poll
+        observation = Observation(
+            current_replicas=current,
+            ready_replicas=current,
+            queue_depth=MetricReading.ok(queue, now),
+            gpu_utilization_percent=None if util is None else MetricReading.ok(util, now),
+            capacity=capacity,
+        )
+        return plan(spec, observation, state, now)
+
+    state, current, sizes, unchanged, index = PlannerState(), start, [start], 0, 0
+    while unchanged < settle_ticks:
+        assert index < tick_limit, f"no fixed point after {index} ticks: {sizes}"
+        decision, state = tick(state, current, index)
+        unchanged = unchanged + 1 if decision.desired_replicas == current else 0
+        current = decision.desired_replicas
+        sizes.append(current)
+        index += 1
+    assert sizes in (sorted(sizes), sorted(sizes, reverse=True)), f"flapped: {sizes}"
+
+    settled = decision
+    for _ in range(2 * settle_ticks):
+        decision, state = tick(state, current, index)
+        index += 1
+        assert decision.desired_replicas == current
+        assert decision.shed.active == settled.shed.active
+        assert decision.reason == settled.reason
+
+
+@given(
+    spec=specs(),
+    observation=observations(queue=_UNUSABLE),
+    state=states,
+)
+def test_missing_queue_data_never_moves_the_fleet(
+    spec: InferencePoolSpec, observation: Observation, state: PlannerState
+) -> None:
+    decision, new_state = plan(spec, observation, state, NOW)
+    current = observation.current_replicas
+    within_bounds = spec.replicas.min <= current <= spec.replicas.max
+    if within_bounds:
+        assert decision.desired_replicas == current
+        assert decision.reason == "MetricsUnavailable"
+    assert not decision.metrics_available.status
+    assert decision.unconstrained_replicas == current
+    assert new_state.recommendations == state.recommendations
+    assert not (decision.shed.active and decision.shed.changed)
+
+
+@given(
+    spec=specs(gpu=True),
+    observation=observations(queue=_fresh(_QUEUE), gpu=_UNUSABLE),
+    state=states,
+)
+def test_unknown_gpu_utilization_never_scales_down(
+    spec: InferencePoolSpec, observation: Observation, state: PlannerState
+) -> None:
+    decision, _ = plan(spec, observation, state, NOW)
+    if spec.replicas.min <= observation.current_replicas <= spec.replicas.max:
+        assert decision.desired_replicas >= observation.current_replicas
+
+
+@given(spec=specs(), observation=observations(), state=states)
+def test_shed_only_when_limited(
+    spec: InferencePoolSpec, observation: Observation, state: PlannerState
+) -> None:
+    decision, new_state = plan(spec, observation, state, NOW)
+    shed = decision.shed
+    if shed.active:
+        assert decision.scaling_limited.status
+        assert spec.shed_load.enabled
+        assert shed.retry_after_seconds is not None
+        assert 1 <= shed.retry_after_seconds <= spec.shed_load.max_retry_after_seconds
+    else:
+        assert shed.retry_after_seconds is None
+    assert shed.changed == (shed.active != state.shed.active)
+    assert new_state.shed.active == shed.active
+
+
+@given(spec=specs(), observation=observations(), state=states)
+def test_same_inputs_give_the_same_decision(
+    spec: InferencePoolSpec, observation: Observation, state: PlannerState
+) -> None:
+    first = plan(spec, observation, state, NOW)
+    # Equal but distinct inputs, as a restarted operator rebuilds them from status.
+    again = plan(
+        InferencePoolSpec.model_validate(spec.to_wire()),
+        Observation(**vars(observation)),
+        PlannerState(**vars(state)),
+        NOW,
+    )
+    assert again == first
+
+
+@given(spec=specs(), observation=observations(), state=states)
+def test_every_reason_is_camel_case(
+    spec: InferencePoolSpec, observation: Observation, state: PlannerState
+) -> None:
+    decision, _ = plan(spec, observation, state, NOW)
+    for reason in _reasons(decision):
+        assert CAMEL_CASE.match(reason), reason
+    assert decision.message
+
+
+@given(spec=specs(), observation=observations(), state=states)
+def test_remembered_history_stays_small(
+    spec: InferencePoolSpec, observation: Observation, state: PlannerState
+) -> None:
+    _, new_state = plan(spec, observation, state, NOW)
+    window = behavior.longest_window_seconds(spec.behavior)
+    period = behavior.longest_period_seconds(spec.behavior)
+    added = [r for r in new_state.recommendations if r not in state.recommendations]
+    assert len(added) <= (2 if not state.recommendations else 1)  # first sight seeds current
+    if added:  # a tick with usable metrics prunes the whole history
+        assert all(r.time > NOW - window for r in new_state.recommendations)
+        values = [r.replicas for r in new_state.recommendations]
+        assert len(values) == len(set(values))
+    assert all(e.time > NOW - period for e in new_state.scale_events)
+    assert len(new_state.scale_events) <= len(state.scale_events) + 1
