@@ -178,13 +178,21 @@ async def test_bearer_token_is_sent_and_required() -> None:
             without = await read_one(source, at(prometheus, QUEUE), tick=TICK)
             wrong = await read_one(source, at(prometheus, QUEUE, bearer_token="nope"), tick=TICK)
             right = await read_one(source, at(prometheus, QUEUE, bearer_token="s3cret"), tick=TICK)
+            from_file = await read_one(
+                source, at(prometheus, QUEUE, bearer_token="s3cret\n"), tick=TICK
+            )
         finally:
             await source.close()
     assert without.problem is MetricProblem.QUERY_FAILED
     assert "HTTP 401" in without.detail
     assert wrong.problem is MetricProblem.QUERY_FAILED
-    assert right == MetricReading.ok(7.0, SAMPLED_AT)
-    assert [r.authorization for r in prometheus.requests] == [None, "Bearer nope", "Bearer s3cret"]
+    assert right == from_file == MetricReading.ok(7.0, SAMPLED_AT)
+    assert [r.authorization for r in prometheus.requests] == [
+        None,
+        "Bearer nope",
+        "Bearer s3cret",
+        "Bearer s3cret",
+    ]
 
 
 async def test_token_is_not_printed_in_endpoint_repr() -> None:

@@ -160,8 +160,9 @@ def _no_retries() -> Retry:
 def build_client(endpoint: PrometheusEndpoint) -> PrometheusConnect:
     """A PrometheusConnect with its own session: bearer token, pinned CA, no hidden retries."""
     session = requests.Session()
-    if endpoint.bearer_token:
-        session.headers["Authorization"] = f"Bearer {endpoint.bearer_token}"
+    if endpoint.bearer_token and endpoint.bearer_token.strip():
+        # Secrets made with `kubectl create secret --from-file` keep the file's last newline.
+        session.headers["Authorization"] = f"Bearer {endpoint.bearer_token.strip()}"
     client = PrometheusConnect(
         url=endpoint.url.rstrip("/"),
         session=session,
