@@ -337,3 +337,18 @@ async def test_closed_source_refuses_reads(prometheus: PrometheusServer) -> None
     await source.close()
     with pytest.raises(RuntimeError, match="closed"):
         await source.read([at(prometheus, QUEUE)], TICK)
+
+
+async def test_endpoints_beyond_the_limit_are_dropped_and_rebuilt() -> None:
+    async with PrometheusServer(bearer_token="new") as prometheus:
+        prometheus.set_value(QUEUE, 2, SAMPLED_AT)
+        source = PrometheusSignalSource(max_endpoints=1)
+        try:
+            # A rotated token: the old endpoint is evicted, and still works if it comes back.
+            old = await read_one(source, at(prometheus, QUEUE, bearer_token="old"), tick=TICK)
+            new = await read_one(source, at(prometheus, QUEUE, bearer_token="new"), tick=TICK)
+            again = await read_one(source, at(prometheus, QUEUE, bearer_token="new"), tick=TICK + 1)
+        finally:
+            await source.close()
+    assert old.problem is MetricProblem.QUERY_FAILED
+    assert new == again == MetricReading.ok(2.0, SAMPLED_AT)

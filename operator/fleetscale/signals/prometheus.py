@@ -25,6 +25,7 @@ import logging
 import math
 import re
 import ssl
+from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -134,22 +135,27 @@ def _is_read_timeout(exc: BaseException) -> bool:
     return isinstance(reason, MaxRetryError) and isinstance(reason.reason, ReadTimeoutError)
 
 
-class _PinnedCaAdapter(HTTPAdapter):
-    """Verifies servers against the given SSL context only (the endpoint's own CA)."""
+class _EndpointAdapter(HTTPAdapter):
+    """Connections to one endpoint: pooled for concurrent queries, optionally a pinned CA.
 
-    def __init__(self, ssl_context: ssl.SSLContext, **kwargs: Any) -> None:
+    With a CA, servers are verified against that CA only, not the public bundle as well.
+    """
+
+    def __init__(self, ssl_context: ssl.SSLContext | None, **kwargs: Any) -> None:
         self._ssl_context = ssl_context
         super().__init__(**kwargs)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["ssl_context"] = self._ssl_context
+        if self._ssl_context is not None:
+            kwargs["ssl_context"] = self._ssl_context
         super().init_poolmanager(*args, **kwargs)
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
         super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
-        # requests would add the public CA bundle to our context; trust the endpoint's CA only.
-        conn.ca_certs = None
-        conn.ca_cert_dir = None
+        if self._ssl_context is not None:
+            # requests would add the public bundle to our context; trust the given CA only.
+            conn.ca_certs = None
+            conn.ca_cert_dir = None
 
 
 def _no_retries() -> Retry:
@@ -157,39 +163,49 @@ def _no_retries() -> Retry:
     return Retry(total=0, connect=0, read=0, status=0, raise_on_status=False)
 
 
-def build_client(endpoint: PrometheusEndpoint) -> PrometheusConnect:
+def build_client(endpoint: PrometheusEndpoint, pool_size: int = 16) -> PrometheusConnect:
     """A PrometheusConnect with its own session: bearer token, pinned CA, no hidden retries."""
     session = requests.Session()
     if endpoint.bearer_token and endpoint.bearer_token.strip():
         # Secrets made with `kubectl create secret --from-file` keep the file's last newline.
         session.headers["Authorization"] = f"Bearer {endpoint.bearer_token.strip()}"
+    url = endpoint.url.rstrip("/")
     client = PrometheusConnect(
-        url=endpoint.url.rstrip("/"),
+        url=url,
         session=session,
         retry=_no_retries(),
         # Only bounds the worker thread; the caller's own timeout (asyncio) decides and reports.
         timeout=endpoint.timeout_seconds + _THREAD_TIMEOUT_MARGIN_SECONDS,  # type: ignore[arg-type,unused-ignore]
     )
-    if endpoint.ca_pem:
-        context = ssl.create_default_context(cadata=endpoint.ca_pem)
-        # Mounted after PrometheusConnect's own adapter, on the same prefix, so it replaces it.
-        session.mount(
-            endpoint.url.rstrip("/"), _PinnedCaAdapter(context, max_retries=_no_retries())
-        )
+    context = ssl.create_default_context(cadata=endpoint.ca_pem) if endpoint.ca_pem else None
+    # Mounted after PrometheusConnect's own adapter, on the same prefix, so it replaces it.
+    adapter = _EndpointAdapter(
+        context, max_retries=_no_retries(), pool_connections=1, pool_maxsize=pool_size
+    )
+    session.mount(url, adapter)
     return client
 
 
 class PrometheusSignalSource:
     """Reads PromQL instant queries from Prometheus, one HTTP call per (query, tick)."""
 
-    def __init__(self, *, recent_ticks: int = 4, max_concurrent_queries: int = 16) -> None:
-        if recent_ticks < 1:
-            raise ValueError("recent_ticks must be at least 1")
+    def __init__(
+        self,
+        *,
+        recent_ticks: int = 4,
+        max_concurrent_queries: int = 16,
+        max_endpoints: int = 64,
+    ) -> None:
+        if recent_ticks < 1 or max_endpoints < 1:
+            raise ValueError("recent_ticks and max_endpoints must be at least 1")
         self._recent_ticks = recent_ticks
+        self._max_endpoints = max_endpoints
+        self._pool_size = max_concurrent_queries
         self._executor = ThreadPoolExecutor(
             max_workers=max_concurrent_queries, thread_name_prefix="prometheus-query"
         )
-        self._clients: dict[PrometheusEndpoint, PrometheusConnect] = {}
+        # Least recently used first: a rotated token makes a new endpoint; the old one ages out.
+        self._clients: OrderedDict[PrometheusEndpoint, PrometheusConnect] = OrderedDict()
         # tick -> query -> the one task that reads it; oldest ticks are dropped first.
         self._flights: dict[float, dict[MetricQuery, asyncio.Task[MetricReading]]] = {}
         self._closed = False
@@ -240,7 +256,11 @@ class PrometheusSignalSource:
     def _client(self, endpoint: PrometheusEndpoint) -> PrometheusConnect:
         client = self._clients.get(endpoint)
         if client is None:
-            client = self._clients[endpoint] = build_client(endpoint)
+            client = self._clients[endpoint] = build_client(endpoint, self._pool_size)
+            while len(self._clients) > self._max_endpoints:
+                # Closing only drops idle pooled connections; a query still using it finishes.
+                self._clients.popitem(last=False)[1].close()
+        self._clients.move_to_end(endpoint)
         return client
 
     async def close(self) -> None:
