@@ -23,11 +23,12 @@ def explain_decision(decision: Decision) -> str:
         f"signals ask for {decision.unconstrained_replicas}",
     ]
     name_width = max((len(step.name) for step in decision.steps), default=0)
+    reason_width = max((len(step.reason) for step in decision.steps), default=0)
     for number, step in enumerate(decision.steps, start=1):
-        message = f"  {step.message}" if step.message else ""
-        lines.append(
-            f"  {number}. {step.name:<{name_width}} {step.replicas:>5}  {step.reason}{message}"
-        )
+        line = f"  {number}. {step.name:<{name_width}} {step.replicas:>5}  {step.reason}"
+        if step.message:
+            line = f"{line:<{len(line) + reason_width - len(step.reason)}}  {step.message}"
+        lines.append(line)
     lines.append(_verdict("MetricsAvailable", decision.metrics_available))
     lines.append(_verdict("ScalingLimited", decision.scaling_limited))
     shed = decision.shed
