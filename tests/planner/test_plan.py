@@ -216,6 +216,7 @@ def test_plan(
     assert decision.reason == expect.reason
     assert decision.metrics_available.reason == expect.metrics
     assert decision.metrics_available.status == (expect.metrics == "ValidMetricsFound")
+    assert decision.steps[0].reason == decision.metrics_available.reason
     assert decision.scaling_limited.reason == expect.limited
     assert decision.shed.active == (expect.shed is not None)
     if expect.shed is not None:

@@ -84,12 +84,9 @@ def plan(
             unit="%",
         )
 
-    metrics_message = queue_check.message + (f"; {gpu_check.message}" if gpu_check else "")
-    steps: list[Step] = [Step(METRICS, current, VALID_METRICS_FOUND, metrics_message)]
     queue_step = signals.queue_signal(
         queue_depth, current, metrics_spec.queue_depth, metrics_spec.tolerance
     )
-    steps.append(queue_step)
     gpu_step: Step | None = None
     if gpu_check is not None and metrics_spec.gpu_utilization is not None:
         gpu_step = signals.gpu_signal(
@@ -99,21 +96,23 @@ def plan(
             metrics_spec.gpu_utilization,
             metrics_spec.tolerance,
         )
-        steps.append(gpu_step)
+    metrics_available = _metrics_verdict(gpu_step, queue_check, gpu_check)
     combined = signals.combine(queue_step, gpu_step, current)
-    steps.append(combined)
+    signal_steps = [
+        Step(METRICS, current, metrics_available.reason, metrics_available.message),
+        queue_step,
+        *([gpu_step] if gpu_step is not None else []),
+        combined,
+    ]
 
     history = behavior.seeded(state.recommendations, current, spec.behavior, now)
     stabilized = behavior.stabilize(combined.replicas, current, history, spec.behavior, now)
-    steps.append(stabilized)
     rated = behavior.rate_limit(
         stabilized.replicas, current, state.scale_events, spec.behavior, now
     )
-    steps.append(rated)
     capped = limits.cap_to_capacity(rated.replicas, current, observation.capacity)
-    steps.append(capped)
     bounded = limits.clamp_to_bounds(capped.replicas, spec.replicas)
-    steps.append(bounded)
+    constraint_steps = [stabilized, rated, capped, bounded]
     desired = bounded.replicas
 
     limited = limits.scaling_limited(
@@ -125,14 +124,14 @@ def plan(
         capacity=observation.capacity,
     )
     shed_decision = _shed(spec, observation, state, now, limited, queue_depth)
-    reason, message = _summarize(current, desired, combined, steps[steps.index(combined) + 1 :])
+    reason, message = _summarize(current, desired, combined, constraint_steps)
     decision = Decision(
         current_replicas=current,
         desired_replicas=desired,
         reason=reason,
         message=message,
-        steps=tuple(steps),
-        metrics_available=_metrics_verdict(gpu_step, queue_check, gpu_check),
+        steps=(*signal_steps, *constraint_steps),
+        metrics_available=metrics_available,
         scaling_limited=limited,
         shed=shed_decision,
         unconstrained_replicas=combined.replicas,

@@ -114,7 +114,7 @@ def decide_shed(
     load = f"{number(per_replica)} waiting per ready replica"
     if per_replica > threshold:
         return decision(
-            True, limit.reason, f"{load}, over {number(threshold)}, and {limit.message}"
+            True, limit.reason, f"{load}, over {number(threshold)}, while {limit.message}"
         )
     if per_replica < release:
         return decision(False, QUEUE_BELOW_RELEASE, f"{load}, under {number(release)}")
@@ -122,7 +122,7 @@ def decide_shed(
         return decision(
             True,
             limit.reason,
-            f"{load}, not yet under {number(release)}, and {limit.message}",
+            f"{load}, not yet under {number(release)}, while {limit.message}",
         )
     return decision(False, QUEUE_BELOW_THRESHOLD, f"{load}, not over {number(threshold)}")
 
