@@ -47,6 +47,21 @@ def _cmd_crd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_explain(args: argparse.Namespace) -> int:
+    import os
+
+    from fleetscale.explain import run_explain
+
+    return run_explain(
+        args.namespace,
+        args.pool,
+        prometheus_url=args.prometheus_url or os.environ.get("FLEETSCALE_PROMETHEUS_URL") or None,
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        output=args.output,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fleetscale",
@@ -60,6 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--write", metavar="DIR", help="write one YAML file per CRD into DIR")
     target.add_argument("--check", metavar="DIR", help="exit 1 if DIR differs from the models")
     crd.set_defaults(handler=_cmd_crd)
+
+    explain = commands.add_parser(
+        "explain",
+        help="show, for one InferencePool, the last observation, the plan and the reason for "
+        "each number (reads only, never acts)",
+    )
+    explain.add_argument("pool", metavar="POOL", help="name of the InferencePool")
+    explain.add_argument("-n", "--namespace", required=True, help="namespace of the pool")
+    explain.add_argument(
+        "--prometheus-url",
+        help="Prometheus for pools that name none [FLEETSCALE_PROMETHEUS_URL]",
+    )
+    explain.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube)")
+    explain.add_argument("--context", help="kubeconfig context")
+    explain.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    explain.set_defaults(handler=_cmd_explain)
     return parser
 
 
