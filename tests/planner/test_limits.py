@@ -101,3 +101,16 @@ def test_scaling_limited_message_explains_the_capacity() -> None:
         "the signals ask for 6 replicas and the accelerator pool holds 5 replicas "
         "(MaxNodes: 2 of 2 nodes)"
     )
+
+
+@pytest.mark.parametrize(
+    ("capacity", "binds"),
+    [
+        pytest.param(None, False, id="no-accelerator-pool"),
+        pytest.param(_capacity(4, "CapacityAvailable"), False, id="all-demand-fits"),
+        pytest.param(_capacity(4, "MaxNodes"), True, id="max-nodes"),
+        pytest.param(_capacity(4, "NodesProvisioning"), True, id="provisioning"),
+    ],
+)
+def test_binding_capacity(capacity: CapacityLimit | None, binds: bool) -> None:
+    assert limits.binding_capacity(capacity) == (capacity if binds else None)

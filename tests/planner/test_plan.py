@@ -142,6 +142,13 @@ class Expect:
             id="capacity-holds-and-sheds",
         ),
         pytest.param(
+            make_spec(),
+            observe(4, queue=40, capacity=CapacityLimit(4, "CapacityAvailable", "all fit")),
+            QUIET,
+            Expect(8, "ScaledUp", limited="ReplicasNotReady"),
+            id="capacity-available-is-no-limit",
+        ),
+        pytest.param(
             make_spec(max_replicas=4),
             observe(6, queue=MetricProblem.QUERY_FAILED),
             QUIET,

@@ -31,7 +31,7 @@ from fleetscale.planner.types import (
 )
 
 CAMEL_CASE = re.compile(r"^[A-Z][A-Za-z]*$")
-CAPACITY_REASONS = ("MaxNodes", "NodesProvisioning", "Quota")
+CAPACITY_REASONS = ("MaxNodes", "NodesProvisioning", "Quota", "CapacityAvailable")
 
 
 @functools.cache

@@ -5,7 +5,9 @@ Role: apply what the fleet may not cross and say so. Callers: ``pipeline.plan``.
 Capacity (step "capacity"): ``Observation.capacity`` is what the AcceleratorPool can hold for
 this pool (from the joint node planner). It stops growth: a scale-up goes no higher than
 ``max(capacity.max_replicas, current)``. It never forces a scale-down: replicas that already
-run keep running, and shrinking is left to the signals.
+run keep running, and shrinking is left to the signals. A limit whose reason is
+``CapacityAvailable`` (the node planner's "all of this pool's demand fits") is no limit: its
+cap is only the demand it was planned for, and the pool may grow past it while nodes follow.
 
 Bounds (step "bounds", always last): clamp to ``[replicas.min, replicas.max]``. The user's
 bounds win over everything before them, including capacity: a pool below its minimum asks for
@@ -31,6 +33,7 @@ while Prometheus blinks.
 from __future__ import annotations
 
 from fleetscale.api.inferencepool import ReplicaBounds
+from fleetscale.planner.capacity import CAPACITY_AVAILABLE
 from fleetscale.planner.text import replicas
 from fleetscale.planner.types import CapacityLimit, ConditionVerdict, Step
 
@@ -51,6 +54,13 @@ def _capacity_words(capacity: CapacityLimit) -> str:
     return (
         f"the accelerator pool holds {capacity.max_replicas} replicas ({capacity.reason}{detail})"
     )
+
+
+def binding_capacity(capacity: CapacityLimit | None) -> CapacityLimit | None:
+    """The capacity limit that actually binds, or None (see the module docstring)."""
+    if capacity is None or capacity.reason == CAPACITY_AVAILABLE:
+        return None
+    return capacity
 
 
 def cap_to_capacity(desired: int, current_replicas: int, capacity: CapacityLimit | None) -> Step:

@@ -62,6 +62,7 @@ def plan(
     spec: InferencePoolSpec, observation: Observation, state: PlannerState, now: float
 ) -> tuple[Decision, PlannerState]:
     """Decide one tick for one InferencePool. Pure: same inputs, same outputs."""
+    observation = replace(observation, capacity=limits.binding_capacity(observation.capacity))
     current = observation.current_replicas
     metrics_spec = spec.metrics
     queue_check = check_reading(
