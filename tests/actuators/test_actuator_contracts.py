@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from fleetscale.actuators._kube import RetryPolicy
 from fleetscale.actuators.base import (
     ActuatorError,
     ScaleActuator,
@@ -24,6 +23,7 @@ from fleetscale.actuators.base import (
 )
 from fleetscale.actuators.fake import FakeScaleActuator, FakeSecretReader
 from fleetscale.actuators.kubernetes_scale import KubernetesScaleActuator
+from fleetscale.actuators.rest import RetryPolicy
 from fleetscale.actuators.secrets import KubernetesSecretReader
 from support.kube_emulator import ScaleSubresource
 

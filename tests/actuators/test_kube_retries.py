@@ -8,7 +8,7 @@ import pytest
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from fleetscale.actuators._kube import RetryPolicy, describe, is_transient, with_retries
+from fleetscale.actuators.rest import RetryPolicy, describe, is_transient, with_retries
 
 POLICY = RetryPolicy(attempts=4, first_backoff_seconds=0.5, max_backoff_seconds=1.5)
 

@@ -10,10 +10,10 @@ import kmock
 import pytest
 from kubernetes.client import ApiClient
 
-from fleetscale.actuators._kube import RetryPolicy
 from fleetscale.actuators.base import ActuatorError, InvolvedObject, SecretNotFound, ShedFlag
 from fleetscale.actuators.configmap import ConfigMapShedFlagPublisher, flag_data
 from fleetscale.actuators.events import MESSAGE_MAX_CHARS, KubernetesEventSink
+from fleetscale.actuators.rest import RetryPolicy
 from fleetscale.actuators.secrets import KubernetesSecretReader
 
 NS = "models"

@@ -9,9 +9,9 @@ import kmock
 import pytest
 from kubernetes.client import ApiClient
 
-from fleetscale.actuators._kube import RetryPolicy
 from fleetscale.actuators.base import ActuatorError, ScaleStatus, ScaleTargetRef, TargetNotFound
 from fleetscale.actuators.kubernetes_scale import KubernetesScaleActuator
+from fleetscale.actuators.rest import RetryPolicy
 from support.kube_emulator import ScaleSubresource, declare
 
 NS = "models"

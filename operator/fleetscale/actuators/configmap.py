@@ -23,8 +23,8 @@ from typing import Any
 
 from kubernetes.client import ApiClient
 
-from fleetscale.actuators._kube import MERGE_PATCH, KubeJson, RetryPolicy, describe, status_of
 from fleetscale.actuators.base import ActuatorError, InvolvedObject, ShedFlag
+from fleetscale.actuators.rest import MERGE_PATCH, KubeJson, RetryPolicy, describe, status_of
 
 logger = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from typing import Any
 from kubernetes.client import ApiClient
 
 from fleetscale.actuators import workloads
-from fleetscale.actuators._kube import KubeJson, RetryPolicy, api_root, describe, status_of
 from fleetscale.actuators.base import ActuatorError, ScaleStatus, ScaleTargetRef, TargetNotFound
+from fleetscale.actuators.rest import KubeJson, RetryPolicy, api_root, describe, status_of
 
 logger = logging.getLogger(__name__)
 

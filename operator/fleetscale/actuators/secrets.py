@@ -14,8 +14,8 @@ import binascii
 
 from kubernetes.client import ApiClient
 
-from fleetscale.actuators._kube import KubeJson, RetryPolicy, describe, status_of
 from fleetscale.actuators.base import ActuatorError, SecretNotFound
+from fleetscale.actuators.rest import KubeJson, RetryPolicy, describe, status_of
 
 
 class KubernetesSecretReader:
