@@ -47,6 +47,34 @@ def _cmd_crd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    import os
+
+    from fleetscale.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings(
+            os.environ,
+            {
+                "prometheus_url": args.prometheus_url,
+                "namespaces": args.namespaces,
+                "log_format": args.log_format,
+                "log_level": args.log_level,
+                "http_port": args.http_port,
+                "peering": args.peering,
+            },
+        )
+    except SettingsError as error:
+        print(f"fleetscale run: {error}", file=sys.stderr)
+        return 2
+    from fleetscale.controller.handlers import run_operator
+    from fleetscale.controller.wiring import kubernetes_dependencies
+    from fleetscale.logs import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level)
+    return run_operator(settings, kubernetes_dependencies)
+
+
 def _cmd_explain(args: argparse.Namespace) -> int:
     import os
 
@@ -60,6 +88,12 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         context=args.context,
         output=args.output,
     )
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from fleetscale.sim.command import simulate
+
+    return simulate(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,6 +125,70 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--context", help="kubeconfig context")
     explain.add_argument("-o", "--output", choices=("text", "json"), default="text")
     explain.set_defaults(handler=_cmd_explain)
+
+    run = commands.add_parser(
+        "run",
+        help="run the operator (flags override the FLEETSCALE_* environment variables)",
+    )
+    run.add_argument("--prometheus-url", help="default Prometheus URL [FLEETSCALE_PROMETHEUS_URL]")
+    run.add_argument(
+        "--namespace",
+        dest="namespaces",
+        action="append",
+        metavar="NS",
+        help="watch this namespace (repeatable; default: all) [FLEETSCALE_NAMESPACES]",
+    )
+    run.add_argument("--log-format", help="json or console [FLEETSCALE_LOG_FORMAT]")
+    run.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR [FLEETSCALE_LOG_LEVEL]")
+    run.add_argument("--http-port", help="/metrics, /healthz, /readyz port [FLEETSCALE_HTTP_PORT]")
+    run.add_argument(
+        "--peering",
+        help='kopf peering name; "" runs standalone [FLEETSCALE_PEERING]',
+    )
+    run.set_defaults(handler=_cmd_run)
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="replay request traces through a simulated GPU fleet under autoscaling policies",
+    )
+    simulate.add_argument(
+        "--scenario",
+        dest="scenarios",
+        action="append",
+        metavar="NAME",
+        help="scenario to run (repeatable; default: the standard set): conv-70b, code-8b, "
+        "diurnal-70b, flash-70b, mooncake-8b, tiny",
+    )
+    simulate.add_argument(
+        "--policy",
+        dest="policies",
+        action="append",
+        metavar="NAME",
+        help="policy to run (repeatable; default: all; the oracle always runs): fleetscale, "
+        "fleetscale-defaults, hpa, keda-3, keda-5, keda-10, kpa, static, oracle",
+    )
+    simulate.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    simulate.add_argument(
+        "--traces-dir",
+        metavar="DIR",
+        help="request traces (default: $FLEETSCALE_TRACES_DIR, else ../shared/traces)",
+    )
+    simulate.add_argument(
+        "--out", metavar="DIR", default="out/sim", help="JSON and plots go here (out/sim)"
+    )
+    simulate.add_argument("--no-plot", action="store_true", help="skip the PNG plots")
+    simulate.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    simulate.add_argument(
+        "--bench",
+        action="store_true",
+        help="run the published benchmark: docs/benchmark-results.md, docs/bench/*.png, "
+        "and the README section between the bench markers",
+    )
+    simulate.add_argument("--readme", metavar="FILE", help="README to refresh (with --bench)")
+    simulate.add_argument(
+        "--docs-dir", metavar="DIR", default="docs", help="docs directory (with --bench)"
+    )
+    simulate.set_defaults(handler=_cmd_simulate)
     return parser
 
 

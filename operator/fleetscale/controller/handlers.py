@@ -52,6 +52,7 @@ DependenciesFactory = Callable[
     [kubernetes.client.ApiClient, Settings, OperatorMetrics], Dependencies
 ]
 
+_GRACEFUL_STOP_SECONDS = 15.0
 _DEFAULT_POLL_INTERVAL_SECONDS = InferencePoolSpec.model_fields["poll_interval_seconds"].default
 
 
@@ -130,8 +131,8 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
         operator_settings.peering.standalone = False
     else:
         operator_settings.peering.standalone = True
-    # A daemon stopped mid-tick finishes its API calls rather than being cut off.
-    operator_settings.process.ultimate_exiting_timeout = 30
+    # Leave room for the daemons' graceful stop before kopf gives up on exiting.
+    operator_settings.process.ultimate_exiting_timeout = _GRACEFUL_STOP_SECONDS + 15
     return operator_settings
 
 
@@ -164,7 +165,10 @@ def build_registry(runtime: OperatorRuntime) -> kopf.OperatorRegistry:
         PLURAL,
         id="pool",
         registry=registry,
-        cancellation_timeout=30,
+        # On exit or pause, let an in-flight tick finish (its Prometheus reads time out in
+        # seconds) so a scale write is never left without its status and Event; then cancel.
+        cancellation_backoff=_GRACEFUL_STOP_SECONDS,
+        cancellation_timeout=5.0,
     )
     async def pool_daemon(
         stopped: kopf.DaemonStopped,
