@@ -352,3 +352,11 @@ async def test_endpoints_beyond_the_limit_are_dropped_and_rebuilt() -> None:
             await source.close()
     assert old.problem is MetricProblem.QUERY_FAILED
     assert new == again == MetricReading.ok(2.0, SAMPLED_AT)
+
+
+async def test_a_bad_ca_bundle_is_a_failed_reading(
+    prometheus: PrometheusServer, source: PrometheusSignalSource
+) -> None:
+    reading = await read_one(source, at(prometheus, QUEUE, ca_pem="not a certificate"))
+    assert reading.problem is MetricProblem.QUERY_FAILED
+    assert "CA bundle is not valid PEM" in reading.detail

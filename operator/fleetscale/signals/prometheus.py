@@ -177,7 +177,12 @@ def build_client(endpoint: PrometheusEndpoint, pool_size: int = 16) -> Prometheu
         # Only bounds the worker thread; the caller's own timeout (asyncio) decides and reports.
         timeout=endpoint.timeout_seconds + _THREAD_TIMEOUT_MARGIN_SECONDS,  # type: ignore[arg-type,unused-ignore]
     )
-    context = ssl.create_default_context(cadata=endpoint.ca_pem) if endpoint.ca_pem else None
+    context = None
+    if endpoint.ca_pem:
+        try:
+            context = ssl.create_default_context(cadata=endpoint.ca_pem)
+        except (ssl.SSLError, ValueError) as exc:
+            raise ValueError(f"the CA bundle is not valid PEM certificates ({exc})") from exc
     # Mounted after PrometheusConnect's own adapter, on the same prefix, so it replaces it.
     adapter = _EndpointAdapter(
         context, max_retries=_no_retries(), pool_connections=1, pool_maxsize=pool_size
@@ -236,9 +241,9 @@ class PrometheusSignalSource:
 
     async def _query(self, query: MetricQuery) -> MetricReading:
         endpoint = query.endpoint
-        client = self._client(endpoint)
         loop = asyncio.get_running_loop()
         try:
+            client = self._client(endpoint)  # inside: a bad CA bundle is a failed reading too
             result = await asyncio.wait_for(
                 loop.run_in_executor(self._executor, client.custom_query, query.promql),
                 timeout=endpoint.timeout_seconds,
