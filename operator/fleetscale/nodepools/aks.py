@@ -96,6 +96,7 @@ class AksNodePool:
             c.cluster_name,
             c.agent_pool,
             pool,
+            polling=False,  # accepted is enough: Nodes are observed as they register
         )
 
     async def prefer_removal(self, nodes: Sequence[NodeRef]) -> None:
@@ -110,4 +111,5 @@ class AksNodePool:
             c.cluster_name,
             c.agent_pool,
             {"machineNames": [n.name for n in nodes]},
+            polling=False,
         )

@@ -155,11 +155,18 @@ class KwokNodePool:
             "status": {
                 "allocatable": dict(capacity),
                 "capacity": dict(capacity),
+                # All fields: the client validates the body against the NodeSystemInfo model.
                 "nodeInfo": {
                     "architecture": "amd64",
                     "operatingSystem": "linux",
                     "kubeletVersion": "fake",
                     "kubeProxyVersion": "fake",
+                    "bootID": "",
+                    "containerRuntimeVersion": "",
+                    "kernelVersion": "",
+                    "machineID": "",
+                    "osImage": "",
+                    "systemUUID": "",
                 },
             },
         }
