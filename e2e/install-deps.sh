@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# System packages the local e2e environment needs: Prometheus (Debian's package)
+# and curl. Idempotent; the package's own service is kept stopped, since
+# e2e/cluster.sh runs its own instance with its own configuration.
+set -euo pipefail
+
+need=()
+[[ -x "${PROMETHEUS_BIN:-/usr/bin/prometheus}" ]] || need+=(prometheus)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+[[ ${#need[@]} -gt 0 ]] || exit 0
+
+SUDO=""
+[[ "$(id -u)" == 0 ]] || SUDO="sudo"
+echo "[install-deps] apt-get install ${need[*]}" >&2
+${SUDO} apt-get update -qq
+DEBIAN_FRONTEND=noninteractive ${SUDO} apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+if [[ -d /run/systemd/system ]]; then
+  ${SUDO} systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi
