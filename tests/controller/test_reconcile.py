@@ -1,0 +1,448 @@
+"""One reconcile tick with the in-package fakes and the real planner.
+
+What a user would check after each tick: the target's size, the status (and whether it was
+rewritten), conditions, Events, the shed flag in the ConfigMap publisher, and the operator's
+own metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st_
+
+from fleetscale.actuators.base import ActuatorError, ScaleTargetRef
+from fleetscale.actuators.fake import (
+    FakeEventSink,
+    FakeScaleActuator,
+    FakeSecretReader,
+    FakeShedFlagPublisher,
+)
+from fleetscale.controller.reconcile import Dependencies, PoolRef, ReconcileResult, reconcile
+from fleetscale.metrics import OperatorMetrics
+from fleetscale.planner import plan
+from fleetscale.planner.types import MetricProblem
+from fleetscale.settings import Settings
+from fleetscale.signals.fake import FakeSignalSource
+
+NOW = 1_800_000_000.0
+QUEUE = "sum(vllm:num_requests_waiting)"
+GPU = "avg(DCGM_FI_DEV_GPU_UTIL)"
+POOL = PoolRef(namespace="serving", name="llama", uid="uid-1", generation=3)
+TARGET = ScaleTargetRef(namespace="serving", api_version="apps/v1", kind="Deployment", name="vllm")
+
+
+class World:
+    """The fakes behind one set of Dependencies, and the status as the API server keeps it."""
+
+    def __init__(self, replicas: int = 2, prometheus_url: str | None = "http://prom:9090") -> None:
+        self.signals = FakeSignalSource()
+        self.scaler = FakeScaleActuator(follow_immediately=True)
+        self.scaler.add(TARGET, replicas, accelerators_per_replica=4)
+        self.events = FakeEventSink()
+        self.publisher = FakeShedFlagPublisher()
+        self.secrets = FakeSecretReader()
+        self.metrics = OperatorMetrics()
+        self.deps = Dependencies(
+            signals=self.signals,
+            scaler=self.scaler,
+            events=self.events,
+            shed_publisher=self.publisher,
+            secrets=self.secrets,
+            settings=Settings(prometheus_url=prometheus_url),
+            metrics=self.metrics,
+            plan=plan,
+        )
+        self.status: dict[str, Any] | None = None
+        self.writes = 0
+
+    async def tick(self, spec: dict[str, Any], now: float, queue: float | None = None) -> Any:
+        if queue is not None:
+            self.signals.set_value(QUEUE, queue, sampled_at=now)
+        result = await reconcile(POOL, spec, self.status, self.deps, now)
+        if result.patch:  # what the daemon does: write only when something changed
+            self.writes += 1
+            # Through JSON, as the API server would store it.
+            self.status = json.loads(json.dumps(result.status))
+        return result
+
+    def condition(self, type_: str) -> dict[str, Any]:
+        assert self.status is not None
+        return next(c for c in self.status["conditions"] if c["type"] == type_)
+
+    def metric(self, name: str) -> float | None:
+        return self.metrics.registry.get_sample_value(
+            name, {"namespace": POOL.namespace, "pool": POOL.name}
+        )
+
+
+def spec(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "vllm"},
+        "replicas": {"min": 1, "max": 10},
+        "metrics": {"queueDepth": {"query": QUEUE, "targetPerReplica": 5}},
+        "behavior": {
+            "scaleUp": {"stabilizationWindowSeconds": 0, "policies": []},
+            "scaleDown": {"stabilizationWindowSeconds": 60, "policies": []},
+        },
+        "shedLoad": {"enabled": False},
+        "pollIntervalSeconds": 15,
+    }
+    base.update(overrides)
+    return base
+
+
+async def test_scales_up_and_reports_in_status_events_and_metrics() -> None:
+    world = World(replicas=2)
+    result = await world.tick(spec(), NOW, queue=40)
+
+    assert [call.replicas for call in world.scaler.writes] == [8]
+    assert result.reason == "ScaledUp"
+    assert world.status is not None
+    assert (world.status["replicas"], world.status["desiredReplicas"]) == (8, 8)
+    assert world.status["observedGeneration"] == 3
+    assert world.status["observed"]["queueDepth"] == 40
+    assert world.condition("Ready")["status"] == "True"
+    assert world.condition("Ready")["observedGeneration"] == 3
+    assert world.condition("MetricsAvailable")["status"] == "True"
+    [event] = [e for e in world.events.events if e.reason == "ScaledUp"]
+    assert event.type == "Normal"
+    assert "Deployment vllm from 2 to 8 replicas" in event.message
+    assert event.involved == POOL.involved
+    assert world.metric("fleetscale_desired_replicas") == 8
+    assert world.metric("fleetscale_current_replicas") == 8
+
+
+async def test_status_is_not_rewritten_when_nothing_changed() -> None:
+    world = World(replicas=8)
+    await world.tick(spec(), NOW, queue=40)
+    again = await world.tick(spec(), NOW)  # same tick, same reading: same status
+
+    assert again.patch == {}
+    assert world.writes == 1
+
+
+async def test_a_changed_reading_patches_only_what_changed() -> None:
+    world = World(replicas=8)
+    await world.tick(spec(), NOW, queue=40)
+    result = await world.tick(spec(), NOW + 15, queue=41)
+
+    assert set(result.patch) <= {"observed", "recommendations", "conditions", "lastDecisionMessage"}
+    assert result.patch["observed"] == {
+        "queueDepth": 41.0,
+        "sampledAt": "2027-01-15T08:00:15Z",
+    }
+
+
+async def test_condition_transition_time_moves_only_on_flips() -> None:
+    world = World(replicas=8)
+    await world.tick(spec(), NOW, queue=40)
+    first = world.condition("MetricsAvailable")["lastTransitionTime"]
+    await world.tick(spec(), NOW + 15, queue=40)
+    assert world.condition("MetricsAvailable")["lastTransitionTime"] == first
+
+    world.signals.fail_always(QUEUE, detail="connection refused")
+    await world.tick(spec(), NOW + 30)
+    assert world.condition("MetricsAvailable")["status"] == "False"
+    assert world.condition("MetricsAvailable")["lastTransitionTime"] == "2027-01-15T08:00:30Z"
+
+
+@pytest.mark.parametrize(
+    "problem",
+    [
+        pytest.param(MetricProblem.QUERY_FAILED, id="query-failed"),
+        pytest.param(MetricProblem.NO_DATA, id="no-data"),
+        pytest.param(MetricProblem.MULTIPLE_SERIES, id="multiple-series"),
+        pytest.param(MetricProblem.NOT_A_NUMBER, id="nan"),
+    ],
+)
+async def test_unusable_metrics_hold_the_size_and_warn_once(problem: MetricProblem) -> None:
+    world = World(replicas=6)
+    world.signals.set_problem(QUEUE, problem)
+    for tick in range(3):
+        await world.tick(spec(), NOW + 15 * tick)
+
+    assert world.scaler.writes == []
+    assert world.status is not None
+    assert world.status["desiredReplicas"] == 6
+    assert world.condition("MetricsAvailable")["status"] == "False"
+    assert world.events.reasons().count("MetricsUnavailable") == 1
+    [event] = [e for e in world.events.events if e.reason == "MetricsUnavailable"]
+    assert event.type == "Warning"
+    assert "Holding Deployment vllm at 6 replicas" in event.message
+    assert (
+        world.metrics.registry.get_sample_value(
+            "fleetscale_metric_query_errors_total", {"reason": problem.value}
+        )
+        == 3
+    )
+
+
+async def test_stale_metrics_hold_the_size() -> None:
+    world = World(replicas=6)
+    world.signals.set_value(QUEUE, 0, sampled_at=NOW - 600)
+    await world.tick(spec(), NOW)
+
+    assert world.scaler.writes == []
+    assert world.condition("MetricsAvailable")["reason"] == "Stale"
+
+
+@given(
+    current=st_.integers(1, 50),
+    problem=st_.sampled_from(list(MetricProblem)),
+    ticks=st_.integers(1, 4),
+)
+async def test_never_scales_down_on_missing_metrics(
+    current: int, problem: MetricProblem, ticks: int
+) -> None:
+    world = World(replicas=current)
+    await world.tick(spec(replicas={"min": 1, "max": 50}), NOW, queue=0)  # history: wants 1
+    world.signals.set_problem(QUEUE, problem)
+    before = world.scaler.targets[TARGET].spec_replicas
+    for tick in range(1, ticks + 1):
+        await world.tick(spec(replicas={"min": 1, "max": 50}), NOW + 400 * tick)
+    assert world.scaler.targets[TARGET].spec_replicas == before
+
+
+async def test_missing_prometheus_url_is_reported_as_unavailable_metrics() -> None:
+    world = World(replicas=3, prometheus_url=None)
+    await world.tick(spec(), NOW, queue=100)
+
+    assert world.signals.calls == []
+    assert world.scaler.writes == []
+    available = world.condition("MetricsAvailable")
+    assert available["status"] == "False"
+    assert "FLEETSCALE_PROMETHEUS_URL" in available["message"]
+
+
+async def test_bearer_token_and_ca_are_read_from_secrets_and_reach_the_query() -> None:
+    world = World(replicas=2)
+    world.secrets.set_secret("serving", "prom-auth", {"token": "s3cret\n", "ca.crt": "PEM"})
+    prometheus = {
+        "url": "https://prom.internal:9090",
+        "bearerTokenSecretRef": {"name": "prom-auth", "key": "token"},
+        "caSecretRef": {"name": "prom-auth", "key": "ca.crt"},
+        "timeoutSeconds": 2,
+    }
+    pool_spec = spec(metrics={"prometheus": prometheus, "queueDepth": {"query": QUEUE}})
+    await world.tick(pool_spec, NOW, queue=40)
+
+    [query] = world.signals.calls[0].queries
+    assert query.endpoint.url == "https://prom.internal:9090"
+    assert query.endpoint.bearer_token == "s3cret"
+    assert query.endpoint.ca_pem == "PEM"
+    assert query.endpoint.timeout_seconds == 2
+
+
+async def test_a_missing_secret_holds_and_says_which() -> None:
+    world = World(replicas=2)
+    prometheus = {"bearerTokenSecretRef": {"name": "nope", "key": "token"}}
+    await world.tick(
+        spec(metrics={"prometheus": prometheus, "queueDepth": {"query": QUEUE}}), NOW, queue=40
+    )
+
+    assert world.scaler.writes == []
+    assert "Secret serving/nope not found" in world.condition("MetricsAvailable")["message"]
+
+
+async def test_pools_with_the_same_query_share_one_read_per_tick() -> None:
+    world = World(replicas=2)
+    other = PoolRef(namespace="serving", name="llama-b", uid="uid-2", generation=1)
+    world.signals.set_value(QUEUE, 10, sampled_at=NOW)
+    await reconcile(POOL, spec(), None, world.deps, NOW, tick=NOW)
+    await reconcile(other, spec(), None, world.deps, NOW + 0.3, tick=NOW)
+
+    assert world.signals.backend_reads_of(QUEUE) == 1
+
+
+async def test_dry_run_decides_and_reports_but_never_acts() -> None:
+    world = World(replicas=2)
+    dry = spec(
+        mode="DryRun",
+        replicas={"min": 1, "max": 4},
+        shedLoad={"enabled": True, "queuePerReplicaThreshold": 20, "configMapName": "shed"},
+    )
+    for tick in range(3):
+        await world.tick(dry, NOW + 15 * tick, queue=400)
+
+    assert world.scaler.writes == []
+    assert world.publisher.published == []
+    assert world.status is not None
+    assert world.status["desiredReplicas"] == 4
+    assert world.status["replicas"] == 2
+    assert world.status["shedLoad"]["active"] is False
+    shed = world.condition("ShedLoad")
+    assert (shed["status"], shed["reason"]) == ("False", "DryRunWouldShed")
+    assert "would shed" in shed["message"]
+    # The would-shed start is kept across ticks (hysteresis state), not reset every tick.
+    assert shed["lastTransitionTime"] == "2027-01-15T08:00:00Z"
+    assert world.condition("Ready")["reason"] == "DryRun"
+    assert world.events.reasons().count("WouldScaleUp") == 1
+    assert "ScaledUp" not in world.events.reasons()
+    assert "ShedLoadStarted" not in world.events.reasons()
+    assert world.metric("fleetscale_shed_active") == 0
+
+
+async def test_paused_reads_nothing_and_says_so() -> None:
+    world = World(replicas=2)
+    await world.tick(spec(), NOW, queue=40)
+    reads_before = len(world.scaler.read_calls)
+    await world.tick(spec(mode="Paused"), NOW + 15, queue=400)
+    await world.tick(spec(mode="Paused"), NOW + 30, queue=400)
+
+    assert len(world.scaler.read_calls) == reads_before
+    assert len(world.signals.calls) == 1
+    ready = world.condition("Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "Paused")
+    assert world.events.reasons().count("Paused") == 1
+    assert world.status is not None
+    assert world.status["desiredReplicas"] == 8  # the memory is kept for when it resumes
+
+
+async def test_invalid_spec_is_reported_in_plain_words_once() -> None:
+    world = World(replicas=2)
+    bad = spec(replicas={"min": 5, "max": 2})
+    await world.tick(bad, NOW)
+    await world.tick(bad, NOW + 15)
+
+    ready = world.condition("Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert "replicas: replicas.min must be less than or equal to replicas.max" in ready["message"]
+    assert world.events.reasons() == ["InvalidSpec"]
+    assert world.events.events[0].type == "Warning"
+    assert world.scaler.read_calls == []
+
+
+async def test_missing_target_is_a_condition_and_an_event() -> None:
+    world = World(replicas=2)
+    world.scaler.remove(TARGET)
+    await world.tick(spec(), NOW, queue=40)
+    await world.tick(spec(), NOW + 15, queue=40)
+
+    ready = world.condition("Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "TargetNotFound")
+    assert "vllm" in ready["message"]
+    assert world.events.reasons() == ["TargetNotFound"]
+    assert (
+        world.metrics.registry.get_sample_value(
+            "fleetscale_reconcile_errors_total",
+            {"namespace": "serving", "pool": "llama", "reason": "TargetNotFound"},
+        )
+        == 2
+    )
+
+
+async def test_a_failed_scale_write_is_reported_and_not_counted_as_a_change() -> None:
+    world = World(replicas=2)
+    world.scaler.conflict_next(TARGET, times=10)
+    await world.tick(spec(), NOW, queue=40)
+
+    ready = world.condition("Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "ScaleFailed")
+    assert "from 2 to 8" in ready["message"]
+    assert world.status is not None
+    assert world.status["scaleEvents"] == []
+    assert "lastScaleTime" not in world.status
+    assert "ScaleFailed" in world.events.reasons()
+
+
+async def test_an_unexpected_error_never_escapes_and_is_retried() -> None:
+    world = World(replicas=2)
+    world.scaler.fail_next(RuntimeError("boom"))
+    result = await world.tick(spec(), NOW, queue=40)
+
+    assert result.reason == "ReconcileError"
+    assert "RuntimeError: boom" in world.condition("Ready")["message"]
+    assert world.events.reasons() == ["ReconcileError"]
+
+    await world.tick(spec(), NOW + 15, queue=40)  # the next tick recovers
+    assert world.condition("Ready")["status"] == "True"
+    assert world.scaler.targets[TARGET].spec_replicas == 8
+
+
+async def test_shed_flag_goes_to_status_configmap_gauge_and_events() -> None:
+    world = World(replicas=3)
+    shed_spec = spec(
+        replicas={"min": 1, "max": 3},
+        shedLoad={"enabled": True, "queuePerReplicaThreshold": 20, "configMapName": "llama-shed"},
+    )
+    await world.tick(shed_spec, NOW, queue=300)
+    await world.tick(shed_spec, NOW + 15, queue=300)
+
+    assert world.status is not None
+    assert world.status["shedLoad"]["active"] is True
+    assert world.status["shedLoad"]["retryAfterSeconds"] > 0
+    assert world.condition("ShedLoad")["status"] == "True"
+    assert world.condition("ScalingLimited")["status"] == "True"
+    flag = world.publisher.current[("serving", "llama-shed")]
+    assert flag.active
+    assert flag.retry_after_seconds == world.status["shedLoad"]["retryAfterSeconds"]
+    assert len(world.publisher.published) == 1  # unchanged flag: not re-written
+    assert world.metric("fleetscale_shed_active") == 1
+    assert world.metric("fleetscale_shed_retry_after_seconds") == flag.retry_after_seconds
+    assert world.events.reasons().count("ShedLoadStarted") == 1
+
+    await world.tick(shed_spec, NOW + 30, queue=3)
+    assert world.status["shedLoad"]["active"] is False
+    assert not world.publisher.current[("serving", "llama-shed")].active
+    assert world.metric("fleetscale_shed_active") == 0
+    assert world.events.reasons().count("ShedLoadStopped") == 1
+
+
+async def test_a_failed_flag_publish_is_retried_next_tick() -> None:
+    world = World(replicas=3)
+    shed_spec = spec(
+        replicas={"min": 1, "max": 3},
+        shedLoad={"enabled": True, "queuePerReplicaThreshold": 20, "configMapName": "llama-shed"},
+    )
+    world.publisher.fail_next(ActuatorError("forbidden"))
+    await world.tick(shed_spec, NOW, queue=300)
+    assert world.condition("Ready")["reason"] == "ShedFlagPublishFailed"
+
+    await world.tick(shed_spec, NOW + 15, queue=300)
+    assert world.publisher.current[("serving", "llama-shed")].active
+    assert world.condition("Ready")["status"] == "True"
+
+
+async def test_a_new_operator_continues_from_status() -> None:
+    first = World(replicas=2)
+    await first.tick(spec(), NOW, queue=40)  # 2 -> 8, remembers 8
+    await first.tick(spec(), NOW + 15, queue=5)  # wants 1, held by the 60 s window
+
+    # A new process: new fakes, nothing in memory, only the status it reads back.
+    second = World(replicas=8)
+    second.status = first.status
+    await second.tick(spec(), NOW + 30, queue=5)
+    assert second.scaler.writes == []  # 8 was recommended 30 s ago: still in the window
+    await second.tick(spec(), NOW + 61, queue=5)
+    assert [call.replicas for call in second.scaler.writes] == [1]
+
+
+async def test_metrics_of_a_pool_survive_until_forgotten() -> None:
+    world = World(replicas=2)
+    await world.tick(spec(), NOW, queue=40)
+    assert world.metric("fleetscale_desired_replicas") == 8
+    world.metrics.forget_pool("serving", "llama")
+    assert world.metric("fleetscale_desired_replicas") is None
+
+
+async def test_gpu_signal_is_read_with_the_queue() -> None:
+    world = World(replicas=4)
+    world.signals.set_value(GPU, 42.5, sampled_at=NOW)
+    gpu_spec = spec(
+        metrics={
+            "queueDepth": {"query": QUEUE},
+            "gpuUtilization": {"query": GPU, "targetPercent": 85},
+        }
+    )
+    result: ReconcileResult = await world.tick(gpu_spec, NOW, queue=20)
+
+    assert {query.promql for query in world.signals.calls[0].queries} == {QUEUE, GPU}
+    assert world.status is not None
+    assert world.status["observed"]["gpuUtilizationPercent"] == pytest.approx(42.5)
+    assert result.decision is not None
+    assert not math.isnan(result.decision.desired_replicas)
