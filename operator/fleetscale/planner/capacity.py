@@ -17,7 +17,10 @@ The rules, in order:
    (higher first; ties by namespace/name), so the lowest priority is capped, and sheds, first.
 4. Caps: replicas may only run on Ready nodes; while nodes are provisioning, each pool is capped
    to its share of Ready nodes (reason NodesProvisioning, with the expected seconds until the
-   provisioning nodes are Ready). Running replicas keep their place before anyone grows.
+   provisioning nodes are Ready). Running replicas keep their place before anyone grows: the
+   replica planner never scales down for capacity, so a higher-priority pool grows into free
+   room only, and a lower-priority pool over its grant is held (no growth, it sheds first) until
+   its own demand lets it shrink.
 5. Scale-down: replicas go first (the replica planner); a node is released only once it hosts no
    workload pod and has stayed so for scaleDownDelaySeconds, oldest-empty first, and never below
    what demand needs or nodes.min.
@@ -325,7 +328,7 @@ def plan_capacity(
 
     # Grants within the nodes we will have; caps within the Ready nodes.
     granted = _grant(demands, per_node, want)
-    keep = {d.key: min(d.current_replicas, granted[d.key]) for d in demands}
+    keep = {d.key: d.current_replicas for d in demands}
     runnable = _grant(demands, per_node, len(ready), keep=keep, wanted=granted)
 
     estimate = _provisioning_estimate(nodes)
@@ -413,17 +416,23 @@ def _allocation(
     r = demand.accelerators_per_replica
     who = f"{demand.namespace}/{demand.name}"
     if runnable < granted:
-        if seconds_until_more is None and failed_any:
+        if seconds_until_more is not None:
+            reason = NODES_PROVISIONING
+            message = (
+                f"{who} may run {runnable} of {demand.desired_replicas} replicas on Ready nodes "
+                f"until provisioning nodes are Ready"
+            )
+        elif failed_any:
             reason = PROVISIONING_FAILED
             message = (
                 f"{who} may run {runnable} of {demand.desired_replicas} replicas: requested "
                 f"nodes did not become Ready in time"
             )
         else:
-            reason = NODES_PROVISIONING
+            reason = MAX_NODES
             message = (
-                f"{who} may run {runnable} of {demand.desired_replicas} replicas on Ready nodes "
-                f"until provisioning nodes are Ready"
+                f"{who} may run {runnable} of {demand.desired_replicas} replicas: the rest of "
+                f"its grant is held by running replicas of other pools until they scale down"
             )
         cap = runnable
     elif granted < demand.planned_replicas and budget_reduced:
