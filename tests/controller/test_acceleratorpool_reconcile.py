@@ -1,0 +1,248 @@
+"""One AcceleratorPool tick with in-memory cluster, provider and Events: nodes and replicas move
+together, and every limit is explained in conditions and Events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from fleetscale.actuators.base import ScaleTargetRef
+from fleetscale.actuators.fake import FakeEventSink, FakeScaleActuator
+from fleetscale.api.acceleratorpool import AcceleratorPoolSpec
+from fleetscale.controller.acceleratorpools import (
+    AcceleratorPoolCapacity,
+    InMemoryCluster,
+    PoolDependencies,
+    reconcile_accelerator_pool,
+)
+from fleetscale.nodepools.fake import FakeNodePool
+from fleetscale.planner.capacity import MAX_NODES, NODES_PROVISIONING
+
+NOW = 1_800_000_000.0
+LABELS = {"example.com/gpu": "h100"}
+
+
+def iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def pool_spec(max_nodes: int = 4, delay: int = 600) -> dict[str, Any]:
+    return {
+        "provider": {"kwok": {}},
+        "nodeLabels": LABELS,
+        "acceleratorsPerNode": 8,
+        "nodes": {"min": 0, "max": max_nodes},
+        "scaleDownDelaySeconds": delay,
+    }
+
+
+def node(name: str, ready: bool = True, age: float = 3600) -> dict[str, Any]:
+    created = NOW - age
+    return {
+        "metadata": {"name": name, "labels": dict(LABELS), "creationTimestamp": iso(created)},
+        "spec": {"providerID": f"kwok://{name}"},
+        "status": {
+            "allocatable": {"nvidia.com/gpu": "8"},
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True" if ready else "False",
+                    "lastTransitionTime": iso(created + 60),
+                }
+            ],
+        },
+    }
+
+
+def model_pod(name: str, on: str, gpus: int = 4) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "serving"},
+        "spec": {
+            "nodeName": on,
+            "containers": [
+                {"name": "vllm", "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}
+            ],
+        },
+        "status": {"phase": "Running"},
+    }
+
+
+def inference_pool(
+    name: str, recommended: int, replicas: int, priority: int = 0, per_replica: int | None = 4
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "targetRef": {"name": name},
+        "replicas": {"min": 0, "max": 16},
+        "acceleratorPoolRef": {"name": "h100"},
+        "priority": priority,
+        "metrics": {"queueDepth": {"query": "q"}},
+    }
+    if per_replica is not None:
+        spec["acceleratorsPerReplica"] = per_replica
+    return {
+        "metadata": {"name": name, "namespace": "serving"},
+        "spec": spec,
+        "status": {
+            "replicas": replicas,
+            "readyReplicas": replicas,
+            "recommendations": [{"time": iso(NOW - 15), "replicas": recommended}],
+        },
+    }
+
+
+def deps(
+    cluster: InMemoryCluster, provider: FakeNodePool
+) -> tuple[PoolDependencies, FakeEventSink]:
+    events = FakeEventSink()
+    return (
+        PoolDependencies(
+            cluster=cluster,
+            provider_for=lambda _name, _spec: provider,
+            events=events,
+            scaler=FakeScaleActuator(),
+        ),
+        events,
+    )
+
+
+def allocation(status: dict[str, Any], name: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(a for a in status["allocations"] if a["name"] == name)
+    return found
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(c for c in status["conditions"] if c["type"] == type_)
+    return found
+
+
+async def test_nodes_are_requested_from_demand_before_pods_go_pending() -> None:
+    cluster = InMemoryCluster(
+        node_objects=[node("h100-0")],
+        pod_objects=[model_pod("chat-0", "h100-0"), model_pod("chat-1", "h100-0")],
+        inference_pool_objects=[inference_pool("chat", recommended=6, replicas=2)],
+    )
+    provider = FakeNodePool(desired=1)
+    pool_deps, events = deps(cluster, provider)
+    result = await reconcile_accelerator_pool("h100", "uid", 1, pool_spec(), None, pool_deps, NOW)
+
+    assert ("set_desired", 3) in provider.calls
+    assert events.reasons() == ["NodesRequested"]
+    status = result.status
+    assert (status["readyNodes"], status["desiredNodes"], status["provisioningNodes"]) == (1, 3, 2)
+    chat = allocation(status, "chat")
+    assert (chat["maxReplicas"], chat["grantedReplicas"], chat["reason"]) == (
+        2,
+        6,
+        NODES_PROVISIONING,
+    )
+    assert condition(status, "ScalingLimited")["reason"] == NODES_PROVISIONING
+    assert status["acceleratorsInUse"] == 8
+
+    # The InferencePool reads its cap from that status.
+    cluster.accelerator_pool_objects["h100"] = {"status": status}
+    limit = await AcceleratorPoolCapacity(cluster).limit_for("h100", "serving", "chat")
+    assert limit is not None
+    assert (limit.max_replicas, limit.reason) == (2, NODES_PROVISIONING)
+    assert limit.seconds_until_more == 60
+
+
+async def test_capped_pool_sheds_the_lower_priority_first() -> None:
+    cluster = InMemoryCluster(
+        node_objects=[node("h100-0"), node("h100-1")],
+        inference_pool_objects=[
+            inference_pool("batch", recommended=4, replicas=0, priority=1),
+            inference_pool("chat", recommended=4, replicas=0, priority=100),
+        ],
+    )
+    provider = FakeNodePool(desired=2)
+    pool_deps, _ = deps(cluster, provider)
+    spec = pool_spec(max_nodes=3)
+    result = await reconcile_accelerator_pool("h100", "uid", 1, spec, None, pool_deps, NOW)
+    status = result.status
+    assert [a["name"] for a in status["allocations"]] == ["chat", "batch"]
+    assert allocation(status, "chat")["maxReplicas"] == 4
+    batch = allocation(status, "batch")
+    assert (batch["grantedReplicas"], batch["reason"]) == (2, NODES_PROVISIONING)
+    assert status["desiredNodes"] == 3
+    # Once the third node is Ready, batch is still capped by nodes.max.
+    cluster.node_objects.append(node("h100-2"))
+    provider.desired = 3
+    result = await reconcile_accelerator_pool(
+        "h100", "uid", 1, spec, result.status, pool_deps, NOW + 60
+    )
+    batch = allocation(result.status, "batch")
+    assert (batch["maxReplicas"], batch["reason"]) == (2, MAX_NODES)
+    assert condition(result.status, "ScalingLimited")["reason"] == MAX_NODES
+
+
+async def test_only_empty_nodes_are_released_after_the_delay() -> None:
+    cluster = InMemoryCluster(
+        node_objects=[node("h100-0"), node("h100-1"), node("h100-2")],
+        pod_objects=[model_pod("chat-0", "h100-1")],
+        inference_pool_objects=[inference_pool("chat", recommended=1, replicas=1)],
+    )
+    provider = FakeNodePool(desired=3)
+    pool_deps, events = deps(cluster, provider)
+    first = await reconcile_accelerator_pool("h100", "uid", 1, pool_spec(), None, pool_deps, NOW)
+    assert provider.writes == 0
+    assert first.status["lastDecisionReason"] == "WaitingForEmptyNodes"
+
+    later = await reconcile_accelerator_pool(
+        "h100", "uid", 1, pool_spec(), first.status, pool_deps, NOW + 600
+    )
+    assert provider.calls[-2:] == [("prefer_removal", ("h100-0", "h100-2")), ("set_desired", 1)]
+    assert "h100-1" not in provider.marked
+    assert events.reasons() == ["NodesReleased"]
+    assert later.status["desiredNodes"] == 1
+
+
+async def test_provider_conflict_is_reported_and_nothing_is_written() -> None:
+    cluster = InMemoryCluster(
+        node_objects=[node("h100-0")],
+        inference_pool_objects=[inference_pool("chat", recommended=6, replicas=2)],
+    )
+    provider = FakeNodePool(desired=1, conflict="Cluster Autoscaler owns gpu-md")
+    pool_deps, events = deps(cluster, provider)
+    result = await reconcile_accelerator_pool("h100", "uid", 1, pool_spec(), None, pool_deps, NOW)
+    assert provider.writes == 0
+    assert events.reasons() == ["ProviderConflict"]
+    problem = condition(result.status, "ProviderError")
+    assert (problem["status"], problem["reason"]) == ("True", "ProviderConflict")
+    # Caps are still published: replicas must not outgrow the Ready nodes.
+    assert allocation(result.status, "chat")["maxReplicas"] == 2
+    again = await reconcile_accelerator_pool(
+        "h100", "uid", 1, pool_spec(), result.status, pool_deps, NOW + 15
+    )
+    assert events.reasons() == ["ProviderConflict"]  # posted once, not every tick
+    assert again.patch == {} or "conditions" not in again.patch
+
+
+async def test_accelerators_per_replica_from_the_target_when_the_spec_omits_it() -> None:
+    cluster = InMemoryCluster(
+        inference_pool_objects=[inference_pool("chat", recommended=2, replicas=0, per_replica=None)]
+    )
+    provider = FakeNodePool(desired=0)
+    pool_deps, _ = deps(cluster, provider)
+    assert isinstance(pool_deps.scaler, FakeScaleActuator)
+    pool_deps.scaler.add(
+        ScaleTargetRef("serving", "apps/v1", "Deployment", "chat"), 0, accelerators_per_replica=8
+    )
+    result = await reconcile_accelerator_pool("h100", "uid", 1, pool_spec(), None, pool_deps, NOW)
+    assert result.status["desiredNodes"] == 2
+
+
+@pytest.mark.parametrize(
+    ("spec_change", "reason"),
+    [pytest.param({"nodes": {"min": 5, "max": 1}}, "InvalidSpec", id="min-above-max")],
+)
+async def test_invalid_spec_is_reported(spec_change: dict[str, Any], reason: str) -> None:
+    provider = FakeNodePool()
+    pool_deps, events = deps(InMemoryCluster(), provider)
+    spec = {**pool_spec(), **spec_change}
+    result = await reconcile_accelerator_pool("h100", "uid", 1, spec, None, pool_deps, NOW)
+    assert condition(result.status, "Ready")["reason"] == reason
+    assert events.reasons() == [reason]
+    assert provider.calls == []
+    AcceleratorPoolSpec.model_validate(pool_spec())  # the base spec itself is valid
