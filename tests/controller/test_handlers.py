@@ -1,0 +1,272 @@
+"""The daemon loop and kopf glue, in fake loop time: ticks, shared queries, status writes.
+
+The loop runs exactly as kopf runs it (``run_pool_loop``) with the adapter fakes, a status
+writer that records patches, and a stand-in for kopf's ``stopped`` flag; looptime makes the
+minutes of ticks take milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+import kubernetes.client
+import pytest
+
+from fleetscale.actuators.base import ScaleTargetRef
+from fleetscale.actuators.fake import (
+    FakeEventSink,
+    FakeScaleActuator,
+    FakeSecretReader,
+    FakeShedFlagPublisher,
+)
+from fleetscale.controller.handlers import (
+    OperatorRuntime,
+    current_tick,
+    kopf_settings,
+    next_tick,
+    poll_interval_seconds,
+    run_pool_loop,
+)
+from fleetscale.controller.kube import PoolGone, connection_info
+from fleetscale.controller.reconcile import Dependencies
+from fleetscale.metrics import OperatorMetrics
+from fleetscale.planner import plan
+from fleetscale.settings import Settings
+from fleetscale.signals.fake import FakeSignalSource
+
+EPOCH = 1_800_000_000.0  # a multiple of 15 and of 60, so tick arithmetic reads easily
+QUEUE = "sum(vllm:num_requests_waiting)"
+
+
+@pytest.mark.parametrize(
+    ("now", "interval", "expected_next", "expected_current"),
+    [
+        pytest.param(100.0, 15, 105.0, 90.0, id="between"),
+        pytest.param(105.0, 15, 120.0, 105.0, id="on-a-tick"),
+        pytest.param(59.999, 60, 60.0, 0.0, id="just-before"),
+        pytest.param(EPOCH + 1, 1, EPOCH + 2, EPOCH + 1, id="one-second"),
+    ],
+)
+def test_ticks_are_wall_clock_multiples(
+    now: float, interval: int, expected_next: float, expected_current: float
+) -> None:
+    assert next_tick(now, interval) == expected_next
+    assert current_tick(now, interval) == expected_current
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        pytest.param({"pollIntervalSeconds": 5}, 5, id="given"),
+        pytest.param({}, 15, id="default"),
+        pytest.param(None, 15, id="no-spec"),
+        pytest.param({"pollIntervalSeconds": 0}, 15, id="zero"),
+        pytest.param({"pollIntervalSeconds": "5"}, 15, id="string"),
+        pytest.param({"pollIntervalSeconds": True}, 15, id="bool"),
+    ],
+)
+def test_poll_interval_falls_back_to_the_default(
+    spec: Mapping[str, Any] | None, expected: int
+) -> None:
+    assert poll_interval_seconds(spec) == expected
+
+
+class Stopped:
+    """Stand-in for kopf's ``stopped`` kwarg: falsy until set; ``wait`` sleeps until set."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self.reason: kopf.DaemonStoppingReason | None = None
+
+    def __bool__(self) -> bool:
+        return self._event.is_set()
+
+    def set(self, reason: kopf.DaemonStoppingReason) -> None:
+        self.reason = reason
+        self._event.set()
+
+    async def wait(self, timeout: float | None = None) -> Stopped:  # noqa: ASYNC109 (kopf's API)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+        return self
+
+
+class LoopClock:
+    """Wall time that follows the (fake) loop time, starting 7 s after a tick."""
+
+    def __init__(self) -> None:
+        self._zero: float | None = None
+
+    def __call__(self) -> float:
+        loop_time = asyncio.get_running_loop().time()
+        if self._zero is None:
+            self._zero = loop_time
+        return EPOCH + 7 + (loop_time - self._zero)
+
+
+class RecordingStatusWriter:
+    def __init__(self, bodies: Mapping[str, dict[str, Any]]) -> None:
+        self.bodies = bodies  # name -> live body; the patch is applied as the watch would
+        self.patches: list[tuple[str, str, dict[str, Any]]] = []
+        self.gone: set[str] = set()
+
+    async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        if name in self.gone:
+            raise PoolGone(name)
+        self.patches.append((namespace, name, dict(patch)))
+
+
+def body(name: str, interval: int, **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "serving", "uid": name, "generation": 1},
+        "spec": {
+            "targetRef": {"name": f"vllm-{name}"},
+            "replicas": {"min": 1, "max": 10},
+            "metrics": {"queueDepth": {"query": QUEUE}},
+            "pollIntervalSeconds": interval,
+            **spec,
+        },
+    }
+
+
+@pytest.fixture
+def runtime() -> OperatorRuntime:
+    signals = FakeSignalSource()
+    signals.set_value(QUEUE, 10, sampled_at=EPOCH)
+    scaler = FakeScaleActuator(follow_immediately=True)
+    for name in ("a", "b"):
+        scaler.add(ScaleTargetRef("serving", "apps/v1", "Deployment", f"vllm-{name}"), 2)
+    settings = Settings(prometheus_url="http://prom:9090", peering="")
+    metrics = OperatorMetrics()
+    deps = Dependencies(
+        signals=signals,
+        scaler=scaler,
+        events=FakeEventSink(),
+        shed_publisher=FakeShedFlagPublisher(),
+        secrets=FakeSecretReader(),
+        settings=settings,
+        metrics=metrics,
+        plan=plan,
+    )
+    runtime = OperatorRuntime(
+        settings=settings,
+        dependencies_factory=lambda *_: deps,
+        metrics=metrics,
+        clock=LoopClock(),
+    )
+    runtime.deps = deps
+    runtime.status_writer = RecordingStatusWriter({})
+    return runtime
+
+
+def _signals(runtime: OperatorRuntime) -> FakeSignalSource:
+    assert runtime.deps is not None
+    signals = runtime.deps.signals
+    assert isinstance(signals, FakeSignalSource)
+    return signals
+
+
+@pytest.mark.looptime
+async def test_pools_tick_together_on_aligned_ticks_and_share_queries(
+    runtime: OperatorRuntime,
+) -> None:
+    stopped = Stopped()
+    loops = [
+        asyncio.create_task(run_pool_loop(runtime, "serving", name, body(name, 15), stopped))
+        for name in ("a", "b")
+    ]
+    await asyncio.sleep(61)
+    stopped.set(kopf.DaemonStoppingReason.OPERATOR_EXITING)
+    await asyncio.gather(*loops)
+
+    ticks = [call.tick for call in _signals(runtime).calls]
+    # At start: the current tick (not a wait of up to 15 s); then every multiple of 15 s.
+    expected = [EPOCH, EPOCH + 15, EPOCH + 30, EPOCH + 45, EPOCH + 60]
+    assert ticks == [tick for tick in expected for _ in ("a", "b")]
+    assert _signals(runtime).backend_reads_of(QUEUE) == len(expected)
+
+
+@pytest.mark.looptime
+async def test_a_changed_interval_applies_from_the_next_tick(runtime: OperatorRuntime) -> None:
+    stopped = Stopped()
+    live = body("a", 15)
+    loop = asyncio.create_task(run_pool_loop(runtime, "serving", "a", live, stopped))
+    await asyncio.sleep(10)  # now EPOCH + 17: ticks ran at EPOCH and EPOCH + 15
+    live["spec"]["pollIntervalSeconds"] = 60  # the live body, as kopf updates it
+    await asyncio.sleep(120)
+    stopped.set(kopf.DaemonStoppingReason.OPERATOR_EXITING)
+    await loop
+
+    ticks = [call.tick for call in _signals(runtime).calls]
+    # The wait already under way (to EPOCH + 30) is kept; the ticks after it use 60 s.
+    assert ticks == [EPOCH, EPOCH + 15, EPOCH + 30, EPOCH + 60, EPOCH + 120]
+
+
+@pytest.mark.looptime
+async def test_later_ticks_write_only_what_changed(runtime: OperatorRuntime) -> None:
+    stopped = Stopped()
+    loop = asyncio.create_task(run_pool_loop(runtime, "serving", "a", body("a", 15), stopped))
+    await asyncio.sleep(100)
+    stopped.set(kopf.DaemonStoppingReason.OPERATOR_EXITING)
+    await loop
+
+    writer = runtime.status_writer
+    assert isinstance(writer, RecordingStatusWriter)
+    first, *later = [patch for _, _, patch in writer.patches]
+    assert {"replicas", "desiredReplicas", "observedGeneration", "conditions"} <= set(first)
+    assert later, "the sample ages every tick, which the MetricsAvailable message reports"
+    for patch in later:
+        # The loop diffed against what it wrote last, not against the stale body.
+        assert "replicas" not in patch
+        assert "desiredReplicas" not in patch
+        assert "observedGeneration" not in patch
+
+
+@pytest.mark.looptime
+async def test_a_deleted_pool_loses_its_metrics(runtime: OperatorRuntime) -> None:
+    stopped = Stopped()
+    loop = asyncio.create_task(run_pool_loop(runtime, "serving", "a", body("a", 15), stopped))
+    await asyncio.sleep(1)
+    labels = {"namespace": "serving", "pool": "a"}
+    assert runtime.metrics.registry.get_sample_value("fleetscale_desired_replicas", labels) == 2
+    stopped.set(kopf.DaemonStoppingReason.RESOURCE_DELETED)
+    await loop
+    assert runtime.metrics.registry.get_sample_value("fleetscale_desired_replicas", labels) is None
+
+
+@pytest.mark.looptime
+async def test_the_loop_ends_when_the_pool_is_gone(runtime: OperatorRuntime) -> None:
+    writer = runtime.status_writer
+    assert isinstance(writer, RecordingStatusWriter)
+    writer.gone.add("a")
+    await asyncio.wait_for(
+        run_pool_loop(runtime, "serving", "a", body("a", 15), Stopped()), timeout=5
+    )
+
+
+def test_peering_is_on_by_default_and_off_when_empty() -> None:
+    default = kopf_settings(Settings())
+    assert (default.peering.name, default.peering.standalone) == ("fleetscale", False)
+    assert kopf_settings(Settings(peering="")).peering.standalone is True
+
+
+def test_kopf_gets_the_same_credentials_as_the_official_client() -> None:
+    configuration = kubernetes.client.Configuration()
+    configuration.host = "https://10.0.0.1:6443"
+    configuration.api_key = {"BearerToken": "token-123"}
+    configuration.api_key_prefix = {"BearerToken": "Bearer"}
+    configuration.ssl_ca_cert = "/var/run/ca.crt"
+
+    info = connection_info(configuration)
+
+    assert (info.server, info.scheme, info.token) == (
+        "https://10.0.0.1:6443",
+        "Bearer",
+        "token-123",
+    )
+    assert info.ca_path == "/var/run/ca.crt"
+    assert info.insecure is False
