@@ -69,3 +69,6 @@ hadolint: venv ## Lint the Dockerfile
 
 image: ## Build the operator image (needs docker or podman; set DOCKER=podman)
 	$(or $(DOCKER),docker) build -t $(IMAGE) .
+
+bench: venv ## Simulated benchmark: every policy on the standard scenarios; refreshes README results
+	$(PY) -m fleetscale simulate --bench --readme README.md --docs-dir docs --out out/bench

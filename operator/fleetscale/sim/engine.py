@@ -59,6 +59,7 @@ class _Replica:
         "id",
         "node",
         "prefill_free_at",
+        "prefill_starts",
         "ready_at",
         "state",
         "tokens",
@@ -74,6 +75,7 @@ class _Replica:
         self.busy_seconds = 0.0
         self.busy_mark = 0.0  # busy_seconds at the last scrape
         self.prefill_free_at = 0.0  # when the replica's prefill queue empties
+        self.prefill_starts: deque[float] = deque()  # of admitted requests, nondecreasing
 
 
 @dataclass
@@ -278,14 +280,16 @@ class FleetSimulator:
                 self.replicas.append(replica)
                 self._place(replica)
             return
-        # Scale down like a ReplicaSet: unscheduled first, then not Ready, then least busy.
+        # Scale down like a ReplicaSet: unscheduled first, then not Ready; among Ready ones,
+        # those on the emptiest nodes (as pod-deletion-cost or a consolidating node autoscaler
+        # would arrange, so whole nodes free up), then the least busy. Same for every policy.
         victims = sorted(
             active,
             key=lambda r: (
                 r.state == READY,
                 r.state == LOADING and -r.ready_at,
+                -(r.node.free if r.node else 0),
                 len(r.heap),
-                r.node.free if r.node else 0,
             ),
         )[: len(active) - desired]
         for replica in victims:
@@ -316,6 +320,7 @@ class FleetSimulator:
             self.workload.input_tokens[index] / self.model.prefill_tokens_per_second
         )
         replica.prefill_free_at = first_token
+        replica.prefill_starts.append(prefill_start)
         outcomes.served += 1
         outcomes.queue_wait_seconds.append(at - arrival)
         if first_token - arrival <= self.config.ttft_target_seconds:
@@ -364,10 +369,17 @@ class FleetSimulator:
         utilizations = []
         running = 0
         ready_running = 0
+        prefill_waiting = 0
         for replica in self.replicas:
-            running += len(replica.heap)
+            # Admitted but not yet prefilled: vLLM still counts these as waiting.
+            starts = replica.prefill_starts
+            while starts and starts[0] <= self.now:
+                starts.popleft()
+            prefill_waiting += len(starts)
+            in_batch = len(replica.heap) - len(starts)
+            running += in_batch
             if replica.state == READY:
-                ready_running += len(replica.heap)
+                ready_running += in_batch
                 window = min(interval, self.now - replica.ready_at)
                 if window > 0:
                     busy = (replica.busy_seconds - replica.busy_mark) / window
@@ -376,7 +388,7 @@ class FleetSimulator:
         self.samples.append(
             MetricsSample(
                 sampled_at=self.now,
-                queue_depth=float(len(self.queue)),
+                queue_depth=float(len(self.queue) + prefill_waiting),
                 running=float(running),
                 gpu_utilization_percent=(
                     100.0 * sum(utilizations) / len(utilizations) if utilizations else None

@@ -92,8 +92,11 @@ class ScenarioRun:
 
 
 def run_one(config: SimConfig, workload: Workload, policy: Policy, oracle: Oracle) -> SimResult:
+    """One run; every policy starts from the fleet the oracle needs at first (static: its
+    peak fleet, bought up front)."""
     started = time.perf_counter()
-    result = FleetSimulator(config, workload, policy, oracle.initial_replicas()).run()
+    initial = policy.replicas if isinstance(policy, StaticPeak) else oracle.initial_replicas()
+    result = FleetSimulator(config, workload, policy, initial).run()
     result.wall_seconds = time.perf_counter() - started
     return result
 

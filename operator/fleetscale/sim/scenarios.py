@@ -40,7 +40,7 @@ def _conv(traces: Path | None, seed: int) -> Workload:
 
 
 def _code(traces: Path | None, seed: int) -> Workload:
-    return replicate(load_trace("azure2023_code", traces), copies=24, seed=seed)
+    return replicate(load_trace("azure2023_code", traces), copies=36, seed=seed)
 
 
 def _mooncake(traces: Path | None, seed: int) -> Workload:
@@ -106,11 +106,11 @@ SCENARIOS: dict[str, Scenario] = {
             "azure2023_conv, 24 copies overlaid with seeded time offsets (24x rate, 1 h)",
         ),
         Scenario(
-            "code-8b",
-            "Azure code trace (bursty), 8B",
-            _8B,
+            "code-70b",
+            "Azure code trace (bursty, long prompts), 70B",
+            _70B,
             _code,
-            "azure2023_code, 24 copies overlaid with seeded time offsets (24x rate, 1 h)",
+            "azure2023_code, 36 copies overlaid with seeded time offsets (36x rate, 1 h)",
         ),
         Scenario(
             "diurnal-70b",
@@ -146,4 +146,4 @@ SCENARIOS: dict[str, Scenario] = {
     )
 }
 
-STANDARD_SET = ("conv-70b", "code-8b", "diurnal-70b", "flash-70b")
+STANDARD_SET = ("conv-70b", "code-70b", "diurnal-70b", "flash-70b")

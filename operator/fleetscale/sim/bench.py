@@ -1,0 +1,178 @@
+"""The published benchmark: every standard scenario under every policy, in one command.
+
+Role: run the standard set, judge fleetscale against the bar of the benchmark, write the
+results section (Markdown with tables and plots) to ``docs/benchmark-results.md`` and into
+README.md between ``<!-- bench:start -->`` and ``<!-- bench:end -->``, the plots to
+``docs/bench/*.png`` and the full JSON (timelines included) to ``out/bench/results.json``.
+Callers: ``fleetscale simulate --bench`` (``make bench``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleetscale.sim.report import PolicySummary, markdown_table
+from fleetscale.sim.runner import ALL_POLICIES, KEDA_POLICIES, ScenarioRun, run_scenario
+from fleetscale.sim.scenarios import SCENARIOS, STANDARD_SET
+
+START_MARKER = "<!-- bench:start -->"
+END_MARKER = "<!-- bench:end -->"
+BENCH_COMMAND = "make bench"
+BASELINES = ("hpa", *KEDA_POLICIES, "kpa", "static")
+
+# The bar fleetscale must clear on every scenario.
+MAX_GPU_HOURS_VS_BEST_KEDA = 0.75
+MAX_GPU_HOURS_VS_ORACLE = 1.15
+
+
+class MarkersMissingError(Exception):
+    """README.md lacks the markers that delimit the generated section."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """fleetscale against the bar on one scenario: each check with the numbers behind it."""
+
+    scenario: str
+    slo_vs_best_baseline: tuple[bool, str]
+    gpu_hours_vs_best_keda: tuple[bool, str]
+    gpu_hours_vs_oracle: tuple[bool, str]
+    shed_only_when_constrained: tuple[bool, str]
+
+    @property
+    def checks(self) -> tuple[tuple[bool, str], ...]:
+        return (
+            self.slo_vs_best_baseline,
+            self.gpu_hours_vs_best_keda,
+            self.gpu_hours_vs_oracle,
+            self.shed_only_when_constrained,
+        )
+
+    @property
+    def passed(self) -> bool:
+        return all(ok for ok, _ in self.checks)
+
+
+def best_keda(summaries: dict[str, PolicySummary]) -> PolicySummary:
+    """The best-tuned KEDA setting: highest SLO attainment, then fewest GPU-hours."""
+    candidates = [summaries[name] for name in KEDA_POLICIES if name in summaries]
+    return max(candidates, key=lambda s: (round(s.slo_attainment, 4), -s.gpu_hours))
+
+
+def judge(run: ScenarioRun, policy: str = "fleetscale") -> Verdict:
+    summaries = run.summaries
+    ours = summaries[policy]
+    baselines = [summaries[name] for name in BASELINES if name in summaries]
+    best = max(baselines, key=lambda s: s.slo_attainment)
+    keda = best_keda(summaries)
+    oracle = summaries["oracle"]
+    ratio_keda = ours.gpu_hours / keda.gpu_hours if keda.gpu_hours else float("inf")
+    ratio_oracle = ours.gpu_hours / oracle.gpu_hours if oracle.gpu_hours else float("inf")
+    unconstrained = ours.shed_seconds_while_unconstrained
+    return Verdict(
+        scenario=run.scenario.name,
+        slo_vs_best_baseline=(
+            round(ours.slo_attainment, 4) >= round(best.slo_attainment, 4),
+            f"SLO {ours.slo_attainment:.2%} vs best baseline {best.policy} "
+            f"{best.slo_attainment:.2%}",
+        ),
+        gpu_hours_vs_best_keda=(
+            ratio_keda <= MAX_GPU_HOURS_VS_BEST_KEDA,
+            f"{ours.gpu_hours:.1f} GPU-h = {ratio_keda:.2f}x best-tuned KEDA ({keda.policy}, "
+            f"{keda.gpu_hours:.1f}); bar {MAX_GPU_HOURS_VS_BEST_KEDA:.2f}x",
+        ),
+        gpu_hours_vs_oracle=(
+            ratio_oracle <= MAX_GPU_HOURS_VS_ORACLE,
+            f"{ratio_oracle:.2f}x oracle ({oracle.gpu_hours:.1f} GPU-h); "
+            f"bar {MAX_GPU_HOURS_VS_ORACLE:.2f}x",
+        ),
+        shed_only_when_constrained=(
+            unconstrained == 0 and ours.timeout_rate == 0,
+            f"shed flag up {unconstrained:.0f} s with no capacity provisioning, loading or "
+            f"capped; timeout rate {ours.timeout_rate:.2%}",
+        ),
+    )
+
+
+def render_section(
+    runs: Sequence[ScenarioRun], verdicts: Sequence[Verdict], image_prefix: str, seed: int
+) -> str:
+    """The generated Markdown: command, verdicts, one table and one plot per scenario."""
+    lines = [
+        f"Produced by `{BENCH_COMMAND}` (seed {seed}); every figure below comes from that one "
+        "command. SLO: time to first token within the target; shed (429) and timed-out requests "
+        "count as misses. GPU-hours: nodes billed from request to release. Queue wait: served "
+        "requests only. Model, fleet and baseline settings: docs/benchmark.md.",
+        "",
+        "| scenario | SLO >= best baseline | <= 0.75x best KEDA GPU-h | <= 1.15x oracle GPU-h "
+        "| shed only when constrained |",
+        "|---|---|---|---|---|",
+    ]
+    for verdict in verdicts:
+        cells = [("pass" if ok else "**miss**") + f": {text}" for ok, text in verdict.checks]
+        lines.append(f"| {verdict.scenario} | " + " | ".join(cells) + " |")
+    for run in runs:
+        config = run.scenario.config
+        lines += [
+            "",
+            f"#### {run.scenario.title} (`{run.scenario.name}`)",
+            "",
+            f"{len(run.workload):,} requests; {run.scenario.scaling}. Model {config.model.name}, "
+            f"nodes of {config.nodes.accelerators_per_node} GPUs (at most "
+            f"{config.nodes.max_nodes}), replicas 1-{config.max_replicas}, TTFT target "
+            f"{config.ttft_target_seconds:g} s, client timeout "
+            f"{config.client_timeout_seconds:g} s.",
+            "",
+            markdown_table(list(run.summaries.values())),
+            "",
+            f"![{run.scenario.name}]({image_prefix}{run.scenario.name}.png)",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def splice_readme(readme: Path, section: str) -> None:
+    """Replace what lies between the markers in ``readme``; fail if they are missing."""
+    text = readme.read_text(encoding="utf-8")
+    start = text.find(START_MARKER)
+    end = text.find(END_MARKER)
+    if start < 0 or end < 0 or end < start:
+        raise MarkersMissingError(
+            f"{readme}: expected the markers {START_MARKER} and {END_MARKER} (in that order) "
+            "around the benchmark results section; add them and run again"
+        )
+    head = text[: start + len(START_MARKER)]
+    readme.write_text(head + "\n" + section + text[end:], encoding="utf-8")
+
+
+def run_bench(
+    readme: Path | None,
+    docs_dir: Path,
+    out_dir: Path,
+    traces_dir: Path | None = None,
+    seed: int = 1,
+    scenarios: Sequence[str] = STANDARD_SET,
+    progress: Callable[[str], None] | None = None,
+) -> list[Verdict]:
+    from fleetscale.sim.plots import plot_run
+    from fleetscale.sim.runner import write_json
+
+    if readme is not None and START_MARKER not in readme.read_text(encoding="utf-8"):
+        splice_readme(readme, "")  # fail before minutes of simulation, not after
+    runs = [
+        run_scenario(SCENARIOS[name], ALL_POLICIES, traces_dir, seed, progress=progress)
+        for name in scenarios
+    ]
+    verdicts = [judge(run) for run in runs]
+    for run in runs:
+        plot_run(run, docs_dir / "bench" / f"{run.scenario.name}.png")
+    write_json(runs, out_dir / "results.json")
+    results_page = docs_dir / "benchmark-results.md"
+    results_page.write_text(
+        "# Benchmark results\n\n" + render_section(runs, verdicts, "bench/", seed),
+        encoding="utf-8",
+    )
+    if readme is not None:
+        splice_readme(readme, render_section(runs, verdicts, f"{docs_dir.name}/bench/", seed))
+    return verdicts
