@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="scenarios",
         action="append",
         metavar="NAME",
-        help="scenario to run (repeatable; default: the standard set): conv-70b, code-8b, "
+        help="scenario to run (repeatable; default: the standard set): conv-70b, code-70b, "
         "diurnal-70b, flash-70b, mooncake-8b, tiny",
     )
     simulate.add_argument(
