@@ -179,7 +179,8 @@ class CapacityReader(Protocol):
     """Hands an InferencePool the cap its AcceleratorPool allocated to it."""
 
     async def limit_for(self, pool_name: str, namespace: str, name: str) -> CapacityLimit | None:
-        """The cap, or None when the AcceleratorPool has not allocated for it (yet)."""
+        """The cap, or None when the AcceleratorPool has not allocated for it (yet) or cannot be
+        read (logged). Never raises."""
         ...
 
 
@@ -190,7 +191,13 @@ class AcceleratorPoolCapacity:
         self._cluster = cluster
 
     async def limit_for(self, pool_name: str, namespace: str, name: str) -> CapacityLimit | None:
-        pool = await self._cluster.accelerator_pool(pool_name)
+        try:
+            pool = await self._cluster.accelerator_pool(pool_name)
+        except Exception as error:  # never fail the InferencePool's tick: plan without a cap
+            get_logger("fleetscale.acceleratorpool", pool=pool_name).warning(
+                "capacity_unreadable", reason="CapacityUnreadable", detail=str(error)
+            )
+            return None
         if pool is None:
             return CapacityLimit(
                 max_replicas=0,

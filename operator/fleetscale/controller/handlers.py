@@ -34,8 +34,10 @@ from typing import Any
 import kopf
 import kubernetes.client
 
+from fleetscale.api import acceleratorpool as apool
 from fleetscale.api.base import GROUP, VERSION
 from fleetscale.api.inferencepool import PLURAL, InferencePoolSpec
+from fleetscale.controller import acceleratorpools
 from fleetscale.controller.kube import (
     KubernetesStatusWriter,
     PoolGone,
@@ -90,6 +92,9 @@ class OperatorRuntime:
     status_writer: StatusWriter | None = None
     api_client: kubernetes.client.ApiClient | None = None
     health_server: HealthServer | None = None
+    accelerator_pools: (
+        tuple[acceleratorpools.PoolDependencies, acceleratorpools.StatusPatcher] | None
+    ) = None
     started: bool = False
     _configuration: kubernetes.client.Configuration | None = None
 
@@ -110,6 +115,21 @@ class OperatorRuntime:
         )
         await self.health_server.start()
         self.started = True
+
+    def accelerator_pool_dependencies(
+        self,
+    ) -> tuple[acceleratorpools.PoolDependencies, acceleratorpools.StatusPatcher] | None:
+        """The AcceleratorPool loop's dependencies, built once startup made the shared ones."""
+        if self.api_client is None or self.deps is None:
+            return None
+        if self.accelerator_pools is None:
+            self.accelerator_pools = (
+                acceleratorpools.kubernetes_pool_dependencies(
+                    self.api_client, self.deps.events, self.deps.scaler
+                ),
+                acceleratorpools.AcceleratorPoolStatusWriter(self.api_client),
+            )
+        return self.accelerator_pools
 
     async def stop(self) -> None:
         self.started = False
@@ -179,6 +199,22 @@ def build_registry(runtime: OperatorRuntime) -> kopf.OperatorRegistry:
     ) -> None:
         # InferencePools are namespaced; the API server never sends one without a namespace.
         await run_pool_loop(runtime, namespace or "", name, body, stopped)
+
+    @kopf.daemon(
+        GROUP,
+        VERSION,
+        apool.PLURAL,
+        id="acceleratorpool",
+        registry=registry,
+        cancellation_backoff=_GRACEFUL_STOP_SECONDS,
+        cancellation_timeout=5.0,
+    )
+    async def accelerator_pool_daemon(
+        stopped: kopf.DaemonStopped, name: str, body: kopf.Body, **_: Any
+    ) -> None:
+        await acceleratorpools.run_accelerator_pool_loop(
+            name, body, stopped, runtime.accelerator_pool_dependencies, runtime.clock
+        )
 
     return registry
 

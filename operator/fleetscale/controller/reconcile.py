@@ -46,6 +46,7 @@ from fleetscale.api.inferencepool import (
     ShedLoadStatus,
 )
 from fleetscale.controller import status as st
+from fleetscale.controller.acceleratorpools import CapacityReader
 from fleetscale.logs import get_logger
 from fleetscale.metrics import OperatorMetrics
 from fleetscale.planner.types import (
@@ -102,6 +103,8 @@ class Dependencies:
     settings: Settings
     metrics: OperatorMetrics
     plan: PlanFn
+    # The cap each InferencePool's AcceleratorPool allocated to it (None: no AcceleratorPools).
+    capacity: CapacityReader | None = None
     # Shed flags already in each pool's ConfigMap, so an unchanged flag is not re-written
     # every tick. Lost on restart, which costs one idempotent write per pool.
     published_flags: dict[tuple[str, str], ShedFlag] = field(default_factory=dict)
@@ -198,11 +201,17 @@ async def _reconcile(
         if spec.accelerators_per_replica is not None
         else scale.accelerators_per_replica
     )
+    capacity = None
+    if spec.accelerator_pool_ref is not None and deps.capacity is not None:
+        capacity = await deps.capacity.limit_for(
+            spec.accelerator_pool_ref.name, pool.namespace, pool.name
+        )
     observation = Observation(
         current_replicas=scale.spec_replicas,
         ready_replicas=scale.ready_replicas,
         queue_depth=queue_reading,
         gpu_utilization_percent=gpu_reading,
+        capacity=capacity,
     )
 
     # Plan.
@@ -264,7 +273,7 @@ async def _reconcile(
         replicas=scale.spec_replicas,
         ready_replicas=scale.ready_replicas,
         desired_replicas=decision.desired_replicas,
-        max_replicas_by_capacity=stored.max_replicas_by_capacity,
+        max_replicas_by_capacity=capacity.max_replicas if capacity is not None else None,
         observed=ObservedMetrics(
             queue_depth=queue_reading.value if queue_reading.usable else None,
             gpu_utilization_percent=(

@@ -15,6 +15,10 @@ from fleetscale.actuators.configmap import ConfigMapShedFlagPublisher
 from fleetscale.actuators.events import KubernetesEventSink
 from fleetscale.actuators.kubernetes_scale import KubernetesScaleActuator
 from fleetscale.actuators.secrets import KubernetesSecretReader
+from fleetscale.controller.acceleratorpools import (
+    AcceleratorPoolCapacity,
+    KubernetesClusterReader,
+)
 from fleetscale.controller.reconcile import Dependencies
 from fleetscale.metrics import OperatorMetrics
 from fleetscale.planner import plan
@@ -35,4 +39,5 @@ def kubernetes_dependencies(
         settings=settings,
         metrics=metrics,
         plan=plan,
+        capacity=AcceleratorPoolCapacity(KubernetesClusterReader(api_client)),
     )
