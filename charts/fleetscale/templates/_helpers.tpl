@@ -128,13 +128,23 @@ watches the whole cluster, in a Role of each watched namespace otherwise.
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
-# AcceleratorPools (cluster-scoped): GPU node pools shared by InferencePools.
+# AcceleratorPools (cluster-scoped): GPU node pools shared by InferencePools. kopf lists,
+# watches and patches them; the controller reads one (an InferencePool's capacity) and writes
+# their status.
 - apiGroups: ["fleetscale.io"]
   resources: ["acceleratorpools"]
-  verbs: ["list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["fleetscale.io"]
   resources: ["acceleratorpools/status"]
   verbs: ["patch"]
+# An AcceleratorPool observes its nodes, what runs on them, and the demand of every
+# InferencePool that draws from it, in any namespace.
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["list"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
 {{- if include "fleetscale.clusterwide" . }}
 # Leader election between the replicas (kopf peering, cluster-wide).
 - apiGroups: ["kopf.dev"]
@@ -145,6 +155,10 @@ watches the whole cluster, in a Role of each watched namespace otherwise.
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
+# The demand on an AcceleratorPool comes from InferencePools of every namespace (read only).
+- apiGroups: ["fleetscale.io"]
+  resources: ["inferencepools"]
+  verbs: ["list"]
 {{- end }}
 {{- if .Values.providers.kwok.enabled }}
 # kwok provider: fake GPU nodes are Node objects it lists, creates, deletes, and annotates
@@ -157,14 +171,8 @@ watches the whole cluster, in a Role of each watched namespace otherwise.
 {{- include "fleetscale.rules.clusterAPI" . | nindent 0 }}
 {{- end }}
 {{- if .Values.providers.placeholder.enabled }}
-# Placeholder provider: which nodes host model pods (pods of every namespace), and the
-# low-priority PriorityClass of the placeholder pods, created when missing.
-- apiGroups: [""]
-  resources: ["nodes"]
-  verbs: ["list"]
-- apiGroups: [""]
-  resources: ["pods"]
-  verbs: ["list"]
+# Placeholder provider: the low-priority PriorityClass of the placeholder pods, created when
+# missing (which nodes host model pods it reads with the AcceleratorPool rules above).
 - apiGroups: ["scheduling.k8s.io"]
   resources: ["priorityclasses"]
   verbs: ["get", "create"]
