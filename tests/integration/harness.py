@@ -65,6 +65,9 @@ class Cluster:
         server.resources[DEPLOYMENTS] = info(
             kind="Deployment", namespaced=True, subresources={"scale", "status"}, verbs=all_verbs
         )
+        server.resources["fleetscale.io/v1alpha1/acceleratorpools"] = info(
+            kind="AcceleratorPool", namespaced=False, subresources={"status"}, verbs=all_verbs
+        )
         server.resources[EVENTS] = info(kind="Event", namespaced=True, verbs=all_verbs)
         server.resources[CONFIG_MAPS] = info(kind="ConfigMap", namespaced=True, verbs=all_verbs)
         server.resources[SECRETS] = info(kind="Secret", namespaced=True, verbs=all_verbs)
@@ -111,6 +114,20 @@ class Cluster:
             "kind": "InferencePool",
             "metadata": _metadata(namespace, name),
             "spec": copy.deepcopy(dict(spec)),
+        }
+
+    def add_cluster_peering(self, name: str) -> None:
+        """kopf's ClusterKopfPeering CRD and object, as the Helm chart installs them."""
+        resource = kmock.resource("kopf.dev/v1/clusterkopfpeerings")
+        self.server.resources[resource] = kmock.ResourceInfo(
+            kind="ClusterKopfPeering",
+            namespaced=False,
+            verbs={"list", "watch", "get", "patch", "create"},
+        )
+        self.server.objects[resource, None, name] = {
+            "apiVersion": "kopf.dev/v1",
+            "kind": "ClusterKopfPeering",
+            "metadata": _metadata(None, name),
         }
 
     # ----- look -----
