@@ -299,3 +299,21 @@ def test_zero_accelerator_pools_are_never_limited() -> None:
 def test_same_inputs_same_plan() -> None:
     args = (pool_spec(), [demand(desired=5)], observe(node("a", in_use=4)), CapacityState(), NOW)
     assert plan_capacity(*args) == plan_capacity(*args)
+
+
+def test_released_nodes_that_linger_are_neither_capacity_nor_released_again() -> None:
+    spec = pool_spec(scaleDownDelaySeconds=0)
+    nodes = observe(node("a", in_use=8), node("b"), node("c"))
+    plan, state = plan_capacity(spec, [demand(desired=2, current=2)], nodes, CapacityState(), NOW)
+    assert plan.release_nodes == ("b", "c")
+    assert plan.desired_nodes == 1
+    assert state.releasing == {"b", "c"}
+    # The provider shrank, but the Node objects are still there (terminating).
+    lingering = observe(node("a", in_use=8), node("b"), node("c"), requested=1)
+    again, state = plan_capacity(spec, [demand(desired=2, current=2)], lingering, state, NOW + 15)
+    assert (again.release_nodes, again.desired_nodes, again.ready_nodes) == ((), 1, 1)
+    # Once gone, they are forgotten.
+    _, state = plan_capacity(
+        spec, [demand(desired=2, current=2)], observe(node("a", in_use=8)), state, NOW + 30
+    )
+    assert state.releasing == frozenset()

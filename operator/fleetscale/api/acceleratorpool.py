@@ -303,6 +303,8 @@ class AcceleratorPoolStatus(ApiModel):
     """Per InferencePool: demand, grant and cap, highest priority first."""
     empty_nodes: tuple[EmptyNode, ...] = ()
     """Empty Ready nodes and since when (for scaleDownDelaySeconds)."""
+    releasing_node_names: tuple[str, ...] = ()
+    """Nodes released and not gone yet (neither capacity nor released again)."""
     failed_node_names: tuple[str, ...] = ()
     """Nodes already reported as failed (the ProvisioningFailed Event is posted once)."""
     scale_up_requested_at: datetime | None = None

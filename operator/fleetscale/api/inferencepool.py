@@ -277,6 +277,9 @@ class InferencePoolStatus(ApiModel):
     """Ready replicas of the target."""
     desired_replicas: int | None = None
     """Replicas the operator wants (what it set, or would set in DryRun)."""
+    demand_replicas: int | None = Field(default=None, ge=0)
+    """Replicas the signals ask for before behavior, bounds and capacity: what the
+    AcceleratorPool plans nodes for."""
     max_replicas_by_capacity: int | None = None
     """Replicas the accelerator pool can hold for this pool now, if an AcceleratorPool is used."""
     observed: ObservedMetrics | None = None

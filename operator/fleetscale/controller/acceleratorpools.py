@@ -179,8 +179,9 @@ class CapacityReader(Protocol):
     """Hands an InferencePool the cap its AcceleratorPool allocated to it."""
 
     async def limit_for(self, pool_name: str, namespace: str, name: str) -> CapacityLimit | None:
-        """The cap, or None when the AcceleratorPool has not allocated for it (yet) or cannot be
-        read (logged). Never raises."""
+        """The cap: the pool's allocation; AllocationPending (hold the current size) before the
+        pool has planned for it; AcceleratorPoolNotFound (hold) when the pool does not exist;
+        None (no cap) when the pool cannot be read (logged). Never raises."""
         ...
 
 
@@ -213,7 +214,14 @@ class AcceleratorPoolCapacity:
                     message=allocation.message,
                     seconds_until_more=allocation.seconds_until_more,
                 )
-        return None
+        # Not planned for yet (a new InferencePool, or the pool's first tick): hold the current
+        # size for one pool tick rather than grow onto nodes nobody asked for.
+        return CapacityLimit(
+            max_replicas=0,
+            reason="AllocationPending",
+            message=f"AcceleratorPool {pool_name} has not planned for this pool yet",
+            seconds_until_more=DEFAULT_INTERVAL_SECONDS,
+        )
 
 
 @dataclass
@@ -332,11 +340,13 @@ async def pool_demands(pool_name: str, deps: PoolDependencies, log: Any) -> list
 
 
 def _desired(spec: InferencePoolSpec, status: InferencePoolStatus) -> int:
-    """The signals' latest recommendation (before behavior and capacity), within bounds."""
+    """What the signals last asked for (before behavior and capacity), within bounds."""
     current = status.replicas or 0
     if spec.mode == "Paused":
         return current
-    if status.recommendations:
+    if status.demand_replicas is not None:
+        wanted = status.demand_replicas
+    elif status.recommendations:
         wanted = status.recommendations[-1].replicas
     elif status.desired_replicas is not None:
         wanted = status.desired_replicas
@@ -372,6 +382,7 @@ def state_from_status(status: AcceleratorPoolStatus) -> CapacityState:
             st.to_epoch(status.scale_up_requested_at) if status.scale_up_requested_at else None
         ),
         last_scale_time=st.to_epoch(status.last_scale_time) if status.last_scale_time else None,
+        releasing=frozenset(status.releasing_node_names),
     )
 
 
@@ -450,6 +461,7 @@ async def reconcile_accelerator_pool(
                 **new_state.empty_since,
                 **{n: state.empty_since[n] for n in plan.release_nodes if n in state.empty_since},
             },
+            releasing=new_state.releasing - frozenset(plan.release_nodes),
         )
 
     # Report.
@@ -527,6 +539,7 @@ async def reconcile_accelerator_pool(
             for n, t in sorted(new_state.empty_since.items())
         ),
         failed_node_names=tuple(sorted(new_state.failed_nodes)),
+        releasing_node_names=tuple(sorted(new_state.releasing)),
         scale_up_requested_at=(
             st.whole_seconds(new_state.scale_up_requested_at)
             if new_state.scale_up_requested_at is not None

@@ -273,6 +273,7 @@ async def _reconcile(
         replicas=scale.spec_replicas,
         ready_replicas=scale.ready_replicas,
         desired_replicas=decision.desired_replicas,
+        demand_replicas=decision.unconstrained_replicas,
         max_replicas_by_capacity=capacity.max_replicas if capacity is not None else None,
         observed=ObservedMetrics(
             queue_depth=queue_reading.value if queue_reading.usable else None,

@@ -120,6 +120,9 @@ class CapacityState:
     failed_nodes: frozenset[str] = frozenset()  # failed Node names already reported
     scale_up_requested_at: float | None = None  # when the requested size last grew
     last_scale_time: float | None = None
+    # Nodes released and not gone yet: a terminated node lingers as a Node object for a while;
+    # it is neither capacity nor a candidate again, and does not count toward the size.
+    releasing: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -279,7 +282,10 @@ def plan_capacity(
     """Decide the pool's node count, the nodes to release and each InferencePool's cap."""
     per_node = spec.accelerators_per_node
     timeout = spec.provisioning_timeout_seconds
-    nodes = sorted(observation.nodes, key=lambda n: n.name)
+    nodes = sorted(
+        (n for n in observation.nodes if n.name not in state.releasing), key=lambda n: n.name
+    )
+    still_releasing = state.releasing & {n.name for n in observation.nodes}
 
     ready = [n for n in nodes if n.ready]
     not_ready = [n for n in nodes if not n.ready]
@@ -364,6 +370,7 @@ def plan_capacity(
             now if desired > current_size else (requested_at if unregistered else None)
         ),
         last_scale_time=now if desired != current_size else state.last_scale_time,
+        releasing=still_releasing | frozenset(release_failed) | frozenset(release),
     )
     plan = CapacityPlan(
         desired_nodes=desired,
