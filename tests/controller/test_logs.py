@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Iterator
 
+import kopf
 import pytest
 
 from fleetscale.logs import configure_logging, get_logger
@@ -29,7 +30,8 @@ def test_own_and_kopf_records_share_the_json_shape() -> None:
     get_logger("fleetscale.test", namespace="ns", pool="llama").info("decided", reason="ScaledUp")
     reference = {"namespace": "ns", "name": "mistral", "kind": "InferencePool"}
     logging.getLogger("kopf.objects").warning(
-        "Handler failed", extra={"k8s_ref": reference, "k8s_skip": False, "settings": object()}
+        "Handler failed",
+        extra={"k8s_ref": reference, "k8s_skip": True, "settings": kopf.OperatorSettings()},
     )
     logging.getLogger("fleetscale.test").debug("not shown at INFO")
 

@@ -250,11 +250,14 @@ class OperatorHandle:
 
 @contextlib.asynccontextmanager
 async def running_operator(
-    cluster: Cluster, prometheus: PrometheusServer, namespaces: tuple[str, ...] = ()
+    cluster: Cluster,
+    prometheus: PrometheusServer,
+    namespaces: tuple[str, ...] = (),
+    peering: str = "",
 ) -> AsyncIterator[OperatorHandle]:
-    """The operator as `fleetscale run` starts it, standalone, until the block ends."""
+    """The operator as `fleetscale run` starts it (standalone by default) for the block."""
     settings = Settings(
-        prometheus_url=prometheus.url, namespaces=namespaces, http_port=0, peering=""
+        prometheus_url=prometheus.url, namespaces=namespaces, http_port=0, peering=peering
     )
     configuration = kubernetes.client.Configuration()
     configuration.host = cluster.url
@@ -265,7 +268,7 @@ async def running_operator(
     )
     scope = [arg for namespace in namespaces for arg in ("--namespace", namespace)] or ["-A"]
     runner = KopfRunner(
-        ["run", "--standalone", *scope],
+        ["run", *(["--peering", peering] if peering else ["--standalone"]), *scope],
         registry=build_registry(runtime),
         settings=kopf_settings(settings),
         timeout=60,

@@ -267,3 +267,22 @@ async def test_a_restarted_operator_continues_the_stabilization_window(
     # its first tick (seeded with the current 8 replicas) and scale down only after it.
     assert scaled_down_at < restarted_at + window - 1
     assert "ScaledDown" in cluster.event_reasons(NS, "llama")
+
+
+async def test_with_peering_but_no_peering_object_it_waits_and_says_why(
+    cluster: Cluster, prometheus: PrometheusServer
+) -> None:
+    prometheus.set_value(QUEUE, 40)
+    cluster.add_deployment(NS, "vllm-llama", replicas=1)
+    cluster.add_pool(NS, "llama", pool_spec("vllm-llama", QUEUE))
+
+    async with running_operator(cluster, prometheus, peering="fleetscale") as operator:
+        await eventually(lambda: operator.runtime.started, what="the operator to start")
+        await asyncio.sleep(3)  # several ticks' worth
+
+    # kopf keeps a peered operator paused without its peering object: nothing was touched,
+    # and the log says what is missing and how to fix it.
+    assert cluster.replicas(NS, "vllm-llama") == 1
+    assert cluster.status(NS, "llama") == {}
+    assert "peering_missing" in operator.runner.output
+    assert "ClusterKopfPeering fleetscale not found" in operator.runner.output

@@ -44,6 +44,7 @@ from fleetscale.controller.kube import (
     StatusWriter,
     connection_info,
     load_configuration,
+    missing_peerings,
 )
 from fleetscale.controller.reconcile import Dependencies, PoolRef, reconcile
 from fleetscale.logs import get_logger
@@ -156,6 +157,23 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     return operator_settings
 
 
+async def _warn_about_missing_peering(runtime: OperatorRuntime) -> None:
+    settings = runtime.settings
+    if not settings.peering or runtime.api_client is None:
+        return
+    missing = await missing_peerings(runtime.api_client, settings.peering, settings.namespaces)
+    if missing:
+        get_logger("fleetscale.operator").warning(
+            "peering_missing",
+            reason="PeeringMissing",
+            detail=(
+                f"{', '.join(missing)} not found: kopf keeps the operator paused until it exists. "
+                "Install the chart's kopf.dev CRDs and peering object, or set "
+                "FLEETSCALE_PEERING= (empty) to run a single replica standalone."
+            ),
+        )
+
+
 def build_registry(runtime: OperatorRuntime) -> kopf.OperatorRegistry:
     """A kopf registry with fleetscale's handlers bound to ``runtime`` (no global state)."""
     registry = kopf.OperatorRegistry()
@@ -174,6 +192,7 @@ def build_registry(runtime: OperatorRuntime) -> kopf.OperatorRegistry:
             namespaces=list(runtime.settings.namespaces) or "all",
             peering=runtime.settings.peering or "standalone",
         )
+        await _warn_about_missing_peering(runtime)
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:

@@ -10,7 +10,8 @@ cluster they talk to. Write an InferencePool's status as a JSON merge patch thro
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import kopf
@@ -91,3 +92,39 @@ def connection_info(configuration: kubernetes.client.Configuration) -> kopf.Conn
         certificate_path=configuration.cert_file,
         private_key_path=configuration.key_file,
     )
+
+
+async def missing_peerings(
+    api_client: kubernetes.client.ApiClient, name: str, namespaces: tuple[str, ...]
+) -> list[str]:
+    """The kopf peering objects that do not exist, described for a log line.
+
+    With a peering name set, kopf treats peering as mandatory and keeps the operator paused
+    until the object exists, which looks like an operator that silently does nothing.
+    Cluster-wide operators use a ClusterKopfPeering, namespaced ones a KopfPeering per
+    namespace. A permission error is not reported as missing (we cannot tell).
+    """
+    api = kubernetes.client.CustomObjectsApi(api_client)
+    missing: list[str] = []
+
+    async def check(description: str, read: Callable[[], object]) -> None:
+        try:
+            await asyncio.to_thread(read)
+        except ApiException as error:
+            if error.status == 404:
+                missing.append(description)
+
+    group, version = "kopf.dev", "v1"
+    if not namespaces:
+        await check(
+            f"ClusterKopfPeering {name}",
+            lambda: api.get_cluster_custom_object(group, version, "clusterkopfpeerings", name),
+        )
+    for namespace in namespaces:
+        await check(
+            f"KopfPeering {namespace}/{name}",
+            functools.partial(
+                api.get_namespaced_custom_object, group, version, namespace, "kopfpeerings", name
+            ),
+        )
+    return missing
