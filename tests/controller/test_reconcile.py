@@ -111,7 +111,10 @@ async def test_scales_up_and_reports_in_status_events_and_metrics() -> None:
     assert world.condition("MetricsAvailable")["status"] == "True"
     [event] = [e for e in world.events.events if e.reason == "ScaledUp"]
     assert event.type == "Normal"
-    assert "Deployment vllm from 2 to 8 replicas" in event.message
+    assert event.message == (
+        "Scaled Deployment vllm from 2 to 8 replicas: "
+        "queue 40 waiting, 20 per replica over target 5"
+    )
     assert event.involved == POOL.involved
     assert world.metric("fleetscale_desired_replicas") == 8
     assert world.metric("fleetscale_current_replicas") == 8

@@ -532,13 +532,15 @@ async def _post_decision_events(
     involved = pool.involved
     target = f"{spec.target_ref.kind} {spec.target_ref.name}"
     current, desired = decision.current_replicas, decision.desired_replicas
+    # The planner's message starts with "2 -> 8 replicas: "; the Event says it in words.
+    why = decision.message.removeprefix(f"{current} -> {desired} replicas: ")
     if scaled_to is not None:
         reason = "ScaledUp" if desired > current else "ScaledDown"
         await deps.events.post(
             involved,
             "Normal",
             reason,
-            f"Scaled {target} from {current} to {desired} replicas: {decision.message}",
+            f"Scaled {target} from {current} to {desired} replicas: {why}",
         )
     elif spec.mode == "DryRun" and desired != current and stored.desired_replicas != desired:
         reason = "WouldScaleUp" if desired > current else "WouldScaleDown"
@@ -546,8 +548,7 @@ async def _post_decision_events(
             involved,
             "Normal",
             reason,
-            f"DryRun: would scale {target} from {current} to {desired} replicas: "
-            f"{decision.message}",
+            f"DryRun: would scale {target} from {current} to {desired} replicas: {why}",
         )
 
     def changed(type_: str) -> tuple[Any, Any]:
