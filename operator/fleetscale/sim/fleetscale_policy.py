@@ -92,10 +92,12 @@ class FleetscaleSettings:
             # KV-cache usage tracks load; DCGM utilization reads ~100% at a fraction of it and
             # so never lets the fleet shrink.
             utilization_metric="kv-cache",
-            utilization_target_percent=60.0,
+            utilization_target_percent=50.0,
+            # Shrink slowly: the queue only shows under-capacity once every slot is taken, so
+            # a fast scale-down overshoots and the next queue overshoots back up.
             scale_down=ScalingRules(
                 stabilization_window_seconds=300,
-                policies=(ScalingPolicy(type="Percent", value=100, period_seconds=15),),
+                policies=(ScalingPolicy(type="Percent", value=10, period_seconds=60),),
             ),
             # Shed early, and stop only when the fleet is no longer limited: a queue sample
             # taken just after a new replica took 64 requests reads empty while demand is
