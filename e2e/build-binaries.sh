@@ -2,9 +2,10 @@
 # Build the binaries of the local e2e control plane from their Go modules and
 # cache them, keyed by version, so that only a cold machine pays for the build.
 #
-#   e2e/build-binaries.sh            build what is missing (idempotent)
-#   e2e/build-binaries.sh --print    print the cache directories, build nothing
-#   e2e/build-binaries.sh --check    exit 1 if anything is missing, build nothing
+#   e2e/build-binaries.sh [COMPONENT...]          build what is missing (idempotent)
+#   e2e/build-binaries.sh --print                  print the cache directories
+#   e2e/build-binaries.sh --check [COMPONENT...]   exit 1 if anything is missing
+# COMPONENT: kubernetes, etcd, kwok, helm (default: all of them).
 #
 # Layout: ${FLEETSCALE_BIN_CACHE:-~/.cache/fleetscale/bin}/<component>-<version>/
 #   kubernetes-vX.Y.Z/  kube-apiserver kube-controller-manager kube-scheduler kubectl
@@ -55,18 +56,41 @@ print_dirs() {
   echo "HELM_BIN_DIR=${HELM_DIR}"
 }
 
-case "${1:-}" in
-  --print) print_dirs; exit 0 ;;
-  --check)
-    ok=0
-    have_all "${KUBE_DIR}" "${KUBE_BINS[@]}" || { log "missing: ${KUBE_DIR}"; ok=1; }
-    have_all "${ETCD_DIR}" "${ETCD_BINS[@]}" || { log "missing: ${ETCD_DIR}"; ok=1; }
-    have_all "${KWOK_DIR}" "${KWOK_BINS[@]}" || { log "missing: ${KWOK_DIR}"; ok=1; }
-    have_all "${HELM_DIR}" "${HELM_BINS[@]}" || { log "missing: ${HELM_DIR}"; ok=1; }
-    exit "${ok}" ;;
-  "") ;;
-  *) die "unknown argument: $1 (use --print or --check)" ;;
-esac
+MODE=build
+COMPONENTS=()
+for arg in "$@"; do
+  case "${arg}" in
+    --print) print_dirs; exit 0 ;;
+    --check) MODE=check ;;
+    kubernetes|etcd|kwok|helm) COMPONENTS+=("${arg}") ;;
+    *) die "unknown argument: ${arg} (use --print, --check or kubernetes|etcd|kwok|helm)" ;;
+  esac
+done
+# Small ones first: they are useful (and fail fast) while kubernetes compiles.
+[[ ${#COMPONENTS[@]} -gt 0 ]] || COMPONENTS=(kwok etcd helm kubernetes)
+
+component_dir() {
+  case "$1" in
+    kubernetes) echo "${KUBE_DIR}" ;; etcd) echo "${ETCD_DIR}" ;;
+    kwok) echo "${KWOK_DIR}" ;; helm) echo "${HELM_DIR}" ;;
+  esac
+}
+component_bins() {
+  case "$1" in
+    kubernetes) echo "${KUBE_BINS[*]}" ;; etcd) echo "${ETCD_BINS[*]}" ;;
+    kwok) echo "${KWOK_BINS[*]}" ;; helm) echo "${HELM_BINS[*]}" ;;
+  esac
+}
+
+if [[ "${MODE}" == check ]]; then
+  ok=0
+  for c in "${COMPONENTS[@]}"; do
+    # shellcheck disable=SC2046
+    have_all "$(component_dir "${c}")" $(component_bins "${c}") \
+      || { log "missing: $(component_dir "${c}")"; ok=1; }
+  done
+  exit "${ok}"
+fi
 
 command -v go >/dev/null 2>&1 || die "go not found on PATH"
 command -v python3 >/dev/null 2>&1 || die "python3 not found on PATH (used to read 'go mod download -json')"
@@ -129,7 +153,7 @@ build_kubernetes() {
 
   local gomod modtime
   gomod="$(mod_info "k8s.io/kubernetes@${v}" GoMod)"
-  modtime="$(mod_info "k8s.io/kubernetes@${v}" Time)"
+  modtime="$(cd "${WORK_ROOT}" && go list -m -f '{{if .Time}}{{.Time.Format "2006-01-02T15:04:05Z07:00"}}{{end}}' "k8s.io/kubernetes@${v}")"
   local dir
   dir="$(new_wrapper kubernetes "$(go_directive "${gomod}")")"
 
@@ -236,11 +260,14 @@ build_helm() {
 TIMINGS=()
 TOTAL_START=${SECONDS}
 log "go: $(go version); cache: ${CACHE_ROOT}"
-# Small ones first: they are useful (and fail fast) while kubernetes compiles.
-timed "kwok ${KWOK_VERSION}" build_kwok
-timed "etcd ${ETCD_VERSION}" build_etcd
-timed "helm ${HELM_VERSION}" build_helm
-timed "kubernetes ${KUBE_VERSION}" build_kubernetes
+for c in "${COMPONENTS[@]}"; do
+  case "${c}" in
+    kwok) timed "kwok ${KWOK_VERSION}" build_kwok ;;
+    etcd) timed "etcd ${ETCD_VERSION}" build_etcd ;;
+    helm) timed "helm ${HELM_VERSION}" build_helm ;;
+    kubernetes) timed "kubernetes ${KUBE_VERSION}" build_kubernetes ;;
+  esac
+done
 log "timings:"
 for t in "${TIMINGS[@]}"; do log "  ${t}"; done
 log "  total: $((SECONDS - TOTAL_START))s"

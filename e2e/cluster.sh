@@ -146,14 +146,16 @@ check_no_download() {
   mapfile -t args < <(kwokctl_create_args)
   out="$(kwokctl "${args[@]}" --dry-run 2>&1)" || die "kwokctl --dry-run failed: ${out}"
   printf '%s\n' "${out}" >"${LOGS}/kwokctl-dry-run.txt"
-  if grep -Eiq 'https?://|# Download [^/]' <<<"${out}"; then
-    grep -Ein 'https?://|# Download [^/]' <<<"${out}" >&2 || true
-    die "kwokctl would download something (see above and ${LOGS}/kwokctl-dry-run.txt);" \
-      "every binary must come from e2e/build-binaries.sh"
+  # kwokctl announces every binary it fetches as "# Download SRC to DEST"; a
+  # local SRC is only symlinked. Anything else is a download.
+  local fetches bad
+  fetches="$(grep -E '^# Download ' <<<"${out}" || true)"
+  bad="$(grep -Ev "^# Download (${KUBE_BIN_DIR}|${ETCD_BIN_DIR}|${KWOK_BIN_DIR})/[^ ]+ to " <<<"${fetches}" || true)"
+  if [[ -n "${bad}" ]] || grep -Eq 'https?://' <<<"${fetches}"; then
+    die "kwokctl would download something (full plan: ${LOGS}/kwokctl-dry-run.txt):"$'\n'"${bad}"$'\n'"every binary must come from e2e/build-binaries.sh"
   fi
-  local bad
-  bad="$(grep -E '^# Download ' <<<"${out}" | grep -Ev "# Download (${KUBE_BIN_DIR}|${ETCD_BIN_DIR}|${KWOK_BIN_DIR})/" || true)"
-  [[ -z "${bad}" ]] || die "kwokctl would fetch binaries from unexpected places:"$'\n'"${bad}"
+  [[ "$(wc -l <<<"${fetches}")" -ge 5 ]] \
+    || die "kwokctl's plan names fewer binaries than expected; see ${LOGS}/kwokctl-dry-run.txt"
 }
 
 cluster_up() {

@@ -94,7 +94,7 @@ def kube(e2e_env: E2EEnv) -> Kube:
 
 @pytest.fixture
 def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace per test, deleted afterwards (not waited for)."""
+    """A fresh namespace per test, deleted afterwards."""
     from kubernetes import client
 
     name = f"e2e-{dns_label(request.node.name, 40)}-{secrets.token_hex(3)}"
@@ -113,7 +113,13 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
         f"the default ServiceAccount in {name}",
     )
     yield name
-    kube.core.delete_namespace(name, propagation_policy="Background")
+    # Wait until it is gone, so that the next test starts with all GPUs free.
+    kube.core.delete_namespace(name, propagation_policy="Foreground")
+    wait_until(
+        lambda: not kube.core.list_namespace(field_selector=f"metadata.name={name}").items,
+        120,
+        f"namespace {name} to be deleted",
+    )
 
 
 @pytest.fixture

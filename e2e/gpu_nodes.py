@@ -57,12 +57,6 @@ def gpu_node(
         "status": {
             "allocatable": dict(capacity),
             "capacity": dict(capacity),
-            "nodeInfo": {
-                "architecture": "amd64",
-                "operatingSystem": "linux",
-                "kubeletVersion": "fake",
-                "kubeProxyVersion": "fake",
-            },
         },
     }
 
