@@ -107,24 +107,41 @@ async def missing_peerings(
     api = kubernetes.client.CustomObjectsApi(api_client)
     missing: list[str] = []
 
-    async def check(description: str, read: Callable[[], object]) -> None:
+    async def check(description: str, list_objects: Callable[[], Any]) -> None:
+        # A list (not a get): the chart grants kopf list/watch/patch on peerings, not get.
         try:
-            await asyncio.to_thread(read)
+            listing = await asyncio.to_thread(list_objects)
         except ApiException as error:
-            if error.status == 404:
+            if error.status == 404:  # the CRD itself is not installed
                 missing.append(description)
+            return
+        names = {item.get("metadata", {}).get("name") for item in listing.get("items", [])}
+        if name not in names:
+            missing.append(description)
 
     group, version = "kopf.dev", "v1"
+    selector = f"metadata.name={name}"
     if not namespaces:
         await check(
             f"ClusterKopfPeering {name}",
-            lambda: api.get_cluster_custom_object(group, version, "clusterkopfpeerings", name),
+            functools.partial(
+                api.list_cluster_custom_object,
+                group,
+                version,
+                "clusterkopfpeerings",
+                field_selector=selector,
+            ),
         )
     for namespace in namespaces:
         await check(
             f"KopfPeering {namespace}/{name}",
             functools.partial(
-                api.get_namespaced_custom_object, group, version, namespace, "kopfpeerings", name
+                api.list_namespaced_custom_object,
+                group,
+                version,
+                namespace,
+                "kopfpeerings",
+                field_selector=selector,
             ),
         )
     return missing
