@@ -1,0 +1,377 @@
+"""The chart's RBAC grants exactly what the operator calls: no wildcard, nothing extra.
+
+``GRANTS`` is the specification: every permission the operator needs, each with evidence, a
+piece of the code (fleetscale's or kopf's) that makes the call. The tests check that (1) the
+evidence is still in the code, so a grant whose caller is removed fails here, (2) the rendered
+RBAC equals the grants for the features a values case turns on, no more and no less, and
+(3) no rule has a wildcard or an escalation verb. docs/rbac.md is the reader's version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kopf
+import pytest
+from chartkit import MATRIX, RELEASE_NAMESPACE, REPO, by_kind, render, walk
+
+OPERATOR_SOURCE = REPO / "operator" / "fleetscale"
+KOPF_SOURCE = Path(kopf.__file__).parent
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A snippet of source that makes the call a grant permits."""
+
+    root: str  # "fleetscale" or "kopf"
+    path: str  # relative to the package; a glob matches any of several files
+    snippet: str
+
+    def found(self) -> bool:
+        base = OPERATOR_SOURCE if self.root == "fleetscale" else KOPF_SOURCE
+        return any(
+            self.snippet in file.read_text(encoding="utf-8") for file in base.glob(self.path)
+        )
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One permission. ``where``: "watched" (namespaced resources in the watched namespaces),
+    "cluster", "cluster-events" (Events of cluster-scoped objects, in namespace default),
+    or "placeholder" (the placeholder provider's namespace)."""
+
+    where: str
+    group: str
+    resource: str
+    verbs: tuple[str, ...]
+    evidence: tuple[Evidence, ...]
+    feature: str | None = None  # None: always; else the values switch that enables it
+
+
+def fs(path: str, snippet: str) -> Evidence:
+    return Evidence("fleetscale", path, snippet)
+
+
+def kf(path: str, snippet: str) -> Evidence:
+    return Evidence("kopf", path, snippet)
+
+
+KOPF_WATCHES = kf("_core/reactor/queueing.py", "watching.infinite_watch(")
+KOPF_LISTS = kf("_cogs/clients/watching.py", "fetching.")
+KOPF_PATCHES = kf("_core/actions/application.py", "patching.patch_obj(")
+KOPF_PEERING_PATCH = kf("_core/engines/peering.py", "patching.patch_obj(")
+KOPF_EVENTS = kf("_cogs/clients/events.py", "await api.post(")
+SCALE = "actuators/kubernetes_scale.py"
+EVENTS = "actuators/events.py"
+CONFIGMAP = "actuators/configmap.py"
+CAPI = "nodepools/clusterapi.py"
+APOOLS = "controller/acceleratorpools.py"
+HANDLERS = "controller/handlers.py"
+PLACEHOLDER = "nodepools/placeholder.py"
+
+GRANTS: tuple[Grant, ...] = (
+    Grant(
+        "watched", "fleetscale.io", "inferencepools", ("list", "watch", "patch"),
+        (KOPF_LISTS, KOPF_WATCHES, KOPF_PATCHES, fs("controller/handlers.py", "@kopf.daemon(")),
+    ),
+    Grant(
+        "watched", "fleetscale.io", "inferencepools/status", ("patch",),
+        (fs("controller/kube.py", "patch_namespaced_custom_object_status"),),
+    ),
+    Grant(
+        "watched", "apps", "deployments", ("get",),
+        (fs(SCALE, 'request(\n                "GET", resource.object_path(target) + subresource'),),
+    ),
+    Grant("watched", "apps", "statefulsets", ("get",), (fs(SCALE, "workload = await self._get"),)),
+    Grant(
+        "watched", "apps", "deployments/scale", ("get", "update"),
+        (fs(SCALE, 'self._get(target, resource, "/scale")'), fs(SCALE, '"PUT", scale_path')),
+    ),
+    Grant(
+        "watched", "apps", "statefulsets/scale", ("get", "update"),
+        (fs(SCALE, 'self._get(target, resource, "/scale")'), fs(SCALE, '"PUT", scale_path')),
+    ),
+    Grant(
+        "watched", "", "pods", ("list",),
+        (fs(SCALE, 'path = f"/api/v1/namespaces/{target.namespace}/pods"'),),
+    ),
+    Grant(
+        "watched", "", "events", ("create", "patch"),
+        (fs(EVENTS, '"POST", f"/api/v1/namespaces/{namespace}/events"'),
+         fs(EVENTS, '"PATCH", path, body=patch'), KOPF_EVENTS),
+    ),
+    Grant(
+        "watched", "", "configmaps", ("get", "create", "patch"),
+        (fs(CONFIGMAP, '"GET", path'), fs(CONFIGMAP, '"PATCH", path'),
+         fs(CONFIGMAP, '"POST", f"/api/v1/namespaces/{namespace}/configmaps"')),
+    ),
+    Grant(
+        "cluster", "apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch"),
+        (kf("_core/reactor/observation.py", "references.CRDS"),),
+    ),
+    Grant(
+        "cluster", "fleetscale.io", "acceleratorpools", ("get", "list", "watch", "patch"),
+        (KOPF_LISTS, KOPF_WATCHES, KOPF_PATCHES,
+         fs(HANDLERS, "acceleratorpools.run_accelerator_pool_loop"),
+         fs(APOOLS, "self._custom.get_cluster_custom_object")),
+    ),
+    Grant(
+        "cluster", "fleetscale.io", "acceleratorpools/status", ("patch",),
+        (fs(APOOLS, "self._api.patch_cluster_custom_object_status"),),
+    ),
+    Grant(
+        "cluster", "", "nodes", ("list",),
+        (fs(APOOLS, "self._core.list_node"), fs(PLACEHOLDER, "self._core.list_node")),
+    ),
+    Grant(
+        "cluster", "", "pods", ("list",),
+        (fs(APOOLS, "self._core.list_pod_for_all_namespaces"),
+         fs(PLACEHOLDER, "self._core.list_pod_for_all_namespaces")),
+    ),
+    Grant(
+        "cluster", "fleetscale.io", "inferencepools", ("list",),
+        (fs(APOOLS, "self._custom.list_cluster_custom_object, GROUP, VERSION, IPOOL_PLURAL"),),
+        feature="namespaced",  # whole cluster: the watched-namespace grant already lists them
+    ),
+    Grant(
+        "cluster", "kopf.dev", "clusterkopfpeerings", ("list", "watch", "patch"),
+        (KOPF_LISTS, KOPF_WATCHES, KOPF_PEERING_PATCH),
+        feature="clusterwide",
+    ),
+    Grant(
+        "watched", "kopf.dev", "kopfpeerings", ("list", "watch", "patch"),
+        (KOPF_LISTS, KOPF_WATCHES, KOPF_PEERING_PATCH),
+        feature="namespaced",
+    ),
+    Grant(
+        "cluster", "", "namespaces", ("list", "watch"),
+        (kf("_core/reactor/observation.py", "resource=resource,\n                namespace=None"),),
+        feature="namespaced",
+    ),
+    Grant(
+        "cluster-events", "", "events", ("create", "patch"),
+        (fs(EVENTS, '_CLUSTER_SCOPED_EVENTS_NAMESPACE = "default"'),),
+        feature="namespaced",
+    ),
+    Grant(
+        "cluster", "", "nodes", ("list", "create", "delete", "patch"),
+        (fs("nodepools/kwok.py", "self._core.list_node"),
+         fs("nodepools/kwok.py", "self._core.create_node"),
+         fs("nodepools/kwok.py", "self._core.delete_node"),
+         fs("nodepools/kwok.py", "self._core.patch_node")),
+        feature="kwok",
+    ),
+    Grant(
+        "capi", "cluster.x-k8s.io", "machinedeployments", ("get",),
+        (fs(CAPI, "self._api.get_namespaced_custom_object"),),
+        feature="clusterAPI",
+    ),
+    Grant(
+        "capi", "cluster.x-k8s.io", "machinedeployments/scale", ("patch",),
+        (fs(CAPI, "self._api.patch_namespaced_custom_object_scale"),),
+        feature="clusterAPI",
+    ),
+    Grant(
+        "capi", "cluster.x-k8s.io", "machines", ("list", "patch"),
+        (fs(CAPI, "self._api.list_namespaced_custom_object"),
+         fs(CAPI, "self._api.patch_namespaced_custom_object,")),
+        feature="clusterAPI",
+    ),
+    Grant(
+        "cluster", "scheduling.k8s.io", "priorityclasses", ("get", "create"),
+        (fs(PLACEHOLDER, "self._scheduling.read_priority_class"),
+         fs(PLACEHOLDER, "self._scheduling.create_priority_class")),
+        feature="placeholder",
+    ),
+    Grant(
+        "placeholder", "apps", "deployments", ("get", "create"),
+        (fs(PLACEHOLDER, "self._apps.read_namespaced_deployment"),
+         fs(PLACEHOLDER, "self._apps.create_namespaced_deployment")),
+        feature="placeholder",
+    ),
+    Grant(
+        "placeholder", "apps", "deployments/scale", ("patch",),
+        (fs(PLACEHOLDER, "self._apps.patch_namespaced_deployment_scale"),),
+        feature="placeholder",
+    ),
+    Grant(
+        "placeholder", "", "pods", ("list", "patch"),
+        (fs(PLACEHOLDER, "self._core.list_namespaced_pod"),
+         fs(PLACEHOLDER, "self._core.patch_namespaced_pod")),
+        feature="placeholder",
+    ),
+)  # fmt: skip
+
+# Grants that only exist with some values, and how they render.
+SECRETS_EVIDENCE = (
+    fs("actuators/secrets.py", '"GET", f"/api/v1/namespaces/{namespace}/secrets/{name}"'),
+)
+EXTRA_SCALE_EVIDENCE = (fs(SCALE, '"PUT", scale_path'),)
+
+
+def _features(values: dict[str, Any]) -> set[str]:
+    namespaced = bool(values.get("operator", {}).get("watchNamespaces"))
+    features = {"namespaced" if namespaced else "clusterwide"}
+    for provider, settings in values.get("providers", {}).items():
+        if settings.get("enabled"):
+            features.add(provider)
+    return features
+
+
+Permission = tuple[str, str, str, str, tuple[str, ...]]  # where, group, resource, verb, names
+
+
+def expected(values: dict[str, Any]) -> set[Permission]:
+    """The permissions the chart must render for these values, from ``GRANTS``."""
+    features = _features(values)
+    namespaces = values.get("operator", {}).get("watchNamespaces") or []
+    watched = [f"ns:{n}" for n in namespaces] if namespaces else ["cluster"]
+    providers = values.get("providers", {})
+    capi_namespaces = providers.get("clusterAPI", {}).get("namespaces") or []
+    placeholder_namespace = providers.get("placeholder", {}).get("namespace") or RELEASE_NAMESPACE
+    placements = {
+        "watched": watched,
+        "cluster": ["cluster"],
+        "cluster-events": [] if "default" in namespaces or not namespaces else ["ns:default"],
+        "capi": [f"ns:{n}" for n in capi_namespaces] or ["cluster"],
+        "placeholder": [f"ns:{placeholder_namespace}"],
+    }
+    result: set[Permission] = set()
+    for grant in GRANTS:
+        if grant.feature is not None and grant.feature not in features:
+            continue
+        for where in placements[grant.where]:
+            for verb in grant.verbs:
+                result.add((where, grant.group, grant.resource, verb, ()))
+    targets = values.get("rbac", {}).get(
+        "extraScaleTargets",
+        [{"apiGroup": "leaderworkerset.x-k8s.io", "resource": "leaderworkersets"}],
+    )
+    for target in targets:
+        for where in watched:
+            result.add((where, target["apiGroup"], target["resource"], "get", ()))
+            for verb in ("get", "update"):
+                result.add((where, target["apiGroup"], f"{target['resource']}/scale", verb, ()))
+    secret_names = tuple(values.get("prometheus", {}).get("secretNames") or ())
+    if secret_names:
+        for where in watched:
+            result.add((where, "", "secrets", "get", secret_names))
+    return result
+
+
+def rendered_permissions(objects: list[dict[str, Any]]) -> set[Permission]:
+    """What the rendered RBAC grants to the operator's ServiceAccount, flattened."""
+    roles = {
+        (obj["kind"], obj["metadata"].get("namespace")): {}
+        for obj in objects
+        if obj["kind"] in ("Role", "ClusterRole")
+    }
+    rules_by_role = {
+        (obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"]): obj["rules"]
+        for obj in objects
+        if obj["kind"] in ("Role", "ClusterRole")
+    }
+    assert roles  # the chart renders RBAC at all
+    result: set[Permission] = set()
+    for binding in by_kind(objects, "RoleBinding") + by_kind(objects, "ClusterRoleBinding"):
+        namespace = binding["metadata"].get("namespace")
+        ref = binding["roleRef"]
+        role_namespace = None if ref["kind"] == "ClusterRole" else namespace
+        rules = rules_by_role[(ref["kind"], role_namespace, ref["name"])]
+        where = "cluster" if binding["kind"] == "ClusterRoleBinding" else f"ns:{namespace}"
+        for rule in rules:
+            names = tuple(rule.get("resourceNames", ()))
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    for verb in rule["verbs"]:
+                        result.add((where, group, resource, verb, names))
+    return result
+
+
+@pytest.mark.parametrize(
+    "grant", [pytest.param(g, id=f"{g.resource}-{'-'.join(g.verbs)}") for g in GRANTS]
+)
+def test_every_grant_is_backed_by_a_call_in_the_code(grant: Grant) -> None:
+    missing = [e for e in grant.evidence if not e.found()]
+    assert not missing, f"no call for {grant.resource} {grant.verbs} any more: {missing}"
+
+
+def test_optional_grants_are_backed_too() -> None:
+    for evidence in (*SECRETS_EVIDENCE, *EXTRA_SCALE_EVIDENCE):
+        assert evidence.found(), evidence
+
+
+@pytest.mark.parametrize("values", MATRIX)
+def test_rendered_rbac_is_exactly_what_the_operator_calls(values: dict[str, Any]) -> None:
+    rendered = rendered_permissions(render(values))
+    wanted = expected(values)
+    assert sorted(rendered - wanted) == [], "granted but never called"
+    assert sorted(wanted - rendered) == [], "called but not granted"
+
+
+@pytest.mark.parametrize("values", MATRIX)
+def test_rbac_has_no_wildcard_and_no_escalation(values: dict[str, Any]) -> None:
+    for obj in render(values):
+        if obj["kind"] not in ("Role", "ClusterRole"):
+            continue
+        assert "aggregationRule" not in obj
+        assert no_wildcards(obj["rules"]) == [], obj["metadata"]["name"]
+        for rule in obj["rules"]:
+            assert "nonResourceURLs" not in rule
+            assert not {"escalate", "bind", "impersonate", "deletecollection"} & set(rule["verbs"])
+            assert "rbac.authorization.k8s.io" not in rule["apiGroups"]
+
+
+@pytest.mark.parametrize("values", MATRIX)
+def test_secrets_are_readable_only_by_name(values: dict[str, Any]) -> None:
+    for where, _group, resource, verb, names in rendered_permissions(render(values)):
+        if resource == "secrets":
+            assert verb == "get", f"{verb} on secrets in {where}"
+            assert names, f"every Secret readable in {where}"
+
+
+def test_namespaced_mode_writes_nothing_namespaced_cluster_wide() -> None:
+    values = {"operator": {"watchNamespaces": ["team-a"]}}
+    granted = rendered_permissions(render(values))
+    namespaced_kinds = {"inferencepools", "deployments", "configmaps", "events", "pods"}
+    cluster_wide = {(p[2], p[3]) for p in granted if p[0] == "cluster" and p[2] in namespaced_kinds}
+    # AcceleratorPools are cluster-scoped: they read pods and pools of any namespace, no more.
+    assert cluster_wide == {("inferencepools", "list"), ("pods", "list")}
+    assert ("ns:team-a", "fleetscale.io", "inferencepools/status", "patch", ()) in granted
+
+
+def test_rbac_can_be_left_to_the_platform() -> None:
+    kinds = {obj["kind"] for obj in render({"rbac": {"create": False}})}
+    assert not kinds & {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}
+
+
+def test_bindings_name_the_operator_service_account() -> None:
+    objects = render({"operator": {"watchNamespaces": ["team-a"]}})
+    account = by_kind(objects, "ServiceAccount")[0]["metadata"]["name"]
+    pod = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == account
+    for binding in by_kind(objects, "RoleBinding") + by_kind(objects, "ClusterRoleBinding"):
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": account, "namespace": RELEASE_NAMESPACE}
+        ]
+
+
+def no_wildcards(rules: Iterable[dict[str, Any]]) -> list[str]:
+    """Paths of every "*" in a list of PolicyRules."""
+    return [path for path, value in walk(list(rules)) if isinstance(value, str) and "*" in value]
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        pytest.param([{"apiGroups": ["*"], "resources": ["pods"], "verbs": ["get"]}], id="group"),
+        pytest.param([{"apiGroups": [""], "resources": ["*"], "verbs": ["get"]}], id="resource"),
+        pytest.param([{"apiGroups": [""], "resources": ["pods"], "verbs": ["*"]}], id="verb"),
+        pytest.param([{"apiGroups": [""], "resources": ["pods/*"], "verbs": ["get"]}], id="sub"),
+    ],
+)
+def test_the_wildcard_check_finds_wildcards(rules: list[dict[str, Any]]) -> None:
+    assert no_wildcards(rules)
