@@ -283,7 +283,7 @@ async def running_operator(
 
 
 async def eventually(
-    check: Callable[[], Any], timeout_seconds: float = 10.0, what: str = "condition"
+    check: Callable[[], Any], timeout_seconds: float = 15.0, what: str = "condition"
 ) -> Any:
     """Poll ``check`` until it returns a truthy value; fail with ``what`` after the timeout."""
     deadline = time.monotonic() + timeout_seconds

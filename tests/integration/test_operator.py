@@ -232,7 +232,7 @@ async def test_a_pool_with_a_missing_target_does_not_stop_the_others(
 async def test_a_restarted_operator_continues_the_stabilization_window(
     cluster: Cluster, prometheus: PrometheusServer
 ) -> None:
-    window = 8
+    window = 10
     prometheus.set_value(QUEUE, 40)
     cluster.add_deployment(NS, "vllm-llama", replicas=1)
     spec = pool_spec("vllm-llama", QUEUE, scale_down_window_seconds=window)
@@ -248,7 +248,7 @@ async def test_a_restarted_operator_continues_the_stabilization_window(
             ),
             what="the low demand to be recorded",
         )
-        await asyncio.sleep(max(0.0, dropped_at + 3 - time.time()))
+        await asyncio.sleep(max(0.0, dropped_at + 4 - time.time()))
         assert cluster.replicas(NS, "vllm-llama") == 8  # held by the window
 
     history = cluster.status(NS, "llama")["recommendations"]
@@ -257,7 +257,7 @@ async def test_a_restarted_operator_continues_the_stabilization_window(
     async with running_operator(cluster, prometheus):
         restarted_at = time.time()
         await eventually(
-            lambda: cluster.replicas(NS, "vllm-llama") == 1, timeout_seconds=15, what="scale-down"
+            lambda: cluster.replicas(NS, "vllm-llama") == 1, timeout_seconds=20, what="scale-down"
         )
         scaled_down_at = time.time()
 
