@@ -9,6 +9,7 @@ nothing next to it.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -80,9 +81,15 @@ def test_operator_identity_can_make_every_call_the_operator_makes(
     apps = client.AppsV1Api(operator_api)
     core = client.CoreV1Api(operator_api)
     custom = client.CustomObjectsApi(operator_api)
-    scale = apps.read_namespaced_deployment_scale("vllm", namespace)
-    scale.spec.replicas = 2
-    apps.replace_namespaced_deployment_scale("vllm", namespace, scale)  # PUT, as the HPA
+    for _ in range(5):  # read-modify-write with the resourceVersion read, as the HPA
+        scale = apps.read_namespaced_deployment_scale("vllm", namespace)
+        scale.spec.replicas = 2
+        written = status_of(
+            functools.partial(apps.replace_namespaced_deployment_scale, "vllm", namespace, scale)
+        )
+        if written != 409:  # conflict: the deployment controller wrote in between
+            break
+    assert written == 200
     assert apps.read_namespaced_deployment("vllm", namespace).spec.replicas == 2
     core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/instance=vllm")
     event = core.create_namespaced_event(
