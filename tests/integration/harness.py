@@ -20,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
+import aiohttp
 import kmock
 import kubernetes.client
 from kopf.testing import KopfRunner
@@ -130,10 +131,20 @@ class Cluster:
             "metadata": _metadata(None, name),
         }
 
+    async def delete_pool(self, namespace: str, name: str) -> None:
+        """DELETE through the API, as kubectl does (finalizers then hold it until released)."""
+        url = f"{self.url}/apis/fleetscale.io/v1alpha1/namespaces/{namespace}/inferencepools/{name}"
+        async with aiohttp.ClientSession() as session, session.delete(url) as response:
+            response.raise_for_status()
+
     # ----- look -----
 
     def pool(self, namespace: str, name: str) -> dict[str, Any]:
         return copy.deepcopy(self.server.objects[POOLS, namespace, name].raw)
+
+    def pool_gone(self, namespace: str, name: str) -> bool:
+        key = (POOLS, namespace, name)
+        return key not in self.server.objects or self.server.objects[key].deleted
 
     def status(self, namespace: str, name: str) -> dict[str, Any]:
         return dict(self.pool(namespace, name).get("status") or {})

@@ -201,17 +201,25 @@ async def test_dry_run_decides_and_reports_but_touches_nothing(
     assert "ScaledUp" not in cluster.event_reasons(NS, "llama")
 
 
-async def test_a_pool_with_a_missing_target_does_not_stop_the_others(
+async def test_broken_pools_do_not_stop_the_others(
     cluster: Cluster, prometheus: PrometheusServer
 ) -> None:
     other_queue = 'sum(vllm:num_requests_waiting{model_name="mistral"})'
     prometheus.set_value(QUEUE, 40)
     prometheus.set_value(other_queue, 20)
     cluster.add_pool(NS, "llama", pool_spec("no-such-deployment", QUEUE))
+    # As if the CRD's schema had been bypassed (or an older CRD installed): min above max.
+    cluster.add_pool(
+        NS, "broken", pool_spec("vllm-mistral", other_queue, min_replicas=9, max_replicas=2)
+    )
     cluster.add_deployment(NS, "vllm-mistral", replicas=1)
     cluster.add_pool(NS, "mistral", pool_spec("vllm-mistral", other_queue))
 
     async with running_operator(cluster, prometheus):
+        await eventually(
+            lambda: (cluster.condition(NS, "broken", "Ready") or {}).get("reason") == "InvalidSpec",
+            what="Ready=False InvalidSpec",
+        )
         await eventually(
             lambda: (
                 (cluster.condition(NS, "llama", "Ready") or {}).get("reason") == "TargetNotFound"
@@ -227,6 +235,9 @@ async def test_a_pool_with_a_missing_target_does_not_stop_the_others(
     assert ready["status"] == "False"
     assert "no-such-deployment" in ready["message"]
     assert cluster.events(NS, "TargetNotFound")[0]["type"] == "Warning"
+    invalid = cluster.condition(NS, "broken", "Ready") or {}
+    assert "replicas.min must be less than or equal to replicas.max" in invalid["message"]
+    assert cluster.event_reasons(NS, "broken") == ["InvalidSpec"]
 
 
 async def test_a_restarted_operator_continues_the_stabilization_window(
@@ -286,3 +297,19 @@ async def test_with_peering_but_no_peering_object_it_waits_and_says_why(
     assert cluster.status(NS, "llama") == {}
     assert "peering_missing" in operator.runner.output
     assert "ClusterKopfPeering fleetscale not found" in operator.runner.output
+
+
+async def test_a_deleted_pool_is_released_and_its_metrics_removed(
+    cluster: Cluster, prometheus: PrometheusServer
+) -> None:
+    prometheus.set_value(QUEUE, 10)
+    cluster.add_deployment(NS, "vllm-llama", replicas=2)
+    cluster.add_pool(NS, "llama", pool_spec("vllm-llama", QUEUE))
+    series = 'fleetscale_desired_replicas{namespace="serving",pool="llama"}'
+
+    async with running_operator(cluster, prometheus) as operator:
+        await eventually(lambda: operator.metric(series) == 2, what="the pool's series")
+        assert cluster.pool(NS, "llama")["metadata"]["finalizers"]  # kopf guards its daemon
+        await cluster.delete_pool(NS, "llama")
+        await eventually(lambda: cluster.pool_gone(NS, "llama"), what="the finalizer released")
+        await eventually(lambda: operator.metric(series) is None, what="the series removed")
