@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from typing import Any
 
 import kopf
 import kubernetes.client
+import kubernetes.config
 
 from fleetscale.api import acceleratorpool as apool
 from fleetscale.api.base import GROUP, VERSION
@@ -298,8 +300,25 @@ async def run_pool_loop(
 
 
 def run_operator(settings: Settings, dependencies_factory: DependenciesFactory) -> int:
-    """Run the operator until SIGINT/SIGTERM (``fleetscale run``)."""
-    runtime = OperatorRuntime(settings=settings, dependencies_factory=dependencies_factory)
+    """Run the operator until SIGINT/SIGTERM (``fleetscale run``).
+
+    Returns 1 at once, with one line on stderr, when no cluster credentials can be loaded
+    (kopf would otherwise retry its startup every minute and never say so on the console).
+    """
+    try:
+        configuration = load_configuration()
+    except kubernetes.config.ConfigException as error:
+        print(
+            "fleetscale run: no cluster credentials: not in a pod (no ServiceAccount) and "
+            f"no usable kubeconfig (KUBECONFIG or ~/.kube/config): {error}",
+            file=sys.stderr,
+        )
+        return 1
+    runtime = OperatorRuntime(
+        settings=settings,
+        dependencies_factory=dependencies_factory,
+        configuration_factory=lambda: configuration,
+    )
     registry = build_registry(runtime)
     kopf.run(
         registry=registry,
