@@ -149,7 +149,6 @@ GRANTS: tuple[Grant, ...] = (
     Grant(
         "cluster", "", "namespaces", ("list", "watch"),
         (kf("_core/reactor/observation.py", "resource=resource,\n                namespace=None"),),
-        feature="namespaced",
     ),
     Grant(
         "cluster-events", "", "events", ("create", "patch"),

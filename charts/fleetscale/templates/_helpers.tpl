@@ -128,6 +128,12 @@ watches the whole cluster, in a Role of each watched namespace otherwise.
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
+# kopf resolves the namespaces it serves whenever the operator runs with a namespace list
+# (operator.watchNamespaces, or `fleetscale run --namespace` under a cluster-wide install);
+# without it kopf retries for minutes before it falls back.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
 # AcceleratorPools (cluster-scoped): GPU node pools shared by InferencePools. kopf lists,
 # watches and patches them; the controller reads one (an InferencePool's capacity) and writes
 # their status.
@@ -151,10 +157,6 @@ watches the whole cluster, in a Role of each watched namespace otherwise.
   resources: ["clusterkopfpeerings"]
   verbs: ["list", "watch", "patch"]
 {{- else }}
-# kopf resolves the watched namespaces (names only).
-- apiGroups: [""]
-  resources: ["namespaces"]
-  verbs: ["list", "watch"]
 # The demand on an AcceleratorPool comes from InferencePools of every namespace (read only).
 - apiGroups: ["fleetscale.io"]
   resources: ["inferencepools"]
