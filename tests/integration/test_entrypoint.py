@@ -16,8 +16,10 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import kubernetes.config
 import pytest
 
+from fleetscale.cli import main
 from integration.harness import Cluster, eventually, pool_spec
 from support.prometheus_server import PrometheusServer
 
@@ -116,3 +118,34 @@ async def test_the_command_runs_the_operator_and_stops_on_sigterm(
     assert not [r for r in records if r["event"] == "peering_missing"]
     # kopf's own records come through the same renderer.
     assert any(r.get("logger", "").startswith("kopf") for r in records)
+
+
+def test_a_taken_port_stops_the_operator_with_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In-process: kopf.run in this thread, failing its startup; retrying cannot help.
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}],
+                "users": [{"name": "u", "user": {}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setattr(
+        kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig)
+    )
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))  # the operator binds all interfaces too
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        assert main(["run", "--http-port", str(port), "--peering", ""]) == 1
+
+    assert "fleetscale run: the operator stopped" in capsys.readouterr().err

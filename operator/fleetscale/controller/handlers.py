@@ -186,7 +186,12 @@ def build_registry(runtime: OperatorRuntime) -> kopf.OperatorRegistry:
 
     @kopf.on.startup(registry=registry)
     async def startup(**_: Any) -> None:
-        await runtime.start()
+        try:
+            await runtime.start()
+        except OSError as error:  # e.g. the port is taken: retrying will not help
+            raise kopf.PermanentError(
+                f"cannot serve /metrics and probes on port {runtime.settings.http_port}: {error}"
+            ) from error
         port = runtime.health_server.bound_port if runtime.health_server else None
         get_logger("fleetscale.operator").info(
             "operator_started",
@@ -320,12 +325,16 @@ def run_operator(settings: Settings, dependencies_factory: DependenciesFactory) 
         configuration_factory=lambda: configuration,
     )
     registry = build_registry(runtime)
-    kopf.run(
-        registry=registry,
-        settings=kopf_settings(settings),
-        standalone=settings.standalone,
-        peering_name=settings.peering or None,
-        namespaces=list(settings.namespaces),
-        clusterwide=settings.clusterwide,
-    )
+    try:
+        kopf.run(
+            registry=registry,
+            settings=kopf_settings(settings),
+            standalone=settings.standalone,
+            peering_name=settings.peering or None,
+            namespaces=list(settings.namespaces),
+            clusterwide=settings.clusterwide,
+        )
+    except Exception as error:  # kopf has logged the failing handler and its cause
+        print(f"fleetscale run: the operator stopped: {error}", file=sys.stderr)
+        return 1
     return 0
