@@ -32,6 +32,7 @@ from e2e_support import (
     OperatorInCluster,
     OperatorProcess,
     Prometheus,
+    delete_pools,
     dns_label,
     http,
     vllm_deployment,
@@ -113,6 +114,8 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
         f"the default ServiceAccount in {name}",
     )
     yield name
+    # Pools left with a finalizer (no operator any more) would keep the namespace.
+    delete_pools(kube, name, timeout=0)
     # Wait until it is gone, so that the next test starts with all GPUs free.
     kube.core.delete_namespace(name, propagation_policy="Foreground")
     wait_until(
@@ -175,30 +178,35 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-@pytest.fixture
-def operator(
-    request: pytest.FixtureRequest,
-    kube: Kube,
-    e2e_env: E2EEnv,
-    namespace: str,
-    tmp_path: Path,
+@pytest.fixture(scope="session")
+def operator_session(
+    kube: Kube, e2e_env: E2EEnv, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Operator]:
-    """The operator under test, running and watching the test's namespace.
+    """The operator under test, running cluster-wide as the chart installs it.
 
     FLEETSCALE_E2E_OPERATOR=process (default): `python -m fleetscale run` started
     here, authenticated with FLEETSCALE_E2E_OPERATOR_KUBECONFIG (the chart's
-    ServiceAccount; `e2e/cluster.sh up` writes it), else with KUBECONFIG.
+    ServiceAccount; `e2e/cluster.sh up` writes it), else with KUBECONFIG, electing
+    itself through the chart's peering object (FLEETSCALE_E2E_OPERATOR_PEERING,
+    default fleetscale; empty runs standalone).
     FLEETSCALE_E2E_OPERATOR=helm: the chart's Deployment that is already running
     in FLEETSCALE_E2E_OPERATOR_NAMESPACE (kind).
     """
     mode = os.environ.get("FLEETSCALE_E2E_OPERATOR", "process")
     op: Operator
     if mode == "process":
+        log_dir = Path(os.environ.get("FLEETSCALE_E2E_ARTIFACTS") or tmp_path_factory.mktemp("op"))
+        log_dir.mkdir(parents=True, exist_ok=True)
         op = OperatorProcess(
             kubeconfig=os.environ.get("FLEETSCALE_E2E_OPERATOR_KUBECONFIG") or e2e_env.kubeconfig,
             prometheus_url=e2e_env.prometheus_url,
-            namespaces=[namespace],
-            log_path=tmp_path / "operator.log",
+            namespaces=[],
+            log_path=log_dir / "operator.log",
+            extra_env={
+                "FLEETSCALE_PEERING": os.environ.get(
+                    "FLEETSCALE_E2E_OPERATOR_PEERING", "fleetscale"
+                )
+            },
         )
     elif mode == "helm":
         op = OperatorInCluster(
@@ -209,16 +217,32 @@ def operator(
     op.start()
     yield op
     op.stop()
+
+
+@pytest.fixture
+def operator(
+    request: pytest.FixtureRequest, kube: Kube, namespace: str, operator_session: Operator
+) -> Iterator[Operator]:
+    """The running operator, for a test that puts InferencePools in its namespace.
+
+    Afterwards the test's pools are deleted while the operator runs, so it releases
+    its finalizers (a pool it cannot let go of fails the test), and on failure the
+    operator's log since the test started is printed.
+    """
+    op = operator_session
+    op.start()  # a no-op when running; brings it back if a test stopped it
+    offset = len(op.logs())
+    yield op
+    op.start()
+    stuck = delete_pools(kube, namespace, timeout=30)
     failed = any(
         getattr(getattr(request.node, f"rep_{when}", None), "failed", False)
         for when in ("setup", "call")
     )
-    logs = op.logs()
-    artifacts = os.environ.get("FLEETSCALE_E2E_ARTIFACTS")
-    if artifacts:
-        out = Path(artifacts) / "operator" / f"{dns_label(request.node.name, 80)}.log"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(logs)
-    if failed:
-        print(f"--- operator log (last 150 lines) for {request.node.name}")
-        print("\n".join(logs.splitlines()[-150:]))
+    if failed or stuck:
+        text = op.logs()
+        lines = (text[offset:] if len(text) >= offset else text).splitlines()
+        print(f"--- operator log during {request.node.name} (last 200 lines)")
+        print("\n".join(lines[-200:]))
+    if stuck:
+        pytest.fail(f"the operator did not let go of deleted InferencePools: {stuck}")

@@ -275,7 +275,10 @@ def service_account_kubeconfig(
 
 
 class Operator(Protocol):
-    """What the scenarios need from the operator, wherever it runs."""
+    """What the scenarios need from the operator, wherever it runs.
+
+    ``start`` is idempotent: it returns once the operator runs and is healthy.
+    """
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
@@ -314,8 +317,13 @@ class OperatorProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def start(self) -> None:
-        assert self.proc is None or self.proc.poll() is not None, "already running"
+        """Start it, unless it runs; wait until /healthz answers."""
+        if self.running():
+            return
         self.port = free_port()
         env = {
             **os.environ,
@@ -324,8 +332,6 @@ class OperatorProcess:
             "FLEETSCALE_NAMESPACES": ",".join(self.namespaces),
             "FLEETSCALE_LOG_FORMAT": "json",
             "FLEETSCALE_HTTP_PORT": str(self.port),
-            # One operator per test namespace: no leader election between them.
-            "FLEETSCALE_PEERING": "",
             "PYTHONPATH": str(REPO_ROOT / "operator"),
             **self.extra_env,
         }
@@ -454,3 +460,37 @@ class OperatorInCluster:
             "-n", self.namespace, "logs", "-l", self.selector, "--tail=-1", "--prefix", check=False
         )
         return proc.stdout + proc.stderr
+
+
+def delete_pools(kube: Kube, namespace: str, timeout: float) -> list[str]:
+    """Delete every InferencePool in ``namespace`` and wait ``timeout`` s for them to go.
+
+    Returns the names still there then, after removing their finalizers so that the
+    namespace can be deleted.
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    group, version, plural = "fleetscale.io", "v1alpha1", "inferencepools"
+
+    def names() -> list[str]:
+        items = kube.custom.list_namespaced_custom_object(group, version, namespace, plural)
+        return [i["metadata"]["name"] for i in items.get("items", [])]
+
+    for name in names():
+        try:
+            kube.custom.delete_namespaced_custom_object(group, version, namespace, plural, name)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+    deadline = time.monotonic() + timeout
+    while (left := names()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for name in left:
+        try:
+            kube.custom.patch_namespaced_custom_object(
+                group, version, namespace, plural, name, {"metadata": {"finalizers": None}}
+            )
+        except ApiException as e:
+            if e.status != 404:
+                raise
+    return left
