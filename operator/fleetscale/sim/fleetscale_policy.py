@@ -88,7 +88,7 @@ class FleetscaleSettings:
     def tuned(cls) -> FleetscaleSettings:
         """The settings the benchmark publishes (how they were chosen: docs/benchmark.md)."""
         return cls(
-            queue_target_per_replica=5.0,
+            queue_target_per_replica=2.0,
             # KV-cache usage tracks load; DCGM utilization reads ~100% at a fraction of it and
             # so never lets the fleet shrink.
             utilization_metric="kv-cache",
@@ -97,7 +97,7 @@ class FleetscaleSettings:
             # a fast scale-down overshoots and the next queue overshoots back up.
             scale_down=ScalingRules(
                 stabilization_window_seconds=300,
-                policies=(ScalingPolicy(type="Percent", value=10, period_seconds=60),),
+                policies=(ScalingPolicy(type="Percent", value=20, period_seconds=60),),
             ),
             # Shed early, and stop only when the fleet is no longer limited: a queue sample
             # taken just after a new replica took 64 requests reads empty while demand is
