@@ -230,6 +230,8 @@ class AcceleratorPoolSpec(ApiModel):
     """Bounds on nodes."""
     scale_down_delay_seconds: int = Field(default=600, ge=0, le=86400)
     """An empty node waits this long before it is released (no flapping on short dips)."""
+    poll_interval_seconds: int = Field(default=15, ge=1, le=3600)
+    """How often the pool is observed and planned."""
     provisioning_timeout_seconds: int = Field(default=900, ge=30, le=86400)
     """A requested node not Ready by then counts as failed capacity: not expected any more,
     reported (condition, Event) and, once it exists and is empty, released."""

@@ -674,9 +674,8 @@ async def run_accelerator_pool_loop(
     stopped: Any,
     dependencies: Callable[[], tuple[PoolDependencies, StatusPatcher] | None],
     clock: Callable[[], float],
-    interval_seconds: float = DEFAULT_INTERVAL_SECONDS,
 ) -> None:
-    """Reconcile one AcceleratorPool every ``interval_seconds`` until kopf stops the daemon.
+    """Reconcile one AcceleratorPool every ``spec.pollIntervalSeconds`` until kopf stops it.
 
     Ticks are aligned to wall-clock multiples of the interval, like the InferencePool daemons,
     so a pool plans right after the InferencePools on it have reported their demand.
@@ -709,6 +708,15 @@ async def run_accelerator_pool_loop(
                 written, version_before_write = result.status, metadata.get("resourceVersion")
         except Exception as error:  # one bad tick must not stop the loop
             log.warning("acceleratorpool_tick_failed", reason="ReconcileError", detail=str(error))
+        interval_seconds = _interval_seconds(body.get("spec"))
         now = clock()
         next_tick = (math.floor(now / interval_seconds) + 1) * interval_seconds
         await stopped.wait(max(0.0, next_tick - now))
+
+
+def _interval_seconds(raw_spec: Mapping[str, Any] | None) -> float:
+    """The live spec's interval (a spec change applies at the next tick); default if invalid."""
+    value = (raw_spec or {}).get("pollIntervalSeconds", DEFAULT_INTERVAL_SECONDS)
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 3600:
+        return float(value)
+    return DEFAULT_INTERVAL_SECONDS
