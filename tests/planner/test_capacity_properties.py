@@ -144,6 +144,7 @@ def _simulate(
     replicas = 0
     serial = 0
     plans = []
+    empty_from: dict[str, float] = {}
     for tick, desired in enumerate(demand_at):
         now = NOW + tick * tick_seconds
         for name, view in list(nodes.items()):
@@ -160,12 +161,19 @@ def _simulate(
             nodes[name] = NodeView(
                 name, True, old.created_at, PER_NODE, 4 * on_node, on_node, old.ready_since
             )
+        for name, view in nodes.items():
+            if view.ready and view.empty:
+                empty_from.setdefault(name, now)
+            else:
+                empty_from.pop(name, None)
         pool = PoolDemand("ns", "m", 0, 4, current_replicas=replicas, desired_replicas=desired)
         plan, state = plan_capacity(
             spec, [pool], CapacityObservation(tuple(nodes.values()), requested), state, now
         )
         for name in plan.release_nodes:
             assert nodes[name].empty
+            # Never released before it stayed empty for the whole delay.
+            assert now - empty_from[name] >= spec.scale_down_delay_seconds
             del nodes[name]
         requested = plan.desired_nodes
         replicas = min(desired, plan.allocations[0].limit.max_replicas)
@@ -201,3 +209,14 @@ def test_lasting_drop_releases_nodes_after_the_delay() -> None:
     assert released
     first_release = plans.index(released[0])
     assert first_release >= 6 + 2  # not before the nodes were empty for 120 s
+
+
+@given(
+    demand=st.lists(st.integers(0, 16), min_size=4, max_size=30),
+    delay=st.sampled_from([0, 60, 300]),
+)
+def test_any_demand_never_exceeds_max_nor_releases_early(demand: list[int], delay: int) -> None:
+    plans = _simulate(_spec(max_nodes=5, delay=delay), demand)
+    assert all(0 <= p.desired_nodes <= 5 for p in plans)
+    for plan in plans:
+        assert plan.allocations[0].limit.max_replicas <= 2 * plan.ready_nodes
