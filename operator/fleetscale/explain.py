@@ -208,13 +208,18 @@ def _when(moment: datetime | None, now: float) -> str:
 
 
 def _ago(seconds: float) -> str:
-    if seconds < 0:
-        return f"in {-seconds:.0f}s"
+    # A sample can carry a timestamp a moment after our clock (Prometheus evaluates "now").
+    if seconds < 1:
+        return "just now"
     if seconds < 120:
         return f"{seconds:.0f}s ago"
     if seconds < 7200:
         return f"{seconds / 60:.0f}m ago"
     return f"{seconds / 3600:.1f}h ago"
+
+
+def _count(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _number(value: float | None, unit: str = "") -> str:
@@ -289,7 +294,8 @@ def render_text(explanation: Explanation) -> str:
     lines += [
         "",
         f"Observed now ({datetime.fromtimestamp(now, UTC):%Y-%m-%dT%H:%M:%SZ}):",
-        f"  target: {live.scale.spec_replicas} replicas, {live.scale.ready_replicas} ready"
+        f"  target: {_count(live.scale.spec_replicas, 'replica')}, "
+        f"{live.scale.ready_replicas} ready"
         + (
             f", {live.scale.accelerators_per_replica} accelerators per replica"
             if live.scale.accelerators_per_replica is not None

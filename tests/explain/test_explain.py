@@ -374,3 +374,13 @@ async def test_explain_command_names_a_missing_pool(
         await explain_live(
             NS, "nope", None, str(kubeconfig_for(kmock, tmp_path / "kubeconfig")), None
         )
+
+
+async def test_a_sample_stamped_a_moment_after_our_clock_reads_as_just_now(
+    scaler: FakeScaleActuator, signals: FakeSignalSource
+) -> None:
+    # Prometheus stamps an instant query with its own evaluation time, a hair after ours.
+    signals.set_value(QUEUE, 40, sampled_at=NOW + 0.4)
+    text = render_text(await explain(body(spec()), scaler, signals))
+    assert "queue depth: 40, sampled just now" in text
+    assert "target: 2 replicas, 2 ready" in text
