@@ -17,6 +17,7 @@ from fleetscale.controller.acceleratorpools import (
     PoolDependencies,
     reconcile_accelerator_pool,
 )
+from fleetscale.nodepools.base import PROVIDER_UNAVAILABLE, ProviderError
 from fleetscale.nodepools.fake import FakeNodePool
 from fleetscale.planner.capacity import MAX_NODES, NODES_PROVISIONING
 
@@ -246,3 +247,24 @@ async def test_invalid_spec_is_reported(spec_change: dict[str, Any], reason: str
     assert events.reasons() == [reason]
     assert provider.calls == []
     AcceleratorPoolSpec.model_validate(pool_spec())  # the base spec itself is valid
+
+
+async def test_missing_cloud_extra_is_reported_and_caps_still_published() -> None:
+    def unavailable(_name: str, _spec: AcceleratorPoolSpec) -> FakeNodePool:
+        raise ProviderError(PROVIDER_UNAVAILABLE, "the eks provider needs fleetscale[eks]")
+
+    cluster = InMemoryCluster(
+        node_objects=[node("h100-0")],
+        inference_pool_objects=[inference_pool("chat", recommended=6, replicas=2)],
+    )
+    events = FakeEventSink()
+    pool_deps = PoolDependencies(
+        cluster=cluster, provider_for=unavailable, events=events, scaler=FakeScaleActuator()
+    )
+    result = await reconcile_accelerator_pool("h100", "uid", 1, pool_spec(), None, pool_deps, NOW)
+    problem = condition(result.status, "ProviderError")
+    assert (problem["status"], problem["reason"]) == ("True", PROVIDER_UNAVAILABLE)
+    assert "fleetscale[eks]" in problem["message"]
+    assert events.reasons() == [PROVIDER_UNAVAILABLE]
+    assert allocation(result.status, "chat")["maxReplicas"] == 2
+    assert result.status["desiredNodes"] == 1  # what exists: nothing was asked of anyone

@@ -421,13 +421,14 @@ async def reconcile_accelerator_pool(
     pods = await deps.cluster.pods_on(names)
     views, provider_ids = node_views(nodes, pods, spec.resource_name)
     demands = await pool_demands(name, deps, log)
-    provider = deps.provider(name, spec)
+    provider: NodePoolProvider | None = None
     provider_problem: ProviderError | None = None
+    requested: int | None = None
     try:
-        size = await provider.current()
-        requested = size.desired
+        provider = deps.provider(name, spec)  # e.g. ProviderUnavailable: the extra is missing
+        requested = (await provider.current()).desired
     except ProviderError as error:
-        provider_problem, requested = error, None
+        provider_problem = error
     if requested is None:  # the backend cannot say: what we last asked for, else what exists
         requested = stored.desired_nodes if stored.desired_nodes is not None else len(views)
 
@@ -439,7 +440,7 @@ async def reconcile_accelerator_pool(
 
     # Act.
     acted = False
-    if provider_problem is None:
+    if provider is not None and provider_problem is None:
         try:
             if plan.release_nodes:
                 await provider.prefer_removal(
@@ -499,7 +500,7 @@ async def reconcile_accelerator_pool(
             PROVIDER_ERROR,
             False,
             PROVIDER_OK,
-            f"{provider.kind} provider answers",
+            f"{spec.provider.kind} provider answers",
             now,
             generation,
         )
