@@ -1,6 +1,6 @@
 """What an SRE sees with kubectl alone, as the chart's CRDs define it.
 
-`kubectl get ipools` / `kubectl get apools` columns tell the state at a glance, and
+`kubectl get ipool` / `kubectl get apool` columns tell the state at a glance, and
 `kubectl explain inferencepools.spec --api-version fleetscale.io/v1alpha1` documents every field.
 """
 
