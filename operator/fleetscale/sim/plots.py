@@ -23,7 +23,12 @@ def plot_run(run: ScenarioRun, path: Path, dpi: int = 72) -> Path:
     step = run.scenario.config.record_every_seconds
     demand = run.demand_replicas[::step]
     figure, axes = plt.subplots(
-        len(names), 1, sharex=True, figsize=(10, 1.55 * len(names) + 0.6), squeeze=False
+        len(names),
+        1,
+        sharex=True,
+        sharey=True,  # the same scale in every panel, so fleets compare at a glance
+        figsize=(10, 1.55 * len(names) + 0.6),
+        squeeze=False,
     )
     for axis, name in zip(axes[:, 0], names, strict=True):
         timeline = run.results[name].timeline
