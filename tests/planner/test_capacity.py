@@ -307,7 +307,7 @@ def test_released_nodes_that_linger_are_neither_capacity_nor_released_again() ->
     plan, state = plan_capacity(spec, [demand(desired=2, current=2)], nodes, CapacityState(), NOW)
     assert plan.release_nodes == ("b", "c")
     assert plan.desired_nodes == 1
-    assert state.releasing == {"b", "c"}
+    assert state.releasing == {"b": NOW, "c": NOW}
     # The provider shrank, but the Node objects are still there (terminating).
     lingering = observe(node("a", in_use=8), node("b"), node("c"), requested=1)
     again, state = plan_capacity(spec, [demand(desired=2, current=2)], lingering, state, NOW + 15)
@@ -316,4 +316,12 @@ def test_released_nodes_that_linger_are_neither_capacity_nor_released_again() ->
     _, state = plan_capacity(
         spec, [demand(desired=2, current=2)], observe(node("a", in_use=8)), state, NOW + 30
     )
-    assert state.releasing == frozenset()
+    assert state.releasing == {}
+
+
+def test_a_new_node_with_a_released_nodes_name_is_a_new_node() -> None:
+    state = CapacityState(releasing={"b": NOW - 100})
+    reused = observe(node("a", in_use=8), node("b", age=50), requested=2)
+    plan, state = plan_capacity(pool_spec(), [demand(desired=4, current=2)], reused, state, NOW)
+    assert plan.ready_nodes == 2
+    assert state.releasing == {}

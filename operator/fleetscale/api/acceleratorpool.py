@@ -272,12 +272,12 @@ class PoolAllocation(ApiModel):
 
 
 class EmptyNode(ApiModel):
-    """A Ready node that hosts no workload pod, and since when."""
+    """A node and a time: since when it is empty, or when it was released."""
 
     name: str
     """Node name."""
     since: datetime
-    """When it was first seen empty."""
+    """When it was first seen empty (emptyNodes) or released (releasingNodes)."""
 
 
 class AcceleratorPoolStatus(ApiModel):
@@ -305,8 +305,8 @@ class AcceleratorPoolStatus(ApiModel):
     """Per InferencePool: demand, grant and cap, highest priority first."""
     empty_nodes: tuple[EmptyNode, ...] = ()
     """Empty Ready nodes and since when (for scaleDownDelaySeconds)."""
-    releasing_node_names: tuple[str, ...] = ()
-    """Nodes released and not gone yet (neither capacity nor released again)."""
+    releasing_nodes: tuple[EmptyNode, ...] = ()
+    """Nodes released and not gone yet, and when (neither capacity nor released again)."""
     failed_node_names: tuple[str, ...] = ()
     """Nodes already reported as failed (the ProvisioningFailed Event is posted once)."""
     scale_up_requested_at: datetime | None = None

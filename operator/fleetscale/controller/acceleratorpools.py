@@ -259,7 +259,10 @@ def _epoch(value: Any) -> float | None:
 
 
 def node_views(
-    nodes: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str, Any]], resource_name: str
+    nodes: Sequence[Mapping[str, Any]],
+    pods: Sequence[Mapping[str, Any]],
+    resource_name: str,
+    now: float,
 ) -> tuple[list[NodeView], dict[str, str]]:
     """The planner's view of each Node, and each Node's providerID."""
     in_use: dict[str, int] = {}
@@ -292,7 +295,8 @@ def node_views(
             NodeView(
                 name=name,
                 ready=ready and not (node.get("spec") or {}).get("unschedulable", False),
-                created_at=_epoch(meta.get("creationTimestamp")) or 0.0,
+                # The API server always sets it; without it, nothing says the node is old.
+                created_at=_epoch(meta.get("creationTimestamp")) or now,
                 accelerators_allocatable=int(allocatable) if allocatable.isdigit() else 0,
                 accelerators_in_use=in_use.get(name, 0),
                 workload_pods=workload.get(name, 0),
@@ -382,7 +386,7 @@ def state_from_status(status: AcceleratorPoolStatus) -> CapacityState:
             st.to_epoch(status.scale_up_requested_at) if status.scale_up_requested_at else None
         ),
         last_scale_time=st.to_epoch(status.last_scale_time) if status.last_scale_time else None,
-        releasing=frozenset(status.releasing_node_names),
+        releasing={n.name: st.to_epoch(n.since) for n in status.releasing_nodes},
     )
 
 
@@ -419,7 +423,7 @@ async def reconcile_accelerator_pool(
     nodes = await deps.cluster.nodes(spec.node_labels)
     names = [str((n.get("metadata") or {}).get("name", "")) for n in nodes]
     pods = await deps.cluster.pods_on(names)
-    views, provider_ids = node_views(nodes, pods, spec.resource_name)
+    views, provider_ids = node_views(nodes, pods, spec.resource_name, now)
     demands = await pool_demands(name, deps, log)
     provider: NodePoolProvider | None = None
     provider_problem: ProviderError | None = None
@@ -462,7 +466,7 @@ async def reconcile_accelerator_pool(
                 **new_state.empty_since,
                 **{n: state.empty_since[n] for n in plan.release_nodes if n in state.empty_since},
             },
-            releasing=new_state.releasing - frozenset(plan.release_nodes),
+            releasing={n: t for n, t in new_state.releasing.items() if n not in plan.release_nodes},
         )
 
     # Report.
@@ -540,7 +544,10 @@ async def reconcile_accelerator_pool(
             for n, t in sorted(new_state.empty_since.items())
         ),
         failed_node_names=tuple(sorted(new_state.failed_nodes)),
-        releasing_node_names=tuple(sorted(new_state.releasing)),
+        releasing_nodes=tuple(
+            EmptyNode(name=n, since=st.whole_seconds(t))
+            for n, t in sorted(new_state.releasing.items())
+        ),
         scale_up_requested_at=(
             st.whole_seconds(new_state.scale_up_requested_at)
             if new_state.scale_up_requested_at is not None

@@ -120,9 +120,10 @@ class CapacityState:
     failed_nodes: frozenset[str] = frozenset()  # failed Node names already reported
     scale_up_requested_at: float | None = None  # when the requested size last grew
     last_scale_time: float | None = None
-    # Nodes released and not gone yet: a terminated node lingers as a Node object for a while;
-    # it is neither capacity nor a candidate again, and does not count toward the size.
-    releasing: frozenset[str] = frozenset()
+    # Nodes released and not gone yet, and when: a terminated node lingers as a Node object for
+    # a while; it is neither capacity nor a candidate again, and does not count toward the size.
+    # A Node of the same name created after that time is a new node (names get reused).
+    releasing: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -282,10 +283,13 @@ def plan_capacity(
     """Decide the pool's node count, the nodes to release and each InferencePool's cap."""
     per_node = spec.accelerators_per_node
     timeout = spec.provisioning_timeout_seconds
-    nodes = sorted(
-        (n for n in observation.nodes if n.name not in state.releasing), key=lambda n: n.name
-    )
-    still_releasing = state.releasing & {n.name for n in observation.nodes}
+
+    def lingering(node: NodeView) -> bool:
+        released_at = state.releasing.get(node.name)
+        return released_at is not None and node.created_at <= released_at
+
+    nodes = sorted((n for n in observation.nodes if not lingering(n)), key=lambda n: n.name)
+    still_releasing = {n.name: state.releasing[n.name] for n in observation.nodes if lingering(n)}
 
     ready = [n for n in nodes if n.ready]
     not_ready = [n for n in nodes if not n.ready]
@@ -370,7 +374,7 @@ def plan_capacity(
             now if desired > current_size else (requested_at if unregistered else None)
         ),
         last_scale_time=now if desired != current_size else state.last_scale_time,
-        releasing=still_releasing | frozenset(release_failed) | frozenset(release),
+        releasing={**still_releasing, **dict.fromkeys([*release_failed, *release], now)},
     )
     plan = CapacityPlan(
         desired_nodes=desired,

@@ -1,0 +1,115 @@
+"""The real operator with an AcceleratorPool: kopf's daemon for the pool, the kwok provider
+through the official client, and the InferencePool reading its cap, against kmock's emulator.
+
+Nodes the kwok provider creates are Node objects in the emulator; the test turns them Ready as
+kwok would, and watches nodes and replicas move together.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import kmock
+import pytest
+
+from integration.harness import Cluster, eventually, pool_spec, running_operator
+from support.prometheus_server import PrometheusServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+NS = "serving"
+QUEUE = 'sum(vllm:num_requests_waiting{model_name="chat"})'
+NODES = kmock.resource("v1/nodes")
+APOOLS = kmock.resource("fleetscale.io/v1alpha1/acceleratorpools")
+LABELS = {"example.com/gpu": "h100"}
+
+
+def add_accelerator_pool(cluster: Cluster, max_nodes: int) -> None:
+    cluster.server.resources[NODES] = kmock.ResourceInfo(
+        kind="Node",
+        namespaced=False,
+        verbs={"list", "watch", "get", "create", "patch", "delete"},
+    )
+    cluster.server.objects[APOOLS, None, "h100"] = {
+        "apiVersion": "fleetscale.io/v1alpha1",
+        "kind": "AcceleratorPool",
+        "metadata": {"name": "h100", "uid": "uid-h100", "generation": 1, "resourceVersion": "1"},
+        "spec": {
+            "provider": {"kwok": {}},
+            "nodeLabels": LABELS,
+            "acceleratorsPerNode": 8,
+            "nodes": {"min": 0, "max": max_nodes},
+            "pollIntervalSeconds": 1,
+        },
+    }
+
+
+def pool_nodes(cluster: Cluster) -> list[str]:
+    return sorted(
+        name
+        for resource, _, name in list(cluster.server.objects)
+        if resource == NODES and not cluster.server.objects[resource, None, name].deleted
+    )
+
+
+def make_ready(cluster: Cluster) -> None:
+    """What kwok does to the Nodes it manages: Ready, a minute after creation."""
+    for name in pool_nodes(cluster):
+        node = cluster.server.objects[NODES, None, name]
+        if not (node.raw.get("status") or {}).get("conditions"):
+            node.patch(
+                {
+                    "metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"},
+                    "status": {
+                        "conditions": [
+                            {
+                                "type": "Ready",
+                                "status": "True",
+                                "lastTransitionTime": "2026-01-01T00:01:00Z",
+                            }
+                        ]
+                    },
+                }
+            )
+
+
+def apool_status(cluster: Cluster) -> dict[str, Any]:
+    return dict(copy.deepcopy(cluster.server.objects[APOOLS, None, "h100"].raw).get("status") or {})
+
+
+async def test_nodes_are_requested_and_replicas_follow_them(
+    cluster: Cluster, prometheus: PrometheusServer
+) -> None:
+    prometheus.set_value(QUEUE, 30)  # 30 waiting / 5 per replica = 6 replicas of 4 GPUs
+    cluster.add_deployment(NS, "vllm-chat", replicas=1, gpus_per_pod=4)
+    add_accelerator_pool(cluster, max_nodes=3)
+    spec = pool_spec("vllm-chat", QUEUE, max_replicas=8)
+    spec["acceleratorPoolRef"] = {"name": "h100"}
+    cluster.add_pool(NS, "chat", spec)
+
+    async with running_operator(cluster, prometheus):
+        # 6 replicas x 4 GPUs on nodes of 8: three kwok Nodes, requested from demand.
+        await eventually(lambda: len(pool_nodes(cluster)) == 3, what="3 kwok Nodes")
+        node = cluster.server.objects[NODES, None, pool_nodes(cluster)[0]].raw
+        assert node["metadata"]["labels"]["example.com/gpu"] == "h100"
+        assert node["status"]["allocatable"]["nvidia.com/gpu"] == "8"
+        # None is Ready yet: the InferencePool may not grow past what Ready nodes hold.
+        await eventually(
+            lambda: cluster.status(NS, "chat").get("maxReplicasByCapacity") == 0,
+            what="the cap while nodes provision",
+        )
+        limited = cluster.condition(NS, "chat", "ScalingLimited")
+        assert limited is not None
+        assert (limited["status"], limited["reason"]) == ("True", "NodesProvisioning")
+        assert cluster.replicas(NS, "vllm-chat") == 1
+
+        make_ready(cluster)
+        await eventually(lambda: cluster.replicas(NS, "vllm-chat") == 6, what="6 replicas")
+        await eventually(lambda: apool_status(cluster).get("readyNodes") == 3, what="status")
+
+    status = apool_status(cluster)
+    assert status["desiredNodes"] == 3
+    assert status["allocations"][0]["name"] == "chat"
+    assert status["allocations"][0]["maxReplicas"] == 6
+    assert cluster.status(NS, "chat")["maxReplicasByCapacity"] == 6
