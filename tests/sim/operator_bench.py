@@ -25,7 +25,7 @@ from typing import Any
 import kmock
 import pytest
 
-from integration.harness import Cluster, eventually, pool_spec, running_operator
+from integration.harness import Cluster, pool_spec, running_operator
 from support.prometheus_server import PrometheusServer
 
 NAMESPACE = "bench"
@@ -74,6 +74,15 @@ def _quantile(
     return float("inf")
 
 
+def _counter_total(text: str, name: str) -> float:
+    """Sum of a counter over all its label sets, in Prometheus text format."""
+    return sum(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith(f"{name}{{") or line.startswith(f"{name} ")
+    )
+
+
 def _api_calls(cluster: Cluster) -> list[Any]:
     return list(cluster.server)
 
@@ -101,7 +110,13 @@ async def _measure(kmock_server: kmock.KubernetesEmulator, pools: int) -> dict[s
                     for i in range(pools)
                 )
 
-            await eventually(reported, timeout_seconds=600, what=f"{pools} pools reporting")
+            # Checked every 2 s: scanning every pool's status also runs on the emulator's
+            # event loop, and polling it faster would slow the emulator down.
+            deadline = time.monotonic() + 900
+            while not reported():
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"not all {pools} pools reported within 900 s")
+                await asyncio.sleep(2)
             warm_seconds = time.monotonic() - started
             # One more tick so that every pool's first (changing) status write is behind us.
             await asyncio.sleep(POLL_SECONDS + 1)
@@ -132,6 +147,15 @@ async def _measure(kmock_server: kmock.KubernetesEmulator, pools: int) -> dict[s
         "api_calls_per_pool_per_hour": round(len(calls) / pools * 3600 / window, 1),
         "status_writes_in_window": status_writes,
         "prometheus_queries_per_tick": round(queries / ticks, 2),
+        "ticks_completed_fraction": round(
+            ((after[-1][1] - dict(before).get(float("inf"), 0.0)) if after else 0.0)
+            / (pools * ticks),
+            2,
+        ),
+        "metric_errors_in_window": _counter_total(
+            metrics_after, "fleetscale_metric_query_errors_total"
+        )
+        - _counter_total(metrics_before, "fleetscale_metric_query_errors_total"),
         "distinct_queries": 1,
         "resident_memory_mb": round(rss, 1),
         "resident_memory_growth_mb": round(rss - rss_before, 1),
