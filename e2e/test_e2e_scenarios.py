@@ -259,8 +259,8 @@ def test_restarted_operator_continues_the_stabilization_window(
     before = get_pool(kube, namespace, "llama")["status"].get("recommendations") or []
     assert any(r["replicas"] == 6 for r in before), f"no history in status: {before}"
 
-    operator.kill()
-    operator.start()
+    # A clean restart (SIGTERM: the operator leaves the peering object on its way out).
+    operator.restart()
 
     # The window started before the restart: a restarted operator that forgot it would
     # either scale down at once or wait a whole new window (past dropped + 45 s).
@@ -272,6 +272,40 @@ def test_restarted_operator_continues_the_stabilization_window(
         f"scaled down {elapsed:.0f}s after the load dropped; the window is {window}s"
     )
     wait_until(lambda: spec_replicas(kube, namespace, "vllm") == 1, 30, "scale-down to 1")
+
+
+# kopf's default peering lifetime: a crashed operator's entry in the peering object is
+# honoured this long, and a replacement with the same priority pauses until it expires.
+PEERING_LIFETIME = 60
+
+
+def test_operator_recovers_from_a_crash(
+    kube: Kube,
+    namespace: str,
+    deploy_vllm: Any,
+    fleet_load: Exporter,
+    prometheus: Prometheus,
+    operator: Operator,
+) -> None:
+    start_fleet(kube, namespace, deploy_vllm, fleet_load, prometheus, replicas=1, load=0)
+    create_pool(kube, inference_pool("llama", namespace, "vllm", MODEL, gpu=True, poll=1))
+    wait_until(
+        lambda: condition_is(get_pool(kube, namespace, "llama"), "MetricsAvailable", "True"),
+        60,
+        "the operator to observe the pool",
+    )
+
+    operator.kill()  # SIGKILL (or force-deleted pods): no clean-up of any kind
+    crashed = time.monotonic()
+    operator.start()
+    fleet_load.set_load(namespace, "vllm", 30)
+    wait_until(
+        lambda: spec_replicas(kube, namespace, "vllm") == 6,
+        PEERING_LIFETIME + 60,
+        "the replacement operator to scale up",
+    )
+    elapsed = time.monotonic() - crashed
+    assert elapsed <= PEERING_LIFETIME + 30, f"the replacement acted {elapsed:.0f}s after the crash"
 
 
 def test_dry_run_decides_and_reports_but_never_acts(
