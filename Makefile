@@ -9,10 +9,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: help venv lint fmt typecheck imports crds crd-check unit test test-fast e2e demo bench bench-operator clean
+.PHONY: help venv lint fmt typecheck imports crds crd-check unit test test-fast e2e demo bench \
+	bench-operator clean system-deps binaries helm-binary
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 help: ## Show the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 $(UV):
 	python3 -m venv $(TOOLS_DIR)
@@ -46,12 +48,38 @@ crd-check: venv ## Fail when crds/ differs from the models
 	$(PY) -m fleetscale crd --check crds
 	$(PY) -m fleetscale crd --check charts/fleetscale/crds
 
-unit: venv ## Unit and integration tests (no cluster)
+# Debian packages the suites use: Prometheus (the e2e suite starts its own) and promtool.
+system-deps: ## Install Debian's prometheus package (prometheus, promtool) when missing
+	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	fi
+
+binaries: ## Build (or reuse) kube-apiserver & co., etcd, kwok and helm from their Go modules
+	e2e/build-binaries.sh
+
+helm-binary: ## Build (or reuse) helm alone: the chart tests need it
+	e2e/build-binaries.sh helm
+
+unit: venv system-deps helm-binary ## Unit and integration tests (no cluster)
 	$(VENV)/bin/pytest tests
 
 test-fast: lint typecheck imports crd-check unit ## Everything but the real-cluster suite
 
-test: test-fast ## The full suite, as CI runs it
+E2E_STATE ?= $(or $(TMPDIR),/tmp)/fleetscale-e2e
+
+e2e: venv system-deps binaries ## Real-cluster suite: starts a local control plane, runs e2e/, stops it
+	@set -euo pipefail; \
+	export PYTHON=$(CURDIR)/$(PY) FLEETSCALE_E2E_STATE=$(E2E_STATE); \
+	trap 'FLEETSCALE_E2E_ARTIFACTS=$(CURDIR)/out/e2e-logs e2e/cluster.sh down' EXIT; \
+	e2e/cluster.sh up >/dev/null; \
+	eval "$$(e2e/cluster.sh env)"; \
+	$(VENV)/bin/pytest e2e -p no:cacheprovider
+
+demo: venv system-deps binaries ## A flash crowd on a local cluster, live in the terminal (a few minutes)
+	PYTHON=$(CURDIR)/$(PY) $(PY) e2e/demo.py $(DEMO_ARGS)
+
+test: binaries test-fast e2e ## The full suite, as CI runs it
 
 clean: ## Remove the virtual environments and caches
 	rm -rf $(VENV) $(TOOLS_DIR) .mypy_cache .pytest_cache .ruff_cache
