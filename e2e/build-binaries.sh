@@ -17,7 +17,7 @@
 set -euo pipefail
 
 E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=versions.env
+# shellcheck source-path=SCRIPTDIR source=versions.env
 source "${E2E_DIR}/versions.env"
 
 CACHE_ROOT="${FLEETSCALE_BIN_CACHE:-${HOME}/.cache/fleetscale/bin}"

@@ -28,7 +28,7 @@
 set -euo pipefail
 
 E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=versions.env
+# shellcheck source-path=SCRIPTDIR source=versions.env
 source "${E2E_DIR}/versions.env"
 STATE="${FLEETSCALE_E2E_STATE:-${TMPDIR:-/tmp}/fleetscale-e2e}"
 CLUSTER="${FLEETSCALE_E2E_CLUSTER:-fleetscale-e2e}"
@@ -72,12 +72,12 @@ pid_alive() { # name pattern
 }
 
 stop_pid() { # name pattern
-  local pidfile="${STATE}/$1.pid" pid i
+  local pidfile="${STATE}/$1.pid" pid
   if pid_alive "$1" "$2"; then
     pid="$(cat "${pidfile}")"
     log "stopping $1 (pid ${pid})"
     kill -TERM "${pid}" 2>/dev/null || true
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
       [[ -d "/proc/${pid}" ]] || break
       # a zombie of ours is gone for all purposes
       grep -q '^State:.*Z' "/proc/${pid}/status" 2>/dev/null && break
@@ -320,17 +320,20 @@ prometheus_start() {
   if pid_alive prometheus "${STATE}/prometheus/prometheus.yml"; then log "prometheus already running"; return; fi
   [[ -x "${PROMETHEUS_BIN}" ]] || die "${PROMETHEUS_BIN} not found: apt-get install -y --no-install-recommends prometheus"
   [[ -f "${STATE}/exporter.port" ]] || die "start the exporter first"
-  local port
+  local port listen
   port="$(cat "${STATE}/prometheus.port" 2>/dev/null || free_port)"
+  # A restart (the "Prometheus is down" scenario) keeps the first start's address.
+  listen="${FLEETSCALE_E2E_PROMETHEUS_LISTEN:-$(cat "${STATE}/prometheus.listen" 2>/dev/null || echo 127.0.0.1)}"
   prometheus_config "$(cat "${STATE}/exporter.port")"
   start_bg prometheus "${LOGS}/prometheus.log" "${PROMETHEUS_BIN}" \
     --config.file="${STATE}/prometheus/prometheus.yml" \
     --storage.tsdb.path="${STATE}/prometheus/data" \
     --storage.tsdb.retention.time=1d \
-    --web.listen-address="${FLEETSCALE_E2E_PROMETHEUS_LISTEN:-127.0.0.1}:${port}" \
+    --web.listen-address="${listen}:${port}" \
     --web.enable-lifecycle \
     --log.level=warn
   echo "${port}" >"${STATE}/prometheus.port"
+  echo "${listen}" >"${STATE}/prometheus.listen"
   wait_http "http://127.0.0.1:${port}/-/ready" 60 "prometheus"
   log "prometheus on http://127.0.0.1:${port}"
 }
@@ -338,7 +341,8 @@ prometheus_start() {
 prometheus_stop() { stop_pid prometheus "${STATE}/prometheus/prometheus.yml"; }
 
 wait_first_scrape() {
-  local url="http://127.0.0.1:$(cat "${STATE}/prometheus.port")" start=${SECONDS}
+  local url start=${SECONDS}
+  url="http://127.0.0.1:$(cat "${STATE}/prometheus.port")"
   until curl -fsS --max-time 2 "${url}/api/v1/query?query=up%7Bjob%3D%22fleet%22%7D%3D%3D1" 2>/dev/null \
       | grep -q '"value"'; do
     (( SECONDS - start < 30 )) || die "prometheus has not scraped the fleet exporter after 30s"

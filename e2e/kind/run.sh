@@ -18,7 +18,7 @@ set -euo pipefail
 
 E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 REPO="$(cd "${E2E_DIR}/.." && pwd)"
-# shellcheck source=../versions.env
+# shellcheck source-path=SCRIPTDIR source=../versions.env
 source "${E2E_DIR}/versions.env"
 
 export FLEETSCALE_E2E_STATE="${FLEETSCALE_E2E_STATE:-${TMPDIR:-/tmp}/fleetscale-e2e-kind}"
@@ -98,12 +98,16 @@ helm --kubeconfig "${KUBECONFIG_PATH}" upgrade --install fleetscale "${REPO}/cha
   --set image.repository="${IMAGE%:*}" --set image.tag="${IMAGE##*:}" \
   --set image.pullPolicy=Never \
   --set prometheus.url="http://${GATEWAY}:${PROM_PORT}" \
+  --set providers.kwok.enabled=true \
   --wait --timeout 180s
 
 eval "$("${E2E_DIR}/cluster.sh" env)"
+# Those describe the local binary-runtime cluster, not kind.
+unset FLEETSCALE_E2E_KUBE_VERSION FLEETSCALE_E2E_OPERATOR_KUBECONFIG
 export KUBECONFIG="${KUBECONFIG_PATH}"
-export FLEETSCALE_E2E_KUBECTL="$(command -v kubectl)"
-export FLEETSCALE_E2E_HELM="$(command -v helm)"
+FLEETSCALE_E2E_KUBECTL="$(command -v kubectl)"
+FLEETSCALE_E2E_HELM="$(command -v helm)"
+export FLEETSCALE_E2E_KUBECTL FLEETSCALE_E2E_HELM
 export FLEETSCALE_E2E_OPERATOR=helm
 export FLEETSCALE_E2E_OPERATOR_NAMESPACE="${OPERATOR_NS}"
 
