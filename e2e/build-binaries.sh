@@ -95,6 +95,13 @@ fi
 command -v go >/dev/null 2>&1 || die "go not found on PATH"
 command -v python3 >/dev/null 2>&1 || die "python3 not found on PATH (used to read 'go mod download -json')"
 
+# One build at a time per cache (a second caller waits, then finds the binaries).
+mkdir -p "${CACHE_ROOT}"
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"${CACHE_ROOT}/.lock"
+  flock 9
+fi
+
 WORK_ROOT="$(mktemp -d "${TMPDIR:-/tmp}/fleetscale-build.XXXXXX")"
 trap 'rm -rf "${WORK_ROOT}"' EXIT
 
