@@ -201,7 +201,12 @@ wait_cluster_ready() {
 }
 
 cluster_down() {
-  if [[ -d "${KWOK_WORKDIR}/clusters/${CLUSTER}" ]]; then
+  local dir="${KWOK_WORKDIR}/clusters/${CLUSTER}" pids=() pid f
+  if [[ -d "${dir}" ]]; then
+    # The component pids kwokctl recorded, to check after it has deleted the cluster.
+    for f in "${dir}"/pids/*.pid; do
+      [[ -f "${f}" ]] && pids+=("$(cat "${f}")")
+    done
     if [[ -n "${FLEETSCALE_E2E_ARTIFACTS:-}" ]]; then
       mkdir -p "${FLEETSCALE_E2E_ARTIFACTS}"
       kwokctl export logs --name "${CLUSTER}" "${FLEETSCALE_E2E_ARTIFACTS}/kwokctl" >/dev/null 2>&1 || true
@@ -209,14 +214,15 @@ cluster_down() {
     log "deleting cluster ${CLUSTER}"
     kwokctl delete cluster --name "${CLUSTER}" >&2 || log "kwokctl delete cluster failed; checking for leftovers"
   fi
-  # Nothing started from this state dir may survive `down`.
-  local pid left=0
-  for pid in $(pgrep -f -- "${KWOK_WORKDIR}/clusters/${CLUSTER}/" || true); do
-    log "leftover process ${pid}: $(tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null | cut -c1-120)"
-    kill -KILL "${pid}" 2>/dev/null || true
-    left=1
+  # Nothing of this cluster may survive `down`: a recorded pid that still runs a
+  # binary of this cluster's directory is killed.
+  for pid in "${pids[@]}"; do
+    [[ "${pid}" =~ ^[0-9]+$ && -r "/proc/${pid}/cmdline" ]] || continue
+    if tr '\0' ' ' <"/proc/${pid}/cmdline" | grep -qF -- "${dir}/"; then
+      log "leftover process ${pid}: killing it"
+      kill -KILL "${pid}" 2>/dev/null || true
+    fi
   done
-  [[ "${left}" == 0 ]] || log "killed leftover cluster processes"
 }
 
 nodes_apply() {
