@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from fleetscale.sim.bench import END_MARKER, START_MARKER, MarkersMissingError, splice_readme
+from fleetscale.sim.bench import (
+    END_MARKER,
+    START_MARKER,
+    MarkersMissingError,
+    best_keda,
+    judge,
+    splice_readme,
+)
 from fleetscale.sim.report import PolicySummary, markdown_table, percentile, text_table
+from fleetscale.sim.runner import ScenarioRun
+from fleetscale.sim.scenarios import SCENARIOS
+from fleetscale.sim.workload import Workload
 
 
 def test_splice_replaces_only_the_section_between_the_markers(tmp_path: Path) -> None:
@@ -61,3 +72,64 @@ def test_tables_carry_every_policy_and_metric() -> None:
     assert table.splitlines()[0].startswith("| policy | SLO %")
     assert "| fleetscale | 99.50 | 1.00 |" in table
     assert len(text_table(rows).splitlines()) == 3
+
+
+def _run_with(summaries: dict[str, PolicySummary]) -> ScenarioRun:
+    workload = Workload("w", (0.0,), (1,), (1,))
+    return ScenarioRun(SCENARIOS["tiny"], workload, [1], {}, summaries)
+
+
+def _policy(name: str, slo: float, gpu_hours: float, **extra: float) -> PolicySummary:
+    return replace(_summary(name, slo), gpu_hours=gpu_hours, **extra)  # type: ignore[arg-type]
+
+
+def test_the_verdict_compares_with_the_best_baseline_best_keda_and_the_oracle() -> None:
+    summaries = {
+        "fleetscale": _policy("fleetscale", 0.99, 110.0),
+        "hpa": _policy("hpa", 0.99, 300.0),
+        "keda-3": _policy("keda-3", 0.60, 200.0),
+        "keda-5": _policy("keda-5", 0.70, 160.0),  # the best-tuned KEDA: best SLO
+        "static": _policy("static", 0.98, 150.0),
+        "oracle": _policy("oracle", 1.0, 100.0),
+    }
+    verdict = judge(_run_with(summaries))
+    assert verdict.passed
+    assert "keda-5" in verdict.gpu_hours_vs_best_keda[1]
+    assert best_keda(summaries).policy == "keda-5"
+
+
+@pytest.mark.parametrize(
+    ("change", "failing"),
+    [
+        pytest.param({"slo_attainment": 0.95}, "slo_vs_best_baseline", id="lower SLO"),
+        pytest.param({"keda_gpu_hours": 140.0}, "gpu_hours_vs_best_keda", id="too close to KEDA"),
+        pytest.param({"gpu_hours": 116.0}, "gpu_hours_vs_oracle", id="over 1.15x oracle"),
+        pytest.param(
+            {"shed_seconds_while_unconstrained": 15.0},
+            "shed_only_when_constrained",
+            id="shed while unconstrained",
+        ),
+        pytest.param({"timeout_rate": 0.001}, "shed_only_when_constrained", id="timeouts"),
+    ],
+)
+def test_each_bar_can_fail_on_its_own(change: dict[str, float], failing: str) -> None:
+    change = dict(change)  # the table is shared: never mutate it
+    keda_gpu_hours = change.pop("keda_gpu_hours", 160.0)
+    summaries = {
+        "fleetscale": replace(_policy("fleetscale", 0.99, 110.0), **change),  # type: ignore[arg-type]
+        "keda-5": _policy("keda-5", 0.70, keda_gpu_hours),
+        "static": _policy("static", 0.98, 150.0),
+        "oracle": _policy("oracle", 1.0, 100.0),
+    }
+    verdict = judge(_run_with(summaries))
+    failed = [
+        name
+        for name in (
+            "slo_vs_best_baseline",
+            "gpu_hours_vs_best_keda",
+            "gpu_hours_vs_oracle",
+            "shed_only_when_constrained",
+        )
+        if not getattr(verdict, name)[0]
+    ]
+    assert failed == [failing]
