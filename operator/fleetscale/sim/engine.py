@@ -11,6 +11,8 @@ per-replica counter of decoded tokens per sequence advances at the batch's per-s
 held constant within a second, and a request finishes when the counter passes its own finish
 mark (heap per replica). Completion times inside a second are interpolated, and a freed slot
 takes the head of the gateway queue at that instant, so queue waits are not rounded to seconds.
+Each replica prefills its admitted requests one after another (compute-bound); requests
+admitted but not yet prefilled count as waiting in the exported queue depth, as in vLLM.
 
 Gateway: requests go to a Ready replica with a free slot (the less loaded of two random picks),
 else wait in one FIFO queue until a slot frees or the client timeout passes. While the shed

@@ -7,8 +7,9 @@ Throughput model of one replica (continuous batching, processor sharing): with `
 in flight, each decodes at ``aggregate_decode_tokens_per_second / (n + n_half)`` tokens/s,
 where ``n_half`` makes a lone sequence decode at ``single_stream_tokens_per_second``. The
 fleet's aggregate throughput thus rises with batch size and saturates, as measured for vLLM and
-TensorRT-LLM (sources in docs/benchmark.md). Prefill is a delay of ``input / prefill rate``
-before the first token, charged to the request's slot.
+TensorRT-LLM (sources in docs/benchmark.md). Prefill is compute-bound: a replica prefills
+the requests it admitted one after another at ``prefill_tokens_per_second``, and a request's
+first token comes when its own prefill ends (it holds its batch slot meanwhile).
 """
 
 from __future__ import annotations
