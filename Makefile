@@ -11,7 +11,6 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
 .PHONY: help venv lint fmt typecheck imports crds crd-check unit test test-fast e2e demo bench \
 	bench-operator clean system-deps binaries helm-binary
-SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 help: ## Show the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -50,10 +49,7 @@ crd-check: venv ## Fail when crds/ differs from the models
 
 # Debian packages the suites use: Prometheus (the e2e suite starts its own) and promtool.
 system-deps: ## Install Debian's prometheus package (prometheus, promtool) when missing
-	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
-	fi
+	e2e/install-deps.sh
 
 binaries: ## Build (or reuse) kube-apiserver & co., etcd, kwok and helm from their Go modules
 	e2e/build-binaries.sh
@@ -66,15 +62,8 @@ unit: venv system-deps helm-binary ## Unit and integration tests (no cluster)
 
 test-fast: lint typecheck imports crd-check unit ## Everything but the real-cluster suite
 
-E2E_STATE ?= $(or $(TMPDIR),/tmp)/fleetscale-e2e
-
 e2e: venv system-deps binaries ## Real-cluster suite: starts a local control plane, runs e2e/, stops it
-	@set -euo pipefail; \
-	export PYTHON=$(CURDIR)/$(PY) FLEETSCALE_E2E_STATE=$(E2E_STATE); \
-	trap 'FLEETSCALE_E2E_ARTIFACTS=$(CURDIR)/out/e2e-logs e2e/cluster.sh down' EXIT; \
-	e2e/cluster.sh up >/dev/null; \
-	eval "$$(e2e/cluster.sh env)"; \
-	$(VENV)/bin/pytest e2e -p no:cacheprovider
+	PYTHON=$(CURDIR)/$(PY) e2e/run.sh -p no:cacheprovider
 
 demo: venv system-deps binaries ## A flash crowd on a local cluster, live in the terminal (a few minutes)
 	PYTHON=$(CURDIR)/$(PY) $(PY) e2e/demo.py $(DEMO_ARGS)
