@@ -2,7 +2,9 @@
 
 Role: one ``OperatorMetrics`` object owns a private ``CollectorRegistry`` (never the global one,
 so tests and several operators in one process do not collide) and every series fleetscale
-exports. ``fleetscale_shed_active`` is the gauge gateways and alerts read. Series of a deleted
+exports. ``fleetscale_shed_active`` is the gauge gateways and alerts read. The observed queue
+depth and GPU utilization are set each tick and removed while a reading is unusable, so a
+dashboard shows a gap rather than a stale value. Series of a deleted
 pool are removed with ``forget_pool``. ``HealthServer`` serves ``/metrics``, ``/healthz``
 (liveness: the event loop answers and the operator has not failed) and ``/readyz`` (startup
 done). Callers: the controller (records), ``fleetscale run`` (starts the server), tests.
@@ -57,6 +59,20 @@ class OperatorMetrics:
             pool_labels,
             registry=self.registry,
         )
+        self.observed_queue_depth = Gauge(
+            "fleetscale_observed_queue_depth",
+            "Queue depth (waiting requests) of the pool as last read from Prometheus; absent "
+            "while the reading is unusable.",
+            pool_labels,
+            registry=self.registry,
+        )
+        self.observed_gpu_utilization_percent = Gauge(
+            "fleetscale_observed_gpu_utilization_percent",
+            "GPU utilization (percent) of the pool as last read from Prometheus; absent while "
+            "the reading is unusable or the pool reads none.",
+            pool_labels,
+            registry=self.registry,
+        )
         self.metric_query_duration_seconds = Histogram(
             "fleetscale_metric_query_duration_seconds",
             "Time to read one tick's Prometheus queries of a pool.",
@@ -86,6 +102,8 @@ class OperatorMetrics:
             self.current_replicas,
             self.shed_active,
             self.shed_retry_after_seconds,
+            self.observed_queue_depth,
+            self.observed_gpu_utilization_percent,
         )
         self._per_pool_and_reason = (self.decisions_total, self.reconcile_errors_total)
 
@@ -98,6 +116,20 @@ class OperatorMetrics:
             for labels in _label_sets(counter):
                 if labels[:2] == (namespace, pool):
                     counter.remove(*labels)
+
+    def set_observed(
+        self, namespace: str, pool: str, queue_depth: float | None, gpu_percent: float | None
+    ) -> None:
+        """Publish this tick's readings; None removes the series (a gap, never a stale value)."""
+        for gauge, value in (
+            (self.observed_queue_depth, queue_depth),
+            (self.observed_gpu_utilization_percent, gpu_percent),
+        ):
+            if value is None:
+                with contextlib.suppress(KeyError):  # no series yet: nothing to remove
+                    gauge.remove(namespace, pool)
+            else:
+                gauge.labels(namespace, pool).set(value)
 
     def render(self) -> bytes:
         """The registry in the Prometheus text exposition format."""

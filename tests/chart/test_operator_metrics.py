@@ -103,11 +103,12 @@ def test_dashboard_reads_only_metrics_the_operator_exports() -> None:
 def test_dashboard_shows_what_an_sre_needs_per_pool() -> None:
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     titles = " | ".join(p["title"] for p in dashboard["panels"]).lower()
-    # Queue depth and GPU utilization per pool need gauges the operator does not export yet.
-    for subject in ("replicas", "desired", "shed", "retry-after", "decisions"):
+    for subject in ("replicas", "desired", "queue", "gpu", "shed", "retry-after", "decisions"):
         assert subject in titles, f"no panel about {subject}"
     per_pool = [e for e in _dashboard_exprs() if 'pool=~"$pool"' in e]
-    assert len(per_pool) >= 5
+    assert len(per_pool) >= 7
+    for gauge in ("fleetscale_observed_queue_depth", "fleetscale_observed_gpu_utilization_percent"):
+        assert any(e.startswith(gauge + "{") for e in per_pool), f"no per-pool panel of {gauge}"
     panels = [p for p in dashboard["panels"] if "datasource" in p]
     datasources = {json.dumps(p["datasource"], sort_keys=True) for p in panels}
     assert datasources == {json.dumps({"type": "prometheus", "uid": "${datasource}"})}

@@ -22,10 +22,33 @@ def test_forget_pool_removes_only_that_pools_series() -> None:
         metrics.shed_active.labels("ns", pool).set(1)
         metrics.decisions_total.labels("ns", pool, "ScaledUp").inc()
         metrics.reconcile_errors_total.labels("ns", pool, "TargetNotFound").inc()
+        metrics.set_observed("ns", pool, 12.0, 71.5)
 
     metrics.forget_pool("ns", "a")
 
-    assert _pools_in(metrics.render().decode()) == {"b"}
+    exposition = metrics.render().decode()
+    assert _pools_in(exposition) == {"b"}
+    assert 'fleetscale_observed_queue_depth{namespace="ns",pool="b"} 12.0' in exposition
+    assert 'fleetscale_observed_gpu_utilization_percent{namespace="ns",pool="b"} 71.5' in exposition
+
+
+def test_an_unusable_reading_removes_its_series_instead_of_keeping_a_stale_value() -> None:
+    metrics = OperatorMetrics()
+    metrics.set_observed("ns", "a", 12.0, 71.5)
+    metrics.set_observed("ns", "b", 3.0, 40.0)
+
+    metrics.set_observed("ns", "a", None, 70.0)  # queue unusable, GPU fine
+
+    def value(name: str, pool: str) -> float | None:
+        return metrics.registry.get_sample_value(name, {"namespace": "ns", "pool": pool})
+
+    assert value("fleetscale_observed_queue_depth", "a") is None
+    assert value("fleetscale_observed_gpu_utilization_percent", "a") == 70.0
+    assert value("fleetscale_observed_queue_depth", "b") == 3.0
+    metrics.set_observed("ns", "a", None, None)  # removing an absent series is fine
+    metrics.set_observed("ns", "a", 5.25, None)
+    assert value("fleetscale_observed_queue_depth", "a") == 5.25
+    assert value("fleetscale_observed_gpu_utilization_percent", "a") is None
 
 
 def test_registries_are_private() -> None:

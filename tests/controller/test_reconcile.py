@@ -433,6 +433,40 @@ async def test_metrics_of_a_pool_survive_until_forgotten() -> None:
     assert world.metric("fleetscale_desired_replicas") is None
 
 
+async def test_observed_gauges_follow_the_readings_and_gap_when_unusable() -> None:
+    world = World(replicas=4)
+    gpu_spec = spec(
+        metrics={
+            "queueDepth": {"query": QUEUE, "targetPerReplica": 5},
+            "gpuUtilization": {"query": GPU, "targetPercent": 85},
+        }
+    )
+    world.signals.set_value(GPU, 71.2857142857143, sampled_at=NOW)
+    await world.tick(gpu_spec, NOW, queue=20.125)
+    assert world.metric("fleetscale_observed_queue_depth") == 20.125
+    assert world.metric("fleetscale_observed_gpu_utilization_percent") == 71.2857142857143
+
+    world.signals.set_problem(QUEUE, MetricProblem.NO_DATA)
+    world.signals.set_value(GPU, 60.0, sampled_at=NOW + 15)
+    await world.tick(gpu_spec, NOW + 15)
+    assert world.metric("fleetscale_observed_queue_depth") is None  # a gap, not 20.125
+    assert world.metric("fleetscale_observed_gpu_utilization_percent") == 60.0
+
+    world.signals.set_value(QUEUE, 7.0, sampled_at=NOW)  # 30 s old: fine
+    await world.tick(gpu_spec, NOW + 30)
+    assert world.metric("fleetscale_observed_queue_depth") == 7
+    await world.tick(gpu_spec, NOW + 200)  # 200 s old: stale, the planner will not use it
+    assert world.metric("fleetscale_observed_queue_depth") is None
+    assert world.condition("MetricsAvailable")["reason"] == "Stale"
+
+    await world.tick(spec(), NOW + 230, queue=8)  # the GPU query was removed from the spec
+    assert world.metric("fleetscale_observed_queue_depth") == 8
+    assert world.metric("fleetscale_observed_gpu_utilization_percent") is None
+
+    await world.tick(spec(mode="Paused"), NOW + 245, queue=9)  # nothing is read
+    assert world.metric("fleetscale_observed_queue_depth") is None
+
+
 async def test_gpu_signal_is_read_with_the_queue() -> None:
     world = World(replicas=4)
     world.signals.set_value(GPU, 42.5, sampled_at=NOW)

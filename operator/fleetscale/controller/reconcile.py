@@ -49,6 +49,7 @@ from fleetscale.controller import status as st
 from fleetscale.controller.acceleratorpools import CapacityReader
 from fleetscale.logs import get_logger
 from fleetscale.metrics import OperatorMetrics
+from fleetscale.planner.readings import check_reading
 from fleetscale.planner.types import (
     Decision,
     MetricProblem,
@@ -268,6 +269,8 @@ async def _reconcile(
         if dry_run
         else st.shed_status(new_state.shed, shed_flag.retry_after_seconds)
     )
+    queue_depth = queue_reading.value if queue_reading.usable else None
+    gpu_percent = gpu_reading.value if gpu_reading is not None and gpu_reading.usable else None
     rendered = InferencePoolStatus(
         observed_generation=pool.generation,
         replicas=scale.spec_replicas,
@@ -276,10 +279,8 @@ async def _reconcile(
         demand_replicas=decision.unconstrained_replicas,
         max_replicas_by_capacity=capacity.max_replicas if capacity is not None else None,
         observed=ObservedMetrics(
-            queue_depth=queue_reading.value if queue_reading.usable else None,
-            gpu_utilization_percent=(
-                gpu_reading.value if gpu_reading is not None and gpu_reading.usable else None
-            ),
+            queue_depth=queue_depth,
+            gpu_utilization_percent=gpu_percent,
             sampled_at=(
                 st.to_datetime(queue_reading.sampled_at)
                 if queue_reading.sampled_at is not None
@@ -304,6 +305,13 @@ async def _reconcile(
         deps,
     )
     _record_metrics(pool, decision, scale, shed_load, deps)
+    # The gauges carry only what the planner could use: a stale or negative sample is a gap.
+    deps.metrics.set_observed(
+        pool.namespace,
+        pool.name,
+        _usable_value(queue_reading, spec, now),
+        _usable_value(gpu_reading, spec, now),
+    )
     log.info(
         "decided",
         reason=decision.reason,
@@ -324,6 +332,20 @@ async def _reconcile(
         reason=decision.reason if ready_reason == spec.mode else ready_reason,
         decision=decision,
     )
+
+
+def _usable_value(
+    reading: MetricReading | None, spec: InferencePoolSpec, now: float
+) -> float | None:
+    """The reading's value if the planner may use it at ``now`` (same rules), else None."""
+    if reading is None:
+        return None
+    return check_reading(
+        reading,
+        signal="",
+        now=now,
+        max_staleness_seconds=spec.metrics.max_staleness_seconds,
+    ).value
 
 
 def _ready_message(spec: InferencePoolSpec) -> str:
@@ -502,7 +524,11 @@ async def _not_ready(
     reason: str,
     message: str,
 ) -> ReconcileResult:
-    """Ready=False with ``reason``; everything else in status stays as it was (the memory)."""
+    """Ready=False with ``reason``; everything else in status stays as it was (the memory).
+
+    Nothing was read this tick, so the observed gauges go (a gap, not a stale value).
+    """
+    deps.metrics.set_observed(pool.namespace, pool.name, None, None)
     previous = st.find_condition(stored.conditions, st.READY)
     conditions = st.set_condition(
         stored.conditions, st.READY, False, reason, message, now, pool.generation
