@@ -75,8 +75,9 @@ def test_names_and_printer_columns() -> None:
     manifest = crd_manifest(INFERENCE_POOL)
     assert manifest["metadata"]["name"] == "inferencepools.fleetscale.io"
     names = manifest["spec"]["names"]
-    assert names["shortNames"] == ["ipool"]
-    assert "infpool" not in names["shortNames"]
+    # `kubectl get ipool` and `kubectl get ipools` both work (short names match exactly).
+    assert {"ipool", "ipools"} <= set(names["shortNames"])
+    assert "infpool" not in names["shortNames"]  # the Gateway API's InferencePool owns it
     assert names["categories"] == ["fleetscale"]
     columns = [c["name"] for c in manifest["spec"]["versions"][0]["additionalPrinterColumns"]]
     for expected in ("Target", "Ready", "Desired", "Queue", "GPU%", "Shed", "Age"):

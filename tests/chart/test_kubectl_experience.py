@@ -1,6 +1,7 @@
 """What an SRE sees with kubectl alone, as the chart's CRDs define it.
 
-`kubectl get ipool` / `kubectl get apool` columns tell the state at a glance, and
+`kubectl get ipools` / `kubectl get apools` (or `ipool` / `apool`) columns tell the state at a
+glance, and
 `kubectl explain inferencepools.spec --api-version fleetscale.io/v1alpha1` documents every field.
 """
 
@@ -50,24 +51,26 @@ def test_kubectl_explain_documents_every_field(kind: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "short_name", "glance"),
+    ("kind", "short_names", "glance"),
     [
         pytest.param(
-            "InferencePool", "ipool", {"Target", "Ready", "Desired", "Queue", "GPU%", "Shed"},
+            "InferencePool", ("ipool", "ipools"),
+            {"Target", "Ready", "Desired", "Queue", "GPU%", "Shed"},
             id="ipools",
         ),
         pytest.param(
-            "AcceleratorPool", "apool", {"Provider", "Ready", "Provisioning", "Desired", "Max"},
+            "AcceleratorPool", ("apool", "apools"),
+            {"Provider", "Ready", "Provisioning", "Desired", "Max"},
             id="apools",
         ),
     ],
 )  # fmt: skip
 def test_kubectl_get_tells_the_state_at_a_glance(
-    kind: str, short_name: str, glance: set[str]
+    kind: str, short_names: tuple[str, ...], glance: set[str]
 ) -> None:
     crd = CRDS[kind]
     names = crd["spec"]["names"]
-    assert short_name in names["shortNames"]
+    assert set(short_names) <= set(names["shortNames"])  # `kubectl get ipool` and `ipools`
     assert "infpool" not in names["shortNames"]  # the Gateway API's InferencePool owns it
     assert "fleetscale" in names["categories"]  # `kubectl get fleetscale` lists both kinds
     columns = _version(kind)["additionalPrinterColumns"]

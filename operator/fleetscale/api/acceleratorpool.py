@@ -22,7 +22,7 @@ from fleetscale.api.base import ApiModel, Condition
 KIND = "AcceleratorPool"
 PLURAL = "acceleratorpools"
 SINGULAR = "acceleratorpool"
-SHORT_NAMES = ("apool",)
+SHORT_NAMES = ("apool", "apools")
 CATEGORIES = ("fleetscale",)
 
 DEFAULT_RESOURCE_NAME = "nvidia.com/gpu"

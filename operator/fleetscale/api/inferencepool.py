@@ -18,7 +18,7 @@ from fleetscale.api.base import ApiModel, Condition, LocalObjectRef, SecretKeyRe
 KIND = "InferencePool"
 PLURAL = "inferencepools"
 SINGULAR = "inferencepool"
-SHORT_NAMES = ("ipool",)
+SHORT_NAMES = ("ipool", "ipools")
 CATEGORIES = ("fleetscale",)
 
 Mode = Literal["Active", "DryRun", "Paused"]
