@@ -25,7 +25,7 @@ from fleetscale.actuators.fake import (
 from fleetscale.controller.reconcile import Dependencies, PoolRef, ReconcileResult, reconcile
 from fleetscale.metrics import OperatorMetrics
 from fleetscale.planner import plan
-from fleetscale.planner.types import MetricProblem
+from fleetscale.planner.types import Decision, MetricProblem, Observation, PlannerState
 from fleetscale.settings import Settings
 from fleetscale.signals.fake import FakeSignalSource
 
@@ -465,6 +465,35 @@ async def test_observed_gauges_follow_the_readings_and_gap_when_unusable() -> No
 
     await world.tick(spec(mode="Paused"), NOW + 245, queue=9)  # nothing is read
     assert world.metric("fleetscale_observed_queue_depth") is None
+
+
+async def test_status_shows_rounded_readings_and_the_planner_gets_them_unrounded() -> None:
+    world = World(replicas=4)
+    seen: list[Observation] = []
+
+    def recording_plan(
+        spec_: Any, observation: Observation, state: Any, now: float
+    ) -> tuple[Decision, PlannerState]:
+        seen.append(observation)
+        return plan(spec_, observation, state, now)
+
+    world.deps.plan = recording_plan
+    world.signals.set_value(GPU, 71.2857142857143, sampled_at=NOW)
+    gpu_spec = spec(
+        metrics={
+            "queueDepth": {"query": QUEUE, "targetPerReplica": 5},
+            "gpuUtilization": {"query": GPU, "targetPercent": 85},
+        }
+    )
+    await world.tick(gpu_spec, NOW, queue=20.3333333333)
+
+    assert world.status is not None
+    assert world.status["observed"]["gpuUtilizationPercent"] == 71.29
+    assert world.status["observed"]["queueDepth"] == 20.33
+    assert seen[0].queue_depth.value == 20.3333333333
+    assert seen[0].gpu_utilization_percent is not None
+    assert seen[0].gpu_utilization_percent.value == 71.2857142857143
+    assert world.metric("fleetscale_observed_gpu_utilization_percent") == 71.2857142857143
 
 
 async def test_gpu_signal_is_read_with_the_queue() -> None:

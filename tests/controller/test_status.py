@@ -116,3 +116,18 @@ def test_conditions_keep_a_stable_order() -> None:
 )
 def test_merge_patch(current: dict | None, desired: dict, patch: dict) -> None:
     assert st.merge_patch(current, desired) == patch
+
+
+@pytest.mark.parametrize(
+    ("value", "decimals", "shown"),
+    [
+        pytest.param(71.2857142857143, st.GPU_PERCENT_DECIMALS, 71.29, id="gpu"),
+        pytest.param(12.0, st.QUEUE_DEPTH_DECIMALS, 12.0, id="whole-queue"),
+        pytest.param(3.14159, st.QUEUE_DEPTH_DECIMALS, 3.14, id="fractional-queue"),
+        pytest.param(None, st.GPU_PERCENT_DECIMALS, None, id="no-reading"),
+    ],
+)
+def test_observed_readings_are_rounded_for_display(
+    value: float | None, decimals: int, shown: float | None
+) -> None:
+    assert st.rounded(value, decimals) == shown

@@ -279,8 +279,9 @@ async def _reconcile(
         demand_replicas=decision.unconstrained_replicas,
         max_replicas_by_capacity=capacity.max_replicas if capacity is not None else None,
         observed=ObservedMetrics(
-            queue_depth=queue_depth,
-            gpu_utilization_percent=gpu_percent,
+            # Rounded for `kubectl get` columns; the planner got the unrounded readings.
+            queue_depth=st.rounded(queue_depth, st.QUEUE_DEPTH_DECIMALS),
+            gpu_utilization_percent=st.rounded(gpu_percent, st.GPU_PERCENT_DECIMALS),
             sampled_at=(
                 st.to_datetime(queue_reading.sampled_at)
                 if queue_reading.sampled_at is not None

@@ -2,9 +2,10 @@
 
 Role: pure conversions, no I/O. Restore the planner's state from ``.status`` (so a restarted
 operator continues exactly where the last one stopped), keep condition transition times honest
-(``lastTransitionTime`` moves only when the status flips), and compute the merge patch between
-the stored status and the freshly rendered one (empty when nothing changed, so nothing is
-written). Times on the wire are RFC3339 UTC. Callers: ``controller.reconcile``, tests.
+(``lastTransitionTime`` moves only when the status flips), round the observed readings for
+display, and compute the merge patch between the stored status and the freshly rendered one
+(empty when nothing changed, so nothing is written). Times on the wire are RFC3339 UTC.
+Callers: ``controller.reconcile``, tests.
 """
 
 from __future__ import annotations
@@ -34,9 +35,19 @@ CONDITION_ORDER = (READY, METRICS_AVAILABLE, SCALING_LIMITED, SHED_LOAD)
 # off (gateways read it), so the planner's hysteresis is restored from this condition instead.
 DRY_RUN_WOULD_SHED = "DryRunWouldShed"
 
+# The observed readings are printed in `kubectl get` columns (Queue, GPU%): status shows them
+# rounded. The planner and the gauges always use the unrounded readings.
+QUEUE_DEPTH_DECIMALS = 2
+GPU_PERCENT_DECIMALS = 2
+
 _STATUS_FIELDS = frozenset(
     field.alias or name for name, field in InferencePoolStatus.model_fields.items()
 )
+
+
+def rounded(value: float | None, decimals: int) -> float | None:
+    """``value`` rounded for display in status; None stays None."""
+    return None if value is None else round(value, decimals)
 
 
 def to_datetime(epoch_seconds: float) -> datetime:
