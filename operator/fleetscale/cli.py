@@ -57,6 +57,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             os.environ,
             {
                 "prometheus_url": args.prometheus_url,
+                "prometheus_bearer_token_file": args.prometheus_bearer_token_file,
+                "prometheus_ca_file": args.prometheus_ca_file,
                 "namespaces": args.namespaces,
                 "log_format": args.log_format,
                 "log_level": args.log_level,
@@ -131,6 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the operator (flags override the FLEETSCALE_* environment variables)",
     )
     run.add_argument("--prometheus-url", help="default Prometheus URL [FLEETSCALE_PROMETHEUS_URL]")
+    run.add_argument(
+        "--prometheus-bearer-token-file",
+        metavar="FILE",
+        help="bearer token for the default Prometheus, re-read when the file changes "
+        "[FLEETSCALE_PROMETHEUS_BEARER_TOKEN_FILE]",
+    )
+    run.add_argument(
+        "--prometheus-ca-file",
+        metavar="FILE",
+        help="PEM CA bundle of the default Prometheus, re-read when the file changes "
+        "[FLEETSCALE_PROMETHEUS_CA_FILE]",
+    )
     run.add_argument(
         "--namespace",
         dest="namespaces",

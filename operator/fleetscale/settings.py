@@ -7,6 +7,11 @@ plain line naming the variable or flag, never as a traceback. Callers: ``fleetsc
 
 Environment variables (flags in brackets):
     FLEETSCALE_PROMETHEUS_URL  [--prometheus-url]  default Prometheus for pools that name none
+    FLEETSCALE_PROMETHEUS_BEARER_TOKEN_FILE  [--prometheus-bearer-token-file]  file holding the
+                               bearer token sent to the default Prometheus (re-read when it
+                               changes, so a rotated token is picked up)
+    FLEETSCALE_PROMETHEUS_CA_FILE  [--prometheus-ca-file]  PEM CA bundle that verifies the
+                               default Prometheus' certificate (re-read when it changes)
     FLEETSCALE_NAMESPACES      [--namespace, repeatable]  comma list; empty watches the cluster
     FLEETSCALE_LOG_FORMAT      [--log-format]  json (default) or console
     FLEETSCALE_LOG_LEVEL       [--log-level]   DEBUG, INFO (default), WARNING, ERROR
@@ -17,8 +22,10 @@ Environment variables (flags in brackets):
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -34,6 +41,11 @@ _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 # Field name -> (environment variable, command-line flag), for error messages and parsing.
 _SOURCES: dict[str, tuple[str, str]] = {
     "prometheus_url": ("FLEETSCALE_PROMETHEUS_URL", "--prometheus-url"),
+    "prometheus_bearer_token_file": (
+        "FLEETSCALE_PROMETHEUS_BEARER_TOKEN_FILE",
+        "--prometheus-bearer-token-file",
+    ),
+    "prometheus_ca_file": ("FLEETSCALE_PROMETHEUS_CA_FILE", "--prometheus-ca-file"),
     "namespaces": ("FLEETSCALE_NAMESPACES", "--namespace"),
     "log_format": ("FLEETSCALE_LOG_FORMAT", "--log-format"),
     "log_level": ("FLEETSCALE_LOG_LEVEL", "--log-level"),
@@ -53,6 +65,11 @@ class Settings(BaseModel):
 
     prometheus_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
     """Prometheus used by pools whose spec names no URL; None means such pools report an error."""
+    prometheus_bearer_token_file: Path | None = None
+    """Bearer token for the default Prometheus, read from this file (re-read when it changes).
+    Only sent to ``prometheus_url``: a pool that names its own URL uses its own Secrets."""
+    prometheus_ca_file: Path | None = None
+    """PEM CA bundle that verifies the default Prometheus (re-read when it changes)."""
     namespaces: tuple[str, ...] = ()
     """Namespaces to watch; empty means the whole cluster."""
     log_format: LogFormat = "json"
@@ -68,6 +85,14 @@ class Settings(BaseModel):
         for name in value:
             if not _DNS_LABEL.fullmatch(name):
                 raise ValueError(f"{name!r} is not a valid namespace name (DNS-1123 label)")
+        return value
+
+    @field_validator("prometheus_bearer_token_file", "prometheus_ca_file")
+    @classmethod
+    def _existing_file(cls, value: Path | None) -> Path | None:
+        # Checked at startup so a typo stops the command; later changes are re-read each tick.
+        if value is not None and not (value.is_file() and os.access(value, os.R_OK)):
+            raise ValueError("no such readable file")
         return value
 
     @property
@@ -88,7 +113,7 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         raw = raw.strip()
         if field_name == "namespaces":
             values[field_name] = tuple(part.strip() for part in raw.split(",") if part.strip())
-        elif field_name == "prometheus_url":
+        elif field_name in ("prometheus_url", "prometheus_bearer_token_file", "prometheus_ca_file"):
             values[field_name] = raw or None
         else:
             values[field_name] = raw

@@ -288,6 +288,8 @@ MATRIX = [
         {
             "prometheus": {
                 "url": "https://prometheus.monitoring.svc:9091",
+                "bearerTokenSecret": {"name": "fleetscale-prometheus", "key": "token"},
+                "caSecret": {"name": "prometheus-ca", "key": "ca.crt"},
                 "secretNames": ["prometheus-token", "prometheus-ca"],
             },
             "operator": {"logFormat": "console", "logLevel": "DEBUG", "httpPort": 9102},

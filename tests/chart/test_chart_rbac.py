@@ -374,3 +374,17 @@ def no_wildcards(rules: Iterable[dict[str, Any]]) -> list[str]:
 )
 def test_the_wildcard_check_finds_wildcards(rules: list[dict[str, Any]]) -> None:
     assert no_wildcards(rules)
+
+
+def test_default_prometheus_credentials_add_no_permission() -> None:
+    """The token and CA are volume mounts (the kubelet reads the Secrets), not API reads."""
+    base = {"prometheus": {"url": "https://prometheus.monitoring.svc:9091"}}
+    with_auth = {
+        "prometheus": {
+            **base["prometheus"],
+            "bearerTokenSecret": {"name": "fleetscale-prometheus", "key": "token"},
+            "caSecret": {"name": "prometheus-ca", "key": "ca.crt"},
+        }
+    }
+    assert rendered_permissions(render(with_auth)) == rendered_permissions(render(base))
+    assert not any(p[2] == "secrets" for p in rendered_permissions(render(with_auth)))

@@ -101,9 +101,19 @@ def test_operator_pod_is_locked_down(values: dict[str, Any]) -> None:
     }
     assert pod.get("hostNetwork") is not True
     assert pod.get("hostPID") is not True
-    # Writable only where Python needs it, and bounded.
-    assert [m["mountPath"] for m in container["volumeMounts"]] == ["/tmp"]
-    assert all(v["emptyDir"]["sizeLimit"] for v in pod["volumes"])
+    # Writable only where Python needs it, and bounded; Secrets are mounted read-only.
+    writable = [m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")]
+    assert writable == ["/tmp"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for mount in container["volumeMounts"]:
+        volume = volumes[mount["name"]]
+        assert set(volume) in ({"name", "emptyDir"}, {"name", "secret"}), volume
+        assert "subPath" not in mount  # subPath mounts never see a rotated Secret
+        if "emptyDir" in volume:
+            assert volume["emptyDir"]["sizeLimit"]
+        else:
+            assert mount["readOnly"] is True
+            assert volume["secret"]["defaultMode"] & 0o222 == 0  # no write bit
     assert container["resources"]["requests"]["cpu"]
     assert container["resources"]["limits"]["memory"]
 
@@ -157,6 +167,49 @@ def test_the_env_the_chart_sets_is_what_the_operator_reads() -> None:
     assert set(fleetscale_env) <= read, f"the operator ignores {set(fleetscale_env) - read}"
     # And the defaults the chart writes are values the operator accepts.
     settings.load_settings(fleetscale_env)
+
+
+PROMETHEUS_AUTH = {
+    "prometheus": {
+        "url": "https://prometheus.monitoring.svc:9091",
+        "bearerTokenSecret": {"name": "fleetscale-prometheus", "key": "bearer"},
+        "caSecret": {"name": "prometheus-ca", "key": "ca.pem"},
+    }
+}
+
+
+def test_default_prometheus_credentials_are_mounted_secrets_named_in_the_env() -> None:
+    objects = render(PROMETHEUS_AUTH)
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    container = operator_container(objects)
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    for variable, secret, key in (
+        ("FLEETSCALE_PROMETHEUS_BEARER_TOKEN_FILE", "fleetscale-prometheus", "bearer"),
+        ("FLEETSCALE_PROMETHEUS_CA_FILE", "prometheus-ca", "ca.pem"),
+    ):
+        [volume] = [v for v in volumes.values() if v.get("secret", {}).get("secretName") == secret]
+        assert volume["secret"]["items"] == [{"key": key, "path": key}]
+        mount = mounts[volume["name"]]
+        assert mount["readOnly"] is True
+        # The file the operator is told to read is the Secret's key inside that mount.
+        assert env[variable] == f"{mount['mountPath']}/{key}"
+    # The operator reads these variables, and nothing else comes from the Secrets.
+    from fleetscale import settings
+
+    read = {variable for variable, _flag in settings._SOURCES.values()}
+    assert {name for name in env if name.startswith("FLEETSCALE_")} <= read
+    assert all("valueFrom" not in e for e in container["env"])
+
+
+def test_without_credential_secrets_nothing_is_mounted_or_set() -> None:
+    objects = render({"prometheus": {"url": "http://prom:9090"}})
+    container = operator_container(objects)
+    env = {e["name"] for e in container["env"]}
+    assert not {"FLEETSCALE_PROMETHEUS_BEARER_TOKEN_FILE", "FLEETSCALE_PROMETHEUS_CA_FILE"} & env
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert [v["name"] for v in pod["volumes"]] == ["tmp"]
 
 
 def test_defaults_run_two_replicas_with_one_active_through_peering() -> None:

@@ -28,6 +28,21 @@ BAD_VALUES = [
         {"prometheus": {"secretNames": ["*"]}}, "secretNames", id="secret-wildcard-refused"
     ),
     pytest.param({"prometheus": {"bearerToken": "x"}}, "bearerToken", id="unknown-nested-key"),
+    pytest.param(
+        {"prometheus": {"bearerTokenSecret": {"name": "Prom_Token"}}},
+        "bearerTokenSecret",
+        id="token-secret-bad-name",
+    ),
+    pytest.param(
+        {"prometheus": {"caSecret": {"name": "prom-ca", "key": "../ca.crt"}}},
+        "caSecret",
+        id="ca-secret-key-with-a-path",
+    ),
+    pytest.param(
+        {"prometheus": {"caSecret": {"secretName": "prom-ca"}}},
+        "secretName",
+        id="ca-secret-unknown-key",
+    ),
     pytest.param({"replicas": 3}, "replicas", id="unknown-top-level-key"),
     pytest.param(
         {"rbac": {"extraScaleTargets": [{"apiGroup": "*", "resource": "*"}]}},

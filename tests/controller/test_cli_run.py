@@ -51,3 +51,30 @@ def test_no_cluster_credentials_exit_1_with_one_line(
     error = capsys.readouterr().err
     assert error.startswith("fleetscale run: no cluster credentials: ")
     assert error.count("\n") == 1
+
+
+def test_prometheus_credential_flags_reach_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fleetscale.controller.handlers as handlers
+    import fleetscale.logs as logs
+    from fleetscale.settings import Settings
+
+    token, ca = tmp_path / "token", tmp_path / "ca.crt"
+    token.write_text("t0k3n", encoding="utf-8")
+    ca.write_text("PEM", encoding="utf-8")
+    started: list[Settings] = []
+
+    def fake_run_operator(settings: Settings, _factory: object) -> int:
+        started.append(settings)
+        return 0
+
+    monkeypatch.setattr(handlers, "run_operator", fake_run_operator)
+    monkeypatch.setattr(logs, "configure_logging", lambda *_: None)  # keep global logging
+
+    argv = ["--prometheus-bearer-token-file", str(token), "--prometheus-ca-file", str(ca)]
+    assert main(["run", *argv]) == 0
+
+    [settings] = started
+    assert settings.prometheus_bearer_token_file == token
+    assert settings.prometheus_ca_file == ca

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -239,6 +241,77 @@ async def test_bearer_token_and_ca_are_read_from_secrets_and_reach_the_query() -
     assert query.endpoint.bearer_token == "s3cret"
     assert query.endpoint.ca_pem == "PEM"
     assert query.endpoint.timeout_seconds == 2
+
+
+def _operator_credentials(world: World, tmp_path: Path) -> tuple[Path, Path]:
+    token, ca = tmp_path / "token", tmp_path / "ca.crt"
+    token.write_text("operator-token\n", encoding="utf-8")
+    ca.write_text("OPERATOR-PEM", encoding="utf-8")
+    world.deps.settings = Settings(
+        prometheus_url="https://prom.monitoring:9091",
+        prometheus_bearer_token_file=token,
+        prometheus_ca_file=ca,
+    )
+    return token, ca
+
+
+async def test_the_default_prometheus_uses_the_operators_credential_files(tmp_path: Path) -> None:
+    world = World(replicas=2)
+    token, _ca = _operator_credentials(world, tmp_path)
+    await world.tick(spec(), NOW, queue=40)
+
+    [query] = world.signals.calls[0].queries
+    assert query.endpoint.url == "https://prom.monitoring:9091"
+    assert query.endpoint.bearer_token == "operator-token"
+    assert query.endpoint.ca_pem == "OPERATOR-PEM"
+
+    token.write_text("rotated-token", encoding="utf-8")  # the kubelet updated the Secret
+    stamp = token.stat().st_mtime_ns + 1_000_000_000
+    os.utime(token, ns=(stamp, stamp))
+    await world.tick(spec(), NOW + 15, queue=40)
+    assert world.signals.calls[-1].queries[0].endpoint.bearer_token == "rotated-token"
+
+
+async def test_a_pool_with_its_own_url_never_gets_the_operators_credentials(
+    tmp_path: Path,
+) -> None:
+    world = World(replicas=2)
+    _operator_credentials(world, tmp_path)
+    own = {"url": "https://team-prom:9090"}
+    await world.tick(spec(metrics={"prometheus": own, "queueDepth": {"query": QUEUE}}), NOW, 40)
+
+    [query] = world.signals.calls[0].queries
+    assert query.endpoint.url == "https://team-prom:9090"
+    assert query.endpoint.bearer_token is None
+    assert query.endpoint.ca_pem is None
+
+
+async def test_a_pools_secret_ref_overrides_the_operators_file_on_the_default_url(
+    tmp_path: Path,
+) -> None:
+    world = World(replicas=2)
+    _operator_credentials(world, tmp_path)
+    world.secrets.set_secret("serving", "team-token", {"token": "team"})
+    refs = {"bearerTokenSecretRef": {"name": "team-token", "key": "token"}}
+    await world.tick(spec(metrics={"prometheus": refs, "queueDepth": {"query": QUEUE}}), NOW, 40)
+
+    [query] = world.signals.calls[0].queries
+    assert query.endpoint.url == "https://prom.monitoring:9091"
+    assert query.endpoint.bearer_token == "team"
+    assert query.endpoint.ca_pem == "OPERATOR-PEM"  # not set by the pool: the operator's
+
+
+async def test_an_unreadable_credential_file_holds_and_says_which(tmp_path: Path) -> None:
+    world = World(replicas=2)
+    token, _ca = _operator_credentials(world, tmp_path)
+    token.unlink()
+    await world.tick(spec(), NOW, queue=40)
+
+    assert world.signals.calls == []  # no query without the credentials
+    assert world.scaler.writes == []
+    available = world.condition("MetricsAvailable")
+    assert (available["status"], available["reason"]) == ("False", "QueryFailed")
+    assert f"cannot read {token}" in available["message"]
 
 
 async def test_a_missing_secret_holds_and_says_which() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fleetscale.settings import Settings, SettingsError, load_settings
@@ -68,3 +70,52 @@ def test_bad_values_are_one_line_naming_the_source(
     message = str(raised.value)
     assert expected in message
     assert "\n" not in message
+
+
+def test_prometheus_credential_files_come_from_env_or_flags(tmp_path: Path) -> None:
+    token, ca, other = tmp_path / "token", tmp_path / "ca.crt", tmp_path / "other-token"
+    for path in (token, ca, other):
+        path.write_text("x", encoding="utf-8")
+    environ = {
+        "FLEETSCALE_PROMETHEUS_BEARER_TOKEN_FILE": str(token),
+        "FLEETSCALE_PROMETHEUS_CA_FILE": str(ca),
+    }
+    from_env = load_settings(environ)
+    assert (from_env.prometheus_bearer_token_file, from_env.prometheus_ca_file) == (token, ca)
+
+    flagged = load_settings(environ, {"prometheus_bearer_token_file": str(other)})
+    assert flagged.prometheus_bearer_token_file == other
+    assert flagged.prometheus_ca_file == ca
+
+    empty = {"FLEETSCALE_PROMETHEUS_BEARER_TOKEN_FILE": "", "FLEETSCALE_PROMETHEUS_CA_FILE": " "}
+    assert load_settings(empty) == Settings()
+
+
+@pytest.mark.parametrize(
+    ("environ", "flags", "expected"),
+    [
+        pytest.param(
+            {"FLEETSCALE_PROMETHEUS_BEARER_TOKEN_FILE": "/nonexistent/token"},
+            {},
+            "FLEETSCALE_PROMETHEUS_BEARER_TOKEN_FILE='/nonexistent/token': no such readable file",
+            id="token-env",
+        ),
+        pytest.param(
+            {},
+            {"prometheus_ca_file": "/nonexistent/ca.crt"},
+            "--prometheus-ca-file='/nonexistent/ca.crt': no such readable file",
+            id="ca-flag",
+        ),
+    ],
+)
+def test_a_missing_credential_file_stops_at_startup_naming_it(
+    environ: dict[str, str], flags: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_settings(environ, flags)
+    assert expected in str(raised.value)
+
+
+def test_a_directory_is_not_a_credential_file(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="FLEETSCALE_PROMETHEUS_CA_FILE"):
+        load_settings({"FLEETSCALE_PROMETHEUS_CA_FILE": str(tmp_path)})

@@ -47,6 +47,7 @@ from fleetscale.api.inferencepool import (
 )
 from fleetscale.controller import status as st
 from fleetscale.controller.acceleratorpools import CapacityReader
+from fleetscale.controller.credentials import CredentialFileError, CredentialFiles
 from fleetscale.logs import get_logger
 from fleetscale.metrics import OperatorMetrics
 from fleetscale.planner.readings import check_reading
@@ -109,6 +110,8 @@ class Dependencies:
     # Shed flags already in each pool's ConfigMap, so an unchanged flag is not re-written
     # every tick. Lost on restart, which costs one idempotent write per pool.
     published_flags: dict[tuple[str, str], ShedFlag] = field(default_factory=dict)
+    # The default Prometheus' token and CA files, re-read when they change (rotation).
+    credential_files: CredentialFiles = field(default_factory=CredentialFiles)
     # Wall time, for measuring durations only (decisions use ``now``).
     monotonic: Callable[[], float] = time.monotonic
 
@@ -360,8 +363,11 @@ async def _queries(
 ) -> dict[str, MetricQuery | MetricReading]:
     """The queries of this pool, or, when no endpoint can be built, the reading explaining why.
 
-    A missing URL or Secret is treated as metrics being unavailable: the planner then holds
-    the size (never scales down blind) and MetricsAvailable=False says why.
+    Endpoint and credentials: a pool that names its own URL uses it with its own Secrets
+    only. A pool without a URL uses the operator's default URL; its token and CA come from the
+    pool's Secret refs when set, else from the operator's credential files. A missing URL,
+    Secret or file is treated as metrics being unavailable: the planner then holds the size
+    (never scales down blind) and MetricsAvailable=False says why.
     """
     names = ("queue", "gpu") if spec.metrics.gpu_utilization is not None else ("queue",)
     source = spec.metrics.prometheus
@@ -372,16 +378,26 @@ async def _queries(
             "no Prometheus URL: set spec.metrics.prometheus.url or FLEETSCALE_PROMETHEUS_URL",
         )
         return dict.fromkeys(names, missing)
+    # The operator's own credential files go only to the operator's default URL: a pool that
+    # names its own Prometheus authenticates with its own Secrets, never with ours.
+    uses_default_url = source is None or source.url is None
+    token_ref = source.bearer_token_secret_ref if source is not None else None
+    ca_ref = source.ca_secret_ref if source is not None else None
+    settings = deps.settings
     token: str | None = None
     ca_pem: str | None = None
     try:
-        if source is not None and source.bearer_token_secret_ref is not None:
-            ref = source.bearer_token_secret_ref
-            token = (await deps.secrets.read_key(pool.namespace, ref.name, ref.key)).strip()
-        if source is not None and source.ca_secret_ref is not None:
-            ref = source.ca_secret_ref
-            ca_pem = await deps.secrets.read_key(pool.namespace, ref.name, ref.key)
-    except (SecretNotFound, ActuatorError) as error:
+        if token_ref is not None:
+            token = (
+                await deps.secrets.read_key(pool.namespace, token_ref.name, token_ref.key)
+            ).strip()
+        elif uses_default_url and settings.prometheus_bearer_token_file is not None:
+            token = deps.credential_files.read(settings.prometheus_bearer_token_file).strip()
+        if ca_ref is not None:
+            ca_pem = await deps.secrets.read_key(pool.namespace, ca_ref.name, ca_ref.key)
+        elif uses_default_url and settings.prometheus_ca_file is not None:
+            ca_pem = deps.credential_files.read(settings.prometheus_ca_file)
+    except (SecretNotFound, ActuatorError, CredentialFileError) as error:
         missing = MetricReading.failed(
             MetricProblem.QUERY_FAILED, f"cannot read Prometheus credentials: {error}"
         )
