@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -99,9 +100,15 @@ async def test_the_command_runs_the_operator_and_stops_on_sigterm(
         assert process.returncode is None, "the operator exited early"
         assert await _get(f"{base}/healthz") == 200
         assert await _get(f"{base}/readyz") == 200
-        async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as response:
-            metrics = await response.text()
-        assert 'fleetscale_desired_replicas{namespace="serving",pool="llama"} 4.0' in metrics
+        # The gauges are set when the tick reports, a moment after /scale was written.
+        expected = 'fleetscale_desired_replicas{namespace="serving",pool="llama"} 4.0'
+        metrics = ""
+        deadline = time.monotonic() + 15
+        while expected not in metrics and time.monotonic() < deadline:
+            async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as resp:
+                metrics = await resp.text()
+            await asyncio.sleep(0.1)
+        assert expected in metrics
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
