@@ -13,35 +13,16 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from fleetscale.kubeapi import RetryPolicy, describe, with_retries
 from fleetscale.nodepools.base import GROUP_NOT_FOUND, PROVIDER_FAILED, ProviderError
 
 T = TypeVar("T")
 
-_TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 ATTEMPTS = 3
 FIRST_BACKOFF_SECONDS = 0.2
-
-
-def _transient(error: BaseException) -> bool:
-    if isinstance(error, ApiException):
-        return error.status in _TRANSIENT_STATUSES
-    return isinstance(error, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
-
-
-def describe(error: BaseException) -> str:
-    """The API server's message (from its Status body), else the error itself."""
-    if isinstance(error, ApiException):
-        try:
-            body = json.loads(error.body or "")
-            message = body.get("message", "") if isinstance(body, dict) else ""
-        except ValueError:
-            message = (error.body or "").strip()[:300]
-        head = f"HTTP {error.status} {error.reason or ''}".rstrip()
-        return f"{head}: {message}" if message else head
-    return f"{type(error).__name__}: {error}"
+_RETRY = RetryPolicy(attempts=ATTEMPTS, first_backoff_seconds=FIRST_BACKOFF_SECONDS)
 
 
 def is_not_found(error: BaseException) -> bool:
@@ -54,16 +35,11 @@ async def call(what: str, function: Callable[..., T], *args: Any, **kwargs: Any)
     ``what`` names the operation for the error message ("scale MachineDeployment ns/md").
     A 404 raises ProviderError(NodeGroupNotFound).
     """
-    for attempt in range(ATTEMPTS):
-        try:
-            return await asyncio.to_thread(function, *args, **kwargs)
-        except Exception as error:
-            if _transient(error) and attempt < ATTEMPTS - 1:
-                await asyncio.sleep(FIRST_BACKOFF_SECONDS * 2**attempt)
-                continue
-            reason = GROUP_NOT_FOUND if is_not_found(error) else PROVIDER_FAILED
-            raise ProviderError(reason, f"{what}: {describe(error)}") from error
-    raise AssertionError("unreachable: the last attempt returns or raises")
+    try:
+        return await with_retries(lambda: asyncio.to_thread(function, *args, **kwargs), _RETRY)
+    except Exception as error:
+        reason = GROUP_NOT_FOUND if is_not_found(error) else PROVIDER_FAILED
+        raise ProviderError(reason, f"{what}: {describe(error)}") from error
 
 
 async def call_json(what: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
