@@ -149,6 +149,20 @@ async def test_nodes_are_requested_from_demand_before_pods_go_pending() -> None:
     assert limit.seconds_until_more == 60
 
 
+async def test_a_pool_whose_demand_fits_reads_no_cap() -> None:
+    """CapacityAvailable's maxReplicas is only the demand planned for: no cap for the planner."""
+    cluster = InMemoryCluster(
+        node_objects=[node("h100-0")],
+        pod_objects=[model_pod("chat-0", "h100-0")],
+        inference_pool_objects=[inference_pool("chat", recommended=2, replicas=1)],
+    )
+    pool_deps, _ = deps(cluster, FakeNodePool(desired=1))
+    result = await reconcile_accelerator_pool("h100", "uid", 1, pool_spec(), None, pool_deps, NOW)
+    assert allocation(result.status, "chat")["reason"] == "CapacityAvailable"
+    cluster.accelerator_pool_objects["h100"] = {"status": result.status}
+    assert await AcceleratorPoolCapacity(cluster).limit_for("h100", "serving", "chat") is None
+
+
 async def test_capped_pool_sheds_the_lower_priority_first() -> None:
     cluster = InMemoryCluster(
         node_objects=[node("h100-0"), node("h100-1")],

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st_
 
-from fleetscale.api.inferencepool import InferencePoolStatus
+from fleetscale.api.inferencepool import InferencePoolStatus, ShedLoadStatus
 from fleetscale.controller import status as st
 from fleetscale.planner.types import PlannerState, ShedState, TimedDelta, TimedReplicas
 
@@ -29,6 +29,7 @@ epochs = st_.floats(min_value=1_600_000_000, max_value=2_000_000_000).map(
     last_scale_time=st_.none() | epochs,
     shed_since=epochs,
     shed_active=st_.booleans(),
+    release_candidate_since=st_.none() | epochs,
 )
 def test_planner_state_round_trips_through_the_wire(
     recommendations: list[TimedReplicas],
@@ -36,11 +37,17 @@ def test_planner_state_round_trips_through_the_wire(
     last_scale_time: float | None,
     shed_since: float,
     shed_active: bool,
+    release_candidate_since: float | None,
 ) -> None:
     state = PlannerState(
         recommendations=tuple(recommendations),
         scale_events=tuple(scale_events),
-        shed=ShedState(active=shed_active, since=shed_since, reason="QueueOverThreshold"),
+        shed=ShedState(
+            active=shed_active,
+            since=shed_since,
+            reason="QueueOverThreshold",
+            release_candidate_since=release_candidate_since if shed_active else None,
+        ),
         last_scale_time=last_scale_time,
     )
     status = InferencePoolStatus(
@@ -62,6 +69,33 @@ def test_planner_state_round_trips_through_the_wire(
     assert (restored.last_scale_time is None) == (last_scale_time is None)
     assert restored.shed.active == shed_active
     assert restored.shed.since == pytest.approx(shed_since, abs=1e-6)
+    if state.shed.release_candidate_since is None:
+        assert restored.shed.release_candidate_since is None
+    else:
+        assert restored.shed.release_candidate_since == pytest.approx(
+            state.shed.release_candidate_since, abs=1e-6
+        )
+
+
+def test_dry_run_keeps_the_release_timer() -> None:
+    """DryRun publishes no flag, yet its would-shed release timer survives a restart."""
+    would_shed = ShedState(
+        active=True, since=NOW - 300, reason="MaxReplicas", release_candidate_since=NOW - 20
+    )
+    status = InferencePoolStatus(
+        shed_load=ShedLoadStatus(
+            active=False,
+            reason="DryRun",
+            release_candidate_since=st.release_candidate_time(would_shed),
+        ),
+        conditions=st.set_condition(
+            (), st.SHED_LOAD, True, st.DRY_RUN_WOULD_SHED, "would shed", NOW - 300, 1
+        ),
+    )
+    restored_status, _ = st.parse_status(status.to_wire())
+    restored = st.planner_state_from_status(restored_status, dry_run=True)
+    assert restored.shed.active
+    assert restored.shed.release_candidate_since == pytest.approx(NOW - 20)
 
 
 def test_foreign_status_fields_are_ignored_and_garbage_starts_fresh() -> None:

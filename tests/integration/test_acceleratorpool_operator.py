@@ -112,4 +112,6 @@ async def test_nodes_are_requested_and_replicas_follow_them(
     assert status["desiredNodes"] == 3
     assert status["allocations"][0]["name"] == "chat"
     assert status["allocations"][0]["maxReplicas"] == 6
-    assert cluster.status(NS, "chat")["maxReplicasByCapacity"] == 6
+    assert status["allocations"][0]["reason"] == "CapacityAvailable"
+    # All of its demand fits: no cap (6 is only the demand the pool planned for).
+    assert cluster.status(NS, "chat").get("maxReplicasByCapacity") is None

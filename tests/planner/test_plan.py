@@ -149,6 +149,29 @@ class Expect:
             id="capacity-available-is-no-limit",
         ),
         pytest.param(
+            make_spec(max_replicas=40),
+            observe(4, queue=100, capacity=CapacityLimit(4, "CapacityAvailable", "all fit")),
+            QUIET,
+            Expect(8, "ScaledUp", limited="ReplicasNotReady", shed="ReplicasNotReady"),
+            id="capacity-available-neither-holds-nor-names-the-shed",
+        ),
+        pytest.param(
+            make_spec(max_replicas=40),
+            observe(4, queue=100, capacity=CapacityLimit(4, "MaxNodes", "2 of 2 nodes")),
+            QUIET,
+            Expect(4, "MaxNodes", limited="MaxNodes", shed="MaxNodes"),
+            id="same-cap-as-max-nodes-holds-and-sheds",
+        ),
+        pytest.param(
+            make_spec(),
+            observe(
+                4, queue=MetricProblem.QUERY_FAILED, capacity=CapacityLimit(2, "CapacityAvailable")
+            ),
+            QUIET,
+            Expect(4, "MetricsUnavailable", metrics="QueryFailed"),
+            id="capacity-available-is-no-limit-without-metrics",
+        ),
+        pytest.param(
             make_spec(max_replicas=4),
             observe(6, queue=MetricProblem.QUERY_FAILED),
             QUIET,

@@ -76,6 +76,7 @@ def specs(
     shed_load: dict[str, Any] = {
         "enabled": draw(st.booleans()),
         "queuePerReplicaThreshold": threshold,
+        "releaseAfterSeconds": draw(st.sampled_from([0, 30]) | st.integers(0, max_window)),
     }
     if release_share is not None:
         shed_load["releaseQueuePerReplica"] = threshold * release_share
@@ -155,6 +156,7 @@ states = st.builds(
         active=st.booleans(),
         since=st.none() | _PAST,
         reason=st.sampled_from(["NotLimited", "MaxReplicas", "MaxNodes", "QueueBelowRelease"]),
+        release_candidate_since=st.none() | _PAST,
     ),
     last_scale_time=st.none() | _PAST,
 )
@@ -232,6 +234,7 @@ def test_constant_load_converges_and_stays_put(
     horizon = max(
         behavior.longest_window_seconds(spec.behavior),
         behavior.longest_period_seconds(spec.behavior),
+        spec.shed_load.release_after_seconds,
     )
     # After this many unchanged ticks every window and period holds only the fixed point.
     settle_ticks = math.ceil(horizon / poll) + 2
@@ -316,6 +319,25 @@ def test_shed_only_when_limited(
         assert shed.retry_after_seconds is None
     assert shed.changed == (shed.active != state.shed.active)
     assert new_state.shed.active == shed.active
+
+
+@given(spec=specs(), observation=observations(), state=states)
+def test_limited_flag_stops_only_after_release_after_seconds(
+    spec: InferencePoolSpec, observation: Observation, state: PlannerState
+) -> None:
+    decision, new_state = plan(spec, observation, state, NOW)
+    hold = spec.shed_load.release_after_seconds
+    released = state.shed.active and not decision.shed.active
+    if released and decision.shed.reason == "QueueBelowRelease" and hold > 0:
+        since = state.shed.release_candidate_since
+        assert since is not None
+        assert NOW - since >= hold
+    if new_state.shed.release_candidate_since is not None:
+        assert new_state.shed.active
+        assert decision.scaling_limited.status
+        assert new_state.shed.release_candidate_since <= NOW
+    assert decision.shed.reason != "CapacityAvailable"
+    assert decision.scaling_limited.reason != "CapacityAvailable"
 
 
 @given(spec=specs(), observation=observations(), state=states)

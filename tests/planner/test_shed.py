@@ -55,7 +55,14 @@ _RETRY = shed.RetryInputs(
             ShedLoadSpec(), _AT_MAX, 100, 10, _ON, True, "MaxReplicas", id="at-release-keeps-on"
         ),
         pytest.param(
-            ShedLoadSpec(), _AT_MAX, 99, 10, _ON, False, "QueueBelowRelease", id="releases"
+            ShedLoadSpec(release_after_seconds=0),
+            _AT_MAX,
+            99,
+            10,
+            _ON,
+            False,
+            "QueueBelowRelease",
+            id="releases",
         ),
         pytest.param(
             ShedLoadSpec(release_queue_per_replica=5),
@@ -130,6 +137,108 @@ def test_decide_shed(
     assert decision.changed == (active != previous.active)
     assert (decision.retry_after_seconds is not None) == active
     assert decision.message
+
+
+_HOLD = 30  # shedLoad.releaseAfterSeconds in the table below
+
+
+def _below_since(age: float | None) -> ShedState:
+    """An active flag whose queue has been below the release threshold for ``age`` seconds."""
+    return ShedState(
+        active=True,
+        since=NOW - 300,
+        reason="MaxReplicas",
+        release_candidate_since=None if age is None else NOW - age,
+    )
+
+
+@pytest.mark.parametrize(
+    ("limit", "queue", "previous", "active", "reason", "candidate"),
+    [
+        pytest.param(_AT_MAX, 10, _below_since(None), True, "MaxReplicas", NOW, id="first-sample"),
+        pytest.param(
+            _AT_MAX, 10, _below_since(15), True, "MaxReplicas", NOW - 15, id="still-counting"
+        ),
+        pytest.param(
+            _AT_MAX, 10, _below_since(29.9), True, "MaxReplicas", NOW - 29.9, id="just-short"
+        ),
+        pytest.param(_AT_MAX, 10, _below_since(30), False, "QueueBelowRelease", None, id="held"),
+        pytest.param(
+            _AT_MAX, 0, _below_since(600), False, "QueueBelowRelease", None, id="long-held"
+        ),
+        pytest.param(
+            _AT_MAX, 150, _below_since(20), True, "MaxReplicas", None, id="back-above-resets"
+        ),
+        pytest.param(_AT_MAX, 300, _below_since(20), True, "MaxReplicas", None, id="over-resets"),
+        pytest.param(
+            _AT_MAX, None, _below_since(20), True, "MaxReplicas", None, id="no-metrics-resets"
+        ),
+        pytest.param(
+            _LOADING, 10, _below_since(5), True, "ReplicasNotReady", NOW - 5, id="limit-changes"
+        ),
+        pytest.param(_FREE, 10, _below_since(5), False, "NotLimited", None, id="unlimited-at-once"),
+        pytest.param(_FREE, 150, _below_since(None), False, "NotLimited", None, id="unlimited"),
+        pytest.param(
+            _AT_MAX, 10, _below_since(-5), True, "MaxReplicas", NOW, id="future-mark-restarts"
+        ),
+        pytest.param(_AT_MAX, 10, _OFF, False, "QueueBelowRelease", None, id="off-stays-off"),
+    ],
+)
+def test_release_waits_for_release_after_seconds(
+    limit: ConditionVerdict,
+    queue: float | None,
+    previous: ShedState,
+    active: bool,
+    reason: str,
+    candidate: float | None,
+) -> None:
+    """While limited, the flag stops only after the queue stayed low for releaseAfterSeconds."""
+    decision = shed.decide_shed(
+        spec=ShedLoadSpec(release_after_seconds=_HOLD),
+        limit=limit,
+        queue_depth=queue,
+        ready_replicas=10,
+        previous=previous,
+        retry=_RETRY,
+    )
+    assert (decision.active, decision.reason) == (active, reason)
+    assert decision.release_candidate_since == candidate
+    assert decision.message
+    state = shed.next_shed_state(previous, decision, NOW)
+    assert state.release_candidate_since == candidate
+
+
+def test_release_after_zero_releases_on_the_first_low_sample() -> None:
+    decision = shed.decide_shed(
+        spec=ShedLoadSpec(release_after_seconds=0),
+        limit=_AT_MAX,
+        queue_depth=10,
+        ready_replicas=10,
+        previous=_below_since(None),
+        retry=_RETRY,
+    )
+    assert (decision.active, decision.reason) == (False, "QueueBelowRelease")
+
+
+def test_release_timer_through_ticks() -> None:
+    """A replica becoming Ready empties the queue for a moment: the flag stays up through it."""
+    spec = ShedLoadSpec(release_after_seconds=_HOLD)
+    state = _below_since(None)
+    flags = []
+    for tick, queue in enumerate([10, 0, 150, 0, 0, 0, 0]):
+        now = NOW + 15 * tick
+        decision = shed.decide_shed(
+            spec=spec,
+            limit=_AT_MAX,
+            queue_depth=queue,
+            ready_replicas=10,
+            previous=state,
+            retry=shed.RetryInputs(None, None, None, 15, now),
+        )
+        state = shed.next_shed_state(state, decision, now)
+        flags.append(decision.active)
+    # The sample at 150 (between the thresholds) restarts the timer at tick 3; 30 s later: off.
+    assert flags == [True, True, True, True, True, False, False]
 
 
 def _capacity(seconds_until_more: float | None, reason: str = "NodesProvisioning") -> CapacityLimit:

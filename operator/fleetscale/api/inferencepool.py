@@ -175,6 +175,11 @@ class ShedLoadSpec(ApiModel):
     release_queue_per_replica: float | None = Field(default=None, ge=0, le=100000)
     """Shed stops when waiting requests per replica fall below this (hysteresis). Default: half
     of queuePerReplicaThreshold."""
+    release_after_seconds: int = Field(default=30, ge=0, le=3600)
+    """While the fleet is still limited, shed stops only after waiting requests per replica have
+    stayed below the release threshold this long: a replica that just became Ready drains the
+    queue for a moment while demand is still above capacity. 0 releases on the first sample
+    below the threshold. When the fleet is no longer limited the flag stops at once."""
     config_map_name: str | None = Field(default=None, min_length=1, max_length=253)
     """If set, the flag is also published in this ConfigMap (keys: active, retryAfterSeconds,
     reason, since) for gateways that read ConfigMaps."""
@@ -245,6 +250,9 @@ class ShedLoadStatus(ApiModel):
     """When the flag last changed."""
     retry_after_seconds: int | None = Field(default=None, ge=0)
     """Seconds clients should wait before retrying."""
+    release_candidate_since: datetime | None = None
+    """While the flag is on: since when waiting requests per replica have stayed below the
+    release threshold (shedLoad.releaseAfterSeconds counts from here)."""
 
 
 class Recommendation(ApiModel):
@@ -281,7 +289,8 @@ class InferencePoolStatus(ApiModel):
     """Replicas the signals ask for before behavior, bounds and capacity: what the
     AcceleratorPool plans nodes for."""
     max_replicas_by_capacity: int | None = None
-    """Replicas the accelerator pool can hold for this pool now, if an AcceleratorPool is used."""
+    """Replicas the accelerator pool can hold for this pool now, if an AcceleratorPool is used
+    and caps it (absent while all of the pool's demand fits)."""
     observed: ObservedMetrics | None = None
     """Last measurement."""
     shed_load: ShedLoadStatus | None = None

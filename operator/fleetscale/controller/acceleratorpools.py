@@ -57,6 +57,7 @@ from fleetscale.nodepools import build_provider
 from fleetscale.nodepools.base import NodePoolProvider, NodeRef, ProviderError
 from fleetscale.nodepools.placeholder import is_placeholder
 from fleetscale.planner.capacity import (
+    CAPACITY_AVAILABLE,
     CapacityObservation,
     CapacityPlan,
     CapacityState,
@@ -179,9 +180,10 @@ class CapacityReader(Protocol):
     """Hands an InferencePool the cap its AcceleratorPool allocated to it."""
 
     async def limit_for(self, pool_name: str, namespace: str, name: str) -> CapacityLimit | None:
-        """The cap: the pool's allocation; AllocationPending (hold the current size) before the
-        pool has planned for it; AcceleratorPoolNotFound (hold) when the pool does not exist;
-        None (no cap) when the pool cannot be read (logged). Never raises."""
+        """The cap: the pool's allocation (None, no cap, when all its demand fits);
+        AllocationPending (hold the current size) before the pool has planned for it;
+        AcceleratorPoolNotFound (hold) when the pool does not exist; None (no cap) when the
+        pool cannot be read (logged). Never raises."""
         ...
 
 
@@ -208,6 +210,11 @@ class AcceleratorPoolCapacity:
         for raw in (pool.get("status") or {}).get("allocations") or []:
             if raw.get("namespace") == namespace and raw.get("name") == name:
                 allocation = PoolAllocation.model_validate(raw)
+                if allocation.reason == CAPACITY_AVAILABLE:
+                    # All of this pool's demand fits: no cap. Its maxReplicas is only the demand
+                    # it was planned for; passed on it would read as a limit (in status and in
+                    # `fleetscale explain`) and hold the next scale-up back.
+                    return None
                 return CapacityLimit(
                     max_replicas=allocation.max_replicas,
                     reason=allocation.reason,

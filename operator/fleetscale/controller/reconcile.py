@@ -268,7 +268,11 @@ async def _reconcile(
         stored, decision, new_state, dry_run, ready_reason, ready_message, now, pool.generation
     )
     shed_load = (
-        ShedLoadStatus(active=False, reason="DryRun")
+        ShedLoadStatus(
+            active=False,
+            reason="DryRun",
+            release_candidate_since=st.release_candidate_time(new_state.shed),
+        )
         if dry_run
         else st.shed_status(new_state.shed, shed_flag.retry_after_seconds)
     )

@@ -98,12 +98,14 @@ def planner_state_from_status(status: InferencePoolStatus, dry_run: bool) -> Pla
                 active=True,
                 since=to_epoch(condition.last_transition_time),
                 reason=DRY_RUN_WOULD_SHED,
+                release_candidate_since=_release_candidate_since(status.shed_load),
             )
     elif status.shed_load is not None:
         shed = ShedState(
             active=status.shed_load.active,
             since=to_epoch(status.shed_load.since) if status.shed_load.since else None,
             reason=status.shed_load.reason or ShedState().reason,
+            release_candidate_since=_release_candidate_since(status.shed_load),
         )
     return PlannerState(
         recommendations=tuple(
@@ -117,6 +119,12 @@ def planner_state_from_status(status: InferencePoolStatus, dry_run: bool) -> Pla
         shed=shed,
         last_scale_time=to_epoch(status.last_scale_time) if status.last_scale_time else None,
     )
+
+
+def _release_candidate_since(shed_load: ShedLoadStatus | None) -> float | None:
+    if shed_load is None or shed_load.release_candidate_since is None:
+        return None
+    return to_epoch(shed_load.release_candidate_since)
 
 
 def history_fields(state: PlannerState) -> dict[str, Any]:
@@ -142,7 +150,14 @@ def shed_status(state: ShedState, retry_after_seconds: int | None) -> ShedLoadSt
         reason=state.reason,
         since=to_datetime(state.since) if state.since is not None else None,
         retry_after_seconds=retry_after_seconds if state.active else None,
+        release_candidate_since=release_candidate_time(state),
     )
+
+
+def release_candidate_time(state: ShedState) -> datetime | None:
+    """``ShedState.release_candidate_since`` in status form (also kept in DryRun's status)."""
+    since = state.release_candidate_since
+    return to_datetime(since) if state.active and since is not None else None
 
 
 def find_condition(conditions: Iterable[Condition], type_: str) -> Condition | None:

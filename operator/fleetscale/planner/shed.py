@@ -12,8 +12,16 @@ Rules, first match wins (``per_replica`` = waiting requests / max(ready replicas
 4. ``per_replica > queuePerReplicaThreshold``: on, with the limit's reason (``MaxReplicas``,
    ``MaxNodes``, ``ReplicasNotReady`` ...).
 5. ``per_replica < releaseQueuePerReplica`` (default half the threshold): off
-   (``QueueBelowRelease``).
+   (``QueueBelowRelease``), but an active flag only once the queue has stayed below the release
+   threshold for ``releaseAfterSeconds`` (counted from the first such sample, remembered in
+   ``ShedState.release_candidate_since``); until then it stays on with the limit's reason
+   (time hysteresis: a replica that just became Ready swallows the queue for a moment while
+   demand is still above capacity). ``releaseAfterSeconds: 0`` releases on the first sample.
 6. In between: unchanged (hysteresis); an active flag takes the current limit's reason.
+
+The release timer runs only while every tick sees the queue below the release threshold: a
+sample at or above it, missing metrics, or the flag going off resets it. Rules 1-2 release at
+once (the fleet can grow to meet demand).
 
 Retry-After (only while on), clamped to ``[1, maxRetryAfterSeconds]`` and rounded up:
 
@@ -30,7 +38,7 @@ from dataclasses import dataclass
 
 from fleetscale.api.inferencepool import ShedLoadSpec
 from fleetscale.planner.limits import REPLICAS_NOT_READY
-from fleetscale.planner.text import number
+from fleetscale.planner.text import number, seconds
 from fleetscale.planner.types import (
     CapacityLimit,
     ConditionVerdict,
@@ -86,7 +94,9 @@ def decide_shed(
 ) -> ShedDecision:
     """The shed flag for this tick; ``queue_depth`` None means metrics are unavailable."""
 
-    def decision(active: bool, reason: str, message: str) -> ShedDecision:
+    def decision(
+        active: bool, reason: str, message: str, release_candidate_since: float | None = None
+    ) -> ShedDecision:
         return ShedDecision(
             active=active,
             reason=reason,
@@ -95,6 +105,7 @@ def decide_shed(
                 retry_after_seconds(limit, retry, spec.max_retry_after_seconds) if active else None
             ),
             changed=active != previous.active,
+            release_candidate_since=release_candidate_since if active else None,
         )
 
     if not spec.enabled:
@@ -117,6 +128,25 @@ def decide_shed(
             True, limit.reason, f"{load}, over {number(threshold)}, while {limit.message}"
         )
     if per_replica < release:
+        hold = spec.release_after_seconds
+        if previous.active and hold > 0:
+            below_since = previous.release_candidate_since
+            if below_since is None or below_since > retry.now:
+                below_since = retry.now
+            below_for = retry.now - below_since
+            if below_for < hold:
+                return decision(
+                    True,
+                    limit.reason,
+                    f"{load}, under {number(release)} for {seconds(below_for)} of "
+                    f"{seconds(hold)} (shedLoad.releaseAfterSeconds), while {limit.message}",
+                    release_candidate_since=below_since,
+                )
+            return decision(
+                False,
+                QUEUE_BELOW_RELEASE,
+                f"{load}, under {number(release)} for {seconds(below_for)}",
+            )
         return decision(False, QUEUE_BELOW_RELEASE, f"{load}, under {number(release)}")
     if previous.active:
         return decision(
@@ -130,4 +160,9 @@ def decide_shed(
 def next_shed_state(previous: ShedState, shed: ShedDecision, now: float) -> ShedState:
     """What to remember: ``since`` moves only when the flag flips."""
     since = now if shed.changed or previous.since is None else previous.since
-    return ShedState(active=shed.active, since=since, reason=shed.reason)
+    return ShedState(
+        active=shed.active,
+        since=since,
+        reason=shed.reason,
+        release_candidate_since=shed.release_candidate_since if shed.active else None,
+    )

@@ -103,6 +103,9 @@ class ShedState:
     active: bool = False
     since: float | None = None
     reason: str = "NotLimited"
+    # While the flag is on and the fleet still limited: since when the queue per replica has
+    # stayed below the release threshold (None while it is not below it).
+    release_candidate_since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,8 @@ class ShedDecision:
     message: str = ""
     retry_after_seconds: int | None = None
     changed: bool = False
+    # What ``ShedState.release_candidate_since`` becomes after this tick.
+    release_candidate_since: float | None = None
 
 
 @dataclass(frozen=True)
