@@ -131,6 +131,18 @@ async def test_status_is_not_rewritten_when_nothing_changed() -> None:
     assert world.writes == 1
 
 
+async def test_constant_load_leaves_the_history_in_status_alone() -> None:
+    world = World(replicas=8)
+    await world.tick(spec(), NOW, queue=40)
+    history = world.status["recommendations"] if world.status else None
+    for tick in range(1, 6):
+        result = await world.tick(spec(), NOW + 15 * tick, queue=40)
+        # Only the sample's time moves; the run-length history does not.
+        assert set(result.patch) <= {"observed"}
+    assert world.status is not None
+    assert world.status["recommendations"] == history
+
+
 async def test_a_changed_reading_patches_only_what_changed() -> None:
     world = World(replicas=8)
     await world.tick(spec(), NOW, queue=40)
@@ -494,7 +506,10 @@ async def test_a_new_operator_continues_from_status() -> None:
     second.status = first.status
     await second.tick(spec(), NOW + 30, queue=5)
     assert second.scaler.writes == []  # 8 was recommended 30 s ago: still in the window
-    await second.tick(spec(), NOW + 61, queue=5)
+    # The ask of 8 ran until NOW + 15, when 1 replaced it: in the 60 s window before NOW + 75.
+    await second.tick(spec(), NOW + 74, queue=5)
+    assert second.scaler.writes == []
+    await second.tick(spec(), NOW + 75, queue=5)
     assert [call.replicas for call in second.scaler.writes] == [1]
 
 

@@ -37,8 +37,36 @@ def _events(*entries: tuple[float, int]) -> tuple[TimedDelta, ...]:
         pytest.param((), 3, 5, 0, 3, "RecommendationStable", id="no-history"),
         pytest.param(_recs((100, 8)), 3, 5, 0, 5, "ScaleDownStabilized", id="recent-high-holds"),
         pytest.param(_recs((100, 4)), 3, 5, 0, 4, "ScaleDownStabilized", id="partial-shrink"),
-        pytest.param(_recs((300, 8)), 3, 5, 0, 3, "RecommendationStable", id="window-edge-out"),
-        pytest.param(_recs((299, 8)), 3, 5, 0, 5, "ScaleDownStabilized", id="window-edge-in"),
+        pytest.param(
+            _recs((400, 8), (300, 3)), 3, 5, 0, 3, "RecommendationStable", id="window-edge-out"
+        ),
+        pytest.param(
+            _recs((400, 8), (299, 3)), 3, 5, 0, 5, "ScaleDownStabilized", id="window-edge-in"
+        ),
+        pytest.param(
+            _recs((1000, 8)), 3, 5, 0, 5, "ScaleDownStabilized", id="running-segment-counts"
+        ),
+        pytest.param(
+            _recs((1000, 8), (400, 6), (10, 3)),
+            3,
+            8,
+            0,
+            6,
+            "ScaleDownStabilized",
+            id="segment-spanning-window-start-counts",
+        ),
+        pytest.param(
+            _recs((20, 4), (10, 9)),
+            9,
+            5,
+            0,
+            9,
+            "RecommendationStable",
+            id="zero-window-current-only",
+        ),
+        pytest.param(
+            _recs((10, 9), (20, 4)), 3, 5, 0, 5, "ScaleDownStabilized", id="unordered-is-sorted"
+        ),
         pytest.param(_recs((20, 4)), 9, 5, 60, 5, "ScaleUpStabilized", id="recent-low-holds"),
         pytest.param(_recs((20, 7)), 9, 5, 60, 7, "ScaleUpStabilized", id="partial-growth"),
         pytest.param(_recs((0, 4)), 9, 5, 0, 9, "RecommendationStable", id="zero-up-window"),
@@ -241,14 +269,28 @@ def test_rate_limit_message_names_the_policies() -> None:
 @pytest.mark.parametrize(
     ("history", "replicas", "expected"),
     [
-        pytest.param(_recs((400, 5), (200, 6)), 7, _recs((200, 6), (0, 7)), id="drops-expired"),
+        pytest.param(
+            _recs((700, 4), (400, 5), (200, 6)),
+            7,
+            _recs((400, 5), (200, 6), (0, 7)),
+            id="keeps-the-segment-spanning-the-window-start",
+        ),
+        pytest.param(
+            _recs((700, 4), (300, 5), (200, 6)),
+            7,
+            _recs((300, 5), (200, 6), (0, 7)),
+            id="drops-segments-ended-at-the-cutoff",
+        ),
         pytest.param(
             _recs((100, 5), (50, 6), (20, 5)),
             6,
-            _recs((20, 5), (0, 6)),
-            id="newest-of-equal-values-covers-older",
+            _recs((100, 5), (50, 6), (20, 5), (0, 6)),
+            id="a-change-starts-a-segment",
         ),
-        pytest.param(_recs((30, 5), (15, 5)), 5, _recs((0, 5)), id="constant-load-one-entry"),
+        pytest.param(_recs((30, 5)), 5, _recs((30, 5)), id="equal-ask-adds-nothing"),
+        pytest.param(_recs((900, 5)), 5, _recs((900, 5)), id="running-segment-never-dropped"),
+        pytest.param((), 5, _recs((0, 5)), id="first-entry"),
+        pytest.param(_recs((10, 6), (30, 5)), 6, _recs((30, 5), (10, 6)), id="sorted-by-time"),
     ],
 )
 def test_record_recommendation(
@@ -258,9 +300,20 @@ def test_record_recommendation(
     assert behavior.record_recommendation(history, replicas, spec, NOW) == expected
 
 
-def test_record_recommendation_keeps_nothing_without_windows() -> None:
+def test_record_recommendation_keeps_only_the_running_segment_without_windows() -> None:
     spec = _behavior(up=rules(0), down=rules(0))
-    assert behavior.record_recommendation(_recs((5, 3)), 4, spec, NOW) == ()
+    assert behavior.record_recommendation(_recs((5, 3)), 4, spec, NOW) == _recs((0, 4))
+    assert behavior.record_recommendation(_recs((5, 3)), 3, spec, NOW) == _recs((5, 3))
+
+
+def test_constant_ask_leaves_the_history_unchanged() -> None:
+    spec = _behavior(up=rules(60), down=rules(300))
+    start = _recs((500, 9), (100, 4))
+    assert behavior.record_recommendation(start, 4, spec, NOW) == start
+    for tick in range(1, 60):
+        history = behavior.record_recommendation(start, 4, spec, NOW + 15 * tick)
+        # The 9 segment ended at NOW - 100: kept until it is out of the 300 s window.
+        assert history == (start if tick * 15 < 200 else _recs((100, 4)))
 
 
 @pytest.mark.parametrize(
@@ -297,14 +350,18 @@ def test_pruned_history_stabilizes_like_the_full_one(
     desired: int,
     current: int,
 ) -> None:
-    """Dropping expired and duplicate-valued entries never changes a later stabilization."""
+    """Recording tick by tick (run-length, pruned) never changes a later stabilization.
+
+    ``full`` keeps every sample with no pruning; ``pruned`` is what the planner remembers.
+    """
     spec = _behavior(up=rules(up_window), down=rules(down_window))
     full = [TimedReplicas(time=t, replicas=n) for t, n in sorted(raw)]
-    if full:
-        *older, newest = full
-        pruned = behavior.record_recommendation(older, newest.replicas, spec, newest.time)
-        later = newest.time + later_seconds
-    else:
-        pruned, later = (), NOW
+    pruned: tuple[TimedReplicas, ...] = ()
+    for index, sample in enumerate(full):
+        pruned = behavior.record_recommendation(pruned, sample.replicas, spec, sample.time)
+        for moment in (sample.time, sample.time + later_seconds / 2):
+            expected = behavior.stabilize(desired, current, full[: index + 1], spec, moment)
+            assert behavior.stabilize(desired, current, pruned, spec, moment) == expected
+    later = (full[-1].time if full else NOW) + later_seconds
     expected = behavior.stabilize(desired, current, full, spec, later)
     assert behavior.stabilize(desired, current, pruned, spec, later) == expected

@@ -18,7 +18,8 @@ from fleetscale.planner.types import (
     TimedReplicas,
 )
 
-# A pool that has run for a while: its history is non-empty but older than every window.
+# A pool that has run for a while with nothing to do: its signals have asked for 0 replicas
+# for 1000 s (a running segment never holds a scale-up back nor a scale-down below 0).
 QUIET = PlannerState(recommendations=(TimedReplicas(time=NOW - 1000, replicas=0),))
 GPU_SPEC = make_spec(gpu_target_percent=85)
 
@@ -325,7 +326,13 @@ def test_scaling_records_event_recommendation_and_time() -> None:
     assert state.scale_events[-1].delta == 4
     assert state.scale_events[-1].time == NOW
     assert state.last_scale_time == NOW
-    assert state.recommendations == (TimedReplicas(time=NOW, replicas=8),)
+    # The ask of 0 ran until now and stays until it leaves the 300 s scale-down window.
+    assert state.recommendations == (
+        TimedReplicas(time=NOW - 1000, replicas=0),
+        TimedReplicas(time=NOW, replicas=8),
+    )
+    _, later = plan(make_spec(), observe(8, queue=40, now=NOW + 300), state, NOW + 300)
+    assert later.recommendations == (TimedReplicas(time=NOW, replicas=8),)
 
 
 def test_holding_keeps_last_scale_time() -> None:

@@ -8,6 +8,7 @@ inputs give the same decision; every reason is CamelCase; the remembered history
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import re
 from typing import Any
@@ -269,6 +270,15 @@ def test_constant_load_converges_and_stays_put(
         assert decision.desired_replicas == current
         assert decision.shed.active == settled.shed.active
         assert decision.reason == settled.reason
+    # Once every window and period has passed, the memory (and so the status) stops changing.
+    for _ in range(settle_ticks):
+        decision, state = tick(state, current, index)
+        index += 1
+    remembered = state
+    for _ in range(3):
+        decision, state = tick(state, current, index)
+        index += 1
+        assert state == remembered
 
 
 @given(
@@ -374,9 +384,12 @@ def test_remembered_history_stays_small(
     period = behavior.longest_period_seconds(spec.behavior)
     added = [r for r in new_state.recommendations if r not in state.recommendations]
     assert len(added) <= (2 if not state.recommendations else 1)  # first sight seeds current
-    if added:  # a tick with usable metrics prunes the whole history
-        assert all(r.time > NOW - window for r in new_state.recommendations)
-        values = [r.replicas for r in new_state.recommendations]
-        assert len(values) == len(set(values))
+    if new_state.recommendations != state.recommendations or added:
+        # A tick with usable metrics prunes: every segment but the running one ends after the
+        # window's start (the segment spanning it is kept), and the history is run-length.
+        history = new_state.recommendations
+        assert list(history) == sorted(history, key=lambda r: r.time)
+        assert all(after.time > NOW - window for after in history[1:])
+        assert all(a.replicas != b.replicas for a, b in itertools.pairwise(history))
     assert all(e.time > NOW - period for e in new_state.scale_events)
     assert len(new_state.scale_events) <= len(state.scale_events) + 1

@@ -4,12 +4,21 @@ Role: the same semantics as the HPA's ``normalizeDesiredReplicasWithBehaviors``,
 histories that live in the InferencePool's status instead of the controller's memory, so a
 restarted operator continues exactly where the last one stopped. Callers: ``pipeline.plan``.
 
-Stabilization (step "stabilize"): every tick with usable metrics records the signals' raw ask.
-Scale-up takes the *lowest* ask within ``scaleUp.stabilizationWindowSeconds``, scale-down the
-*highest* within ``scaleDown.stabilizationWindowSeconds``; the result is the current size
-pulled into ``[lowest_up, highest_down]``. An entry counts while ``time > now - window``. An
-empty history is seeded with the current size (as the HPA does on its first sight of a target)
-so that a new pool does not shrink before one scale-down window has been observed.
+Stabilization (step "stabilize"): the history is a run-length record of the signals' raw ask
+(step 4). Each entry ``(time, replicas)`` means "from ``time`` until the next entry's time (the
+last entry: until now) the raw ask was ``replicas``"; an ask equal to the last entry's value
+adds nothing, so under constant load the history (and the status it is stored in) stays the
+same tick after tick. Scale-up takes the *lowest* value among the segments that overlap the
+window ``(now - scaleUp.stabilizationWindowSeconds, now]``, scale-down the *highest* among those
+that overlap the scale-down window; the result is the current size pulled into
+``[lowest_up, highest_down]``. A segment overlaps while it ended after the window's start
+(``end > now - window``); the last segment is still running, so it counts in every window
+longer than zero, and a window of zero looks at the current ask only. Compared with a list of
+samples, a value counts until the window has passed the moment it was *replaced*, rather than
+its last sample (at most one poll longer), and an ask held through a gap in the metrics keeps
+counting until the next usable tick replaces it. An empty history is seeded with the current
+size (as the HPA does on its first sight of a target) so that a new pool does not shrink before
+one scale-down window has been observed.
 
 Rate policies (step "rate"): each policy limits the change within its ``periodSeconds``,
 counted from the replicas at the start of that period (current minus the changes recorded in
@@ -19,9 +28,10 @@ start; rounded down when shrinking). ``selectPolicy: Max`` picks the policy allo
 change, ``Min`` the least, ``Disabled`` forbids that direction. No policies means no limit
 (unlike the HPA, which always has defaults; ours are in the spec's defaults).
 
-History is kept small: recommendations older than the longest window and scale events older
-than the longest period are dropped, and of several recommendations with the same value only
-the newest is kept (it covers every window the older ones would).
+History is kept small: a segment that ended at or before ``now - longest window`` can overlap
+no window of this or any later tick and is dropped (the segment that spans the window start is
+kept, and so is the running last one); scale events older than the longest period are dropped.
+Scale events are recorded only on a change of size, so they too stay put under constant load.
 """
 
 from __future__ import annotations
@@ -71,6 +81,22 @@ def _within(time: float, window_seconds: float, now: float) -> bool:
     return time > now - window_seconds
 
 
+def segments(
+    history: Iterable[TimedReplicas], now: float
+) -> tuple[tuple[TimedReplicas, float], ...]:
+    """Each history entry with the time its segment ended (the last one runs until ``now``)."""
+    ordered = sorted(history, key=lambda entry: entry.time)
+    if not ordered:
+        return ()
+    ends = [entry.time for entry in ordered[1:]] + [now]
+    return tuple(zip(ordered, ends, strict=True))
+
+
+def _overlaps(end: float, window_seconds: float, now: float) -> bool:
+    """Whether a segment ending at ``end`` overlaps the window ``(now - window, now]``."""
+    return window_seconds > 0 and end > now - window_seconds
+
+
 def stabilize(
     desired: int,
     current_replicas: int,
@@ -83,10 +109,10 @@ def stabilize(
     down_window = behavior.scale_down.stabilization_window_seconds
     lowest_up = desired
     highest_down = desired
-    for entry in history:
-        if _within(entry.time, up_window, now):
+    for entry, end in segments(history, now):
+        if _overlaps(end, up_window, now):
             lowest_up = min(lowest_up, entry.replicas)
-        if _within(entry.time, down_window, now):
+        if _overlaps(end, down_window, now):
             highest_down = max(highest_down, entry.replicas)
     stabilized = min(max(current_replicas, lowest_up), highest_down)
 
@@ -228,18 +254,21 @@ def rate_limit(
 def record_recommendation(
     history: Iterable[TimedReplicas], replicas: int, behavior: Behavior, now: float
 ) -> tuple[TimedReplicas, ...]:
-    """The history with this tick's raw ask appended, pruned to what the windows still need."""
-    longest = longest_window_seconds(behavior)
-    entries = [*history, TimedReplicas(time=now, replicas=replicas)]
-    kept: list[TimedReplicas] = []
-    seen_values: set[int] = set()
-    # Newest first: an older entry with a value already seen is covered by the newer one.
-    for entry in sorted(entries, key=lambda e: e.time, reverse=True):
-        if not _within(entry.time, longest, now) or entry.replicas in seen_values:
-            continue
-        seen_values.add(entry.replicas)
-        kept.append(entry)
-    return tuple(reversed(kept))
+    """The history with this tick's raw ask (a new segment only if it differs from the last),
+    pruned to the segments that a window of this or a later tick may still overlap."""
+    ordered: list[TimedReplicas] = []
+    for entry, _ in segments([*history, TimedReplicas(time=now, replicas=replicas)], now):
+        # Run-length: a value equal to the segment before continues it (also mends a history
+        # edited by hand); merging never changes what a window sees.
+        if not ordered or ordered[-1].replicas != entry.replicas:
+            ordered.append(entry)
+    cutoff = now - longest_window_seconds(behavior)
+    # Segment i ends where segment i + 1 starts; keep from the first one still running at the
+    # cutoff. The last segment is always kept: it is running now.
+    first = 0
+    while first < len(ordered) - 1 and ordered[first + 1].time <= cutoff:
+        first += 1
+    return tuple(ordered[first:])
 
 
 def record_scale_event(
