@@ -32,6 +32,7 @@ def test_minimal_spec_gets_documented_defaults() -> None:
     assert spec.behavior.scale_up.stabilization_window_seconds == 0
     assert spec.shed_load.enabled is True
     assert spec.shed_load.release_threshold == spec.shed_load.queue_per_replica_threshold / 2
+    assert spec.shed_load.release_after_seconds == 30
 
 
 def test_wire_form_round_trips() -> None:
@@ -62,6 +63,16 @@ def test_wire_form_round_trips() -> None:
             {"shedLoad": {"queuePerReplicaThreshold": 10, "releaseQueuePerReplica": 10}},
             "releaseQueuePerReplica must be below",
             id="release-not-below-threshold",
+        ),
+        pytest.param(
+            {"shedLoad": {"releaseAfterSeconds": -1}},
+            "greater than or equal to 0",
+            id="release-after-negative",
+        ),
+        pytest.param(
+            {"shedLoad": {"releaseAfterSeconds": 3601}},
+            "less than or equal to 3600",
+            id="release-after-over-an-hour",
         ),
         pytest.param({"replicsa": {"max": 3}}, "Extra inputs are not permitted", id="typo-field"),
         pytest.param(
