@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -150,6 +151,29 @@ def test_conditions_keep_a_stable_order() -> None:
 )
 def test_merge_patch(current: dict | None, desired: dict, patch: dict) -> None:
     assert st.merge_patch(current, desired) == patch
+
+
+@pytest.mark.parametrize(
+    ("patch", "written"),
+    [
+        pytest.param({"observed": {"sampledAt": "t2"}}, {}, id="sample-time-only"),
+        pytest.param(
+            {"observed": {"sampledAt": "t2", "queueDepth": 3.0}},
+            {"observed": {"sampledAt": "t2", "queueDepth": 3.0}},
+            id="value-changed-too",
+        ),
+        pytest.param(
+            {"observed": {"sampledAt": "t2"}, "desiredReplicas": 4},
+            {"observed": {"sampledAt": "t2"}, "desiredReplicas": 4},
+            id="with-a-decision",
+        ),
+        pytest.param({}, {}, id="nothing"),
+    ],
+)
+def test_a_moved_sample_time_alone_is_not_written(
+    patch: dict[str, Any], written: dict[str, Any]
+) -> None:
+    assert st.worth_writing(patch) == written
 
 
 @pytest.mark.parametrize(

@@ -236,7 +236,9 @@ class ObservedMetrics(ApiModel):
     gpu_utilization_percent: float | None = None
     """Mean accelerator utilization, percent."""
     sampled_at: datetime | None = None
-    """Timestamp of the queue-depth sample."""
+    """Timestamp of the queue-depth sample these values come from. Not re-written while the
+    values stay the same: status is written only when something in it changes (freshness is
+    the MetricsAvailable condition)."""
 
 
 class ShedLoadStatus(ApiModel):

@@ -336,7 +336,7 @@ async def _reconcile(
     wire = rendered.to_wire()
     return ReconcileResult(
         status=wire,
-        patch=st.merge_patch(raw_status, wire),
+        patch=st.worth_writing(st.merge_patch(raw_status, wire)),
         reason=decision.reason if ready_reason == spec.mode else ready_reason,
         decision=decision,
     )

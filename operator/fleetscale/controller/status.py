@@ -206,6 +206,19 @@ def merge_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -
     return _diff(current, desired)
 
 
+def worth_writing(patch: Mapping[str, Any]) -> dict[str, Any]:
+    """``patch``, or nothing when all it would do is move ``observed.sampledAt``.
+
+    Every tick samples Prometheus anew, so the sample time alone changes every tick; writing it
+    would re-write every pool's status every poll (API load that grows with the number of
+    pools) while telling nobody anything new. Staleness is reported by the MetricsAvailable
+    condition, which changes when it matters.
+    """
+    if set(patch) == {"observed"} and set(patch["observed"]) == {"sampledAt"}:
+        return {}
+    return dict(patch)
+
+
 def _diff(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
     patch: dict[str, Any] = {}
     for key, value in desired.items():
