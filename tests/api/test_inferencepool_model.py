@@ -27,8 +27,12 @@ def test_minimal_spec_gets_documented_defaults() -> None:
     assert spec.mode == "Active"
     assert spec.poll_interval_seconds == 15
     assert spec.metrics.max_staleness_seconds == 60
-    assert spec.metrics.queue_depth.target_per_replica == 5
+    assert spec.metrics.queue_depth.target_per_replica == 2
     assert spec.behavior.scale_down.stabilization_window_seconds == 300
+    assert [(p.type, p.value, p.period_seconds) for p in spec.behavior.scale_down.policies] == [
+        ("Percent", 20, 60)
+    ]
+    assert spec.shed_load.queue_per_replica_threshold == 10
     assert spec.behavior.scale_up.stabilization_window_seconds == 0
     assert spec.shed_load.enabled is True
     assert spec.shed_load.release_threshold == spec.shed_load.queue_per_replica_threshold / 2

@@ -62,7 +62,7 @@ class Expect:
             GPU_SPEC,
             observe(4, queue=0, gpu=10),
             QUIET,
-            Expect(1, "ScaledDown"),
+            Expect(3, "ScaledDown"),  # the default policy removes at most 20% per minute
             id="idle-gpus-scale-down",
         ),
         pytest.param(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from planner_builders import NOW
 
@@ -23,11 +25,16 @@ _RETRY = shed.RetryInputs(
 )
 
 
+def _spec(**fields: Any) -> ShedLoadSpec:
+    """The tables' numbers are written for a threshold of 20 (release below 10)."""
+    return ShedLoadSpec(**{"queue_per_replica_threshold": 20, **fields})
+
+
 @pytest.mark.parametrize(
     ("spec", "limit", "queue", "ready", "previous", "active", "reason"),
     [
         pytest.param(
-            ShedLoadSpec(enabled=False),
+            _spec(enabled=False),
             _AT_MAX,
             500,
             2,
@@ -36,10 +43,10 @@ _RETRY = shed.RetryInputs(
             "ShedLoadDisabled",
             id="disabled-turns-off",
         ),
-        pytest.param(ShedLoadSpec(), _FREE, 500, 2, _ON, False, "NotLimited", id="not-limited"),
-        pytest.param(ShedLoadSpec(), _AT_MAX, 210, 10, _OFF, True, "MaxReplicas", id="starts"),
+        pytest.param(_spec(), _FREE, 500, 2, _ON, False, "NotLimited", id="not-limited"),
+        pytest.param(_spec(), _AT_MAX, 210, 10, _OFF, True, "MaxReplicas", id="starts"),
         pytest.param(
-            ShedLoadSpec(),
+            _spec(),
             _AT_MAX,
             200,
             10,
@@ -48,14 +55,10 @@ _RETRY = shed.RetryInputs(
             "QueueBelowThreshold",
             id="at-threshold-does-not-start",
         ),
+        pytest.param(_spec(), _AT_MAX, 150, 10, _ON, True, "MaxReplicas", id="hysteresis-keeps-on"),
+        pytest.param(_spec(), _AT_MAX, 100, 10, _ON, True, "MaxReplicas", id="at-release-keeps-on"),
         pytest.param(
-            ShedLoadSpec(), _AT_MAX, 150, 10, _ON, True, "MaxReplicas", id="hysteresis-keeps-on"
-        ),
-        pytest.param(
-            ShedLoadSpec(), _AT_MAX, 100, 10, _ON, True, "MaxReplicas", id="at-release-keeps-on"
-        ),
-        pytest.param(
-            ShedLoadSpec(release_after_seconds=0),
+            _spec(release_after_seconds=0),
             _AT_MAX,
             99,
             10,
@@ -65,7 +68,7 @@ _RETRY = shed.RetryInputs(
             id="releases",
         ),
         pytest.param(
-            ShedLoadSpec(release_queue_per_replica=5),
+            _spec(release_queue_per_replica=5),
             _AT_MAX,
             60,
             10,
@@ -75,7 +78,7 @@ _RETRY = shed.RetryInputs(
             id="explicit-release-keeps-on",
         ),
         pytest.param(
-            ShedLoadSpec(),
+            _spec(),
             _LOADING,
             25,
             0,
@@ -85,7 +88,7 @@ _RETRY = shed.RetryInputs(
             id="no-ready-replica-counts-as-one",
         ),
         pytest.param(
-            ShedLoadSpec(),
+            _spec(),
             _AT_MAX,
             None,
             10,
@@ -95,7 +98,7 @@ _RETRY = shed.RetryInputs(
             id="missing-metrics-keep-on",
         ),
         pytest.param(
-            ShedLoadSpec(),
+            _spec(),
             _AT_MAX,
             None,
             10,
@@ -105,7 +108,7 @@ _RETRY = shed.RetryInputs(
             id="missing-metrics-never-start",
         ),
         pytest.param(
-            ShedLoadSpec(),
+            _spec(),
             _FREE,
             None,
             10,
@@ -194,7 +197,7 @@ def test_release_waits_for_release_after_seconds(
 ) -> None:
     """While limited, the flag stops only after the queue stayed low for releaseAfterSeconds."""
     decision = shed.decide_shed(
-        spec=ShedLoadSpec(release_after_seconds=_HOLD),
+        spec=_spec(release_after_seconds=_HOLD),
         limit=limit,
         queue_depth=queue,
         ready_replicas=10,
@@ -210,7 +213,7 @@ def test_release_waits_for_release_after_seconds(
 
 def test_release_after_zero_releases_on_the_first_low_sample() -> None:
     decision = shed.decide_shed(
-        spec=ShedLoadSpec(release_after_seconds=0),
+        spec=_spec(release_after_seconds=0),
         limit=_AT_MAX,
         queue_depth=10,
         ready_replicas=10,
@@ -222,7 +225,7 @@ def test_release_after_zero_releases_on_the_first_low_sample() -> None:
 
 def test_release_timer_through_ticks() -> None:
     """A replica becoming Ready empties the queue for a moment: the flag stays up through it."""
-    spec = ShedLoadSpec(release_after_seconds=_HOLD)
+    spec = _spec(release_after_seconds=_HOLD)
     state = _below_since(None)
     flags = []
     for tick, queue in enumerate([10, 0, 150, 0, 0, 0, 0]):

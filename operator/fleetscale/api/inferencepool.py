@@ -76,7 +76,7 @@ class QueueDepthMetric(ApiModel):
     query: str = Field(min_length=1, max_length=4096)
     """PromQL returning exactly one series: the number of waiting requests, e.g.
     sum(vllm:num_requests_waiting{model_name="llama"})."""
-    target_per_replica: float = Field(default=5.0, gt=0, le=100000)
+    target_per_replica: float = Field(default=2.0, gt=0, le=100000)
     """Waiting requests one replica should carry; desired = ceil(queue / target)."""
 
 
@@ -144,7 +144,7 @@ def _default_scale_down() -> ScalingRules:
     return ScalingRules(
         stabilization_window_seconds=300,
         select_policy="Max",
-        policies=(ScalingPolicy(type="Percent", value=100, period_seconds=15),),
+        policies=(ScalingPolicy(type="Percent", value=20, period_seconds=60),),
     )
 
 
@@ -154,7 +154,7 @@ class Behavior(ApiModel):
     scale_up: ScalingRules = Field(default_factory=_default_scale_up)
     """Rules when adding replicas. Default: no window, +100% or +4 pods per 15 s."""
     scale_down: ScalingRules = Field(default_factory=_default_scale_down)
-    """Rules when removing replicas. Default: 300 s window, -100% per 15 s."""
+    """Rules when removing replicas. Default: 300 s window, -20% per 60 s (a model replica is costly to bring back)."""
 
 
 class ShedLoadSpec(ApiModel):
@@ -170,7 +170,7 @@ class ShedLoadSpec(ApiModel):
 
     enabled: bool = True
     """Whether the flag may be raised at all."""
-    queue_per_replica_threshold: float = Field(default=20.0, gt=0, le=100000)
+    queue_per_replica_threshold: float = Field(default=10.0, gt=0, le=100000)
     """Shed starts when the fleet is limited and waiting requests per ready replica exceed this."""
     release_queue_per_replica: float | None = Field(default=None, ge=0, le=100000)
     """Shed stops when waiting requests per replica fall below this (hysteresis). Default: half
