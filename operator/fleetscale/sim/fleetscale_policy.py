@@ -68,16 +68,20 @@ class FleetscaleSettings:
     ``defaults()`` are the API's defaults; ``tuned()`` the values the benchmark publishes.
     """
 
-    queue_target_per_replica: float = 5.0
+    # Every default is read from the API models, so `fleetscale-defaults` always runs what a
+    # user gets without setting the field.
+    queue_target_per_replica: float = QueueDepthMetric.model_fields["target_per_replica"].default
     utilization_metric: UtilizationMetric | None = "dcgm"
-    utilization_target_percent: float = 85.0
-    tolerance: float = 0.1
+    utilization_target_percent: float = GpuUtilizationMetric.model_fields["target_percent"].default
+    tolerance: float = MetricsSpec.model_fields["tolerance"].default
     scale_up: ScalingRules | None = None  # None: the API default
     scale_down: ScalingRules | None = None
-    shed_queue_per_replica: float = 20.0
+    shed_queue_per_replica: float = ShedLoadSpec.model_fields["queue_per_replica_threshold"].default
     shed_release_queue_per_replica: float | None = None  # None: the API default (half)
-    poll_interval_seconds: int = 15
-    node_scale_down_delay_seconds: int = 600
+    poll_interval_seconds: int = InferencePoolSpec.model_fields["poll_interval_seconds"].default
+    node_scale_down_delay_seconds: int = AcceleratorPoolSpec.model_fields[
+        "scale_down_delay_seconds"
+    ].default
     label: str = "fleetscale"
 
     @classmethod
