@@ -212,7 +212,10 @@ cluster_down() {
       kwokctl export logs --name "${CLUSTER}" "${FLEETSCALE_E2E_ARTIFACTS}/kwokctl" >/dev/null 2>&1 || true
     fi
     log "deleting cluster ${CLUSTER}"
-    kwokctl delete cluster --name "${CLUSTER}" >&2 || log "kwokctl delete cluster failed; checking for leftovers"
+    # kwokctl narrates a successful delete in JSON lines; show them only when it fails.
+    local out
+    out="$(kwokctl delete cluster --name "${CLUSTER}" 2>&1)" \
+      || { printf '%s\n' "${out}" >&2; log "kwokctl delete cluster failed; checking for leftovers"; }
   fi
   # Nothing of this cluster may survive `down`: a recorded pid that still runs a
   # binary of this cluster's directory is killed.
