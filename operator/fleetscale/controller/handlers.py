@@ -45,6 +45,7 @@ from fleetscale.controller.kube import (
     PoolGone,
     StatusWriter,
     connection_info,
+    io_executor,
     load_configuration,
     missing_peerings,
 )
@@ -186,6 +187,7 @@ def build_registry(runtime: OperatorRuntime) -> kopf.OperatorRegistry:
 
     @kopf.on.startup(registry=registry)
     async def startup(**_: Any) -> None:
+        asyncio.get_running_loop().set_default_executor(io_executor())
         try:
             await runtime.start()
         except OSError as error:  # e.g. the port is taken: retrying will not help

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import kopf
@@ -58,6 +59,17 @@ class KubernetesStatusWriter:
             raise
 
 
+# Threads for the synchronous Kubernetes and Prometheus clients. Every pool of one poll
+# interval ticks at the same instant and makes two reads in a row; asyncio's default pool
+# (cores + 4 threads) queued 2,000 requests behind 6 threads at 1,000 pools.
+IO_THREADS = 32
+
+
+def io_executor() -> ThreadPoolExecutor:
+    """The executor ``asyncio.to_thread`` runs the clients' calls in (set at startup)."""
+    return ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="fleetscale-io")
+
+
 def load_configuration() -> kubernetes.client.Configuration:
     """Cluster credentials: the pod's ServiceAccount when in a cluster, else KUBECONFIG."""
     configuration = kubernetes.client.Configuration()
@@ -69,6 +81,8 @@ def load_configuration() -> kubernetes.client.Configuration:
         kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
             client_configuration=configuration
         )
+    # One pooled connection per I/O thread, so concurrent calls are not opened and dropped.
+    configuration.connection_pool_maxsize = IO_THREADS
     return configuration
 
 
