@@ -154,7 +154,8 @@ class Behavior(ApiModel):
     scale_up: ScalingRules = Field(default_factory=_default_scale_up)
     """Rules when adding replicas. Default: no window, +100% or +4 pods per 15 s."""
     scale_down: ScalingRules = Field(default_factory=_default_scale_down)
-    """Rules when removing replicas. Default: 300 s window, -20% per 60 s (a model replica is costly to bring back)."""
+    """Rules when removing replicas. Default: 300 s window, -20% per 60 s (a model replica is
+    costly to bring back)."""
 
 
 class ShedLoadSpec(ApiModel):
