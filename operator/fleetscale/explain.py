@@ -150,12 +150,7 @@ async def explain_pool(
             f"InferencePool {namespace}/{name} has an invalid spec: {plain_validation_error(error)}"
         ) from None
     status, status_problem = parse_status(body.get("status"))
-    target = ScaleTargetRef(
-        namespace=namespace,
-        api_version=spec.target_ref.api_version,
-        kind=spec.target_ref.kind,
-        name=spec.target_ref.name,
-    )
+    target = ScaleTargetRef.of(namespace, spec.target_ref)
     try:
         scale = await scaler.read(target)
     except (TargetNotFound, ActuatorError) as error:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
+from fleetscale.api.inferencepool import TargetRef
+
 EventType = Literal["Normal", "Warning"]
 
 # Extended resource names that count as accelerators in a pod template's limits or requests.
@@ -37,6 +39,16 @@ class ScaleTargetRef:
     api_version: str  # "apps/v1", "leaderworkerset.x-k8s.io/v1", ...
     kind: str
     name: str
+
+    @classmethod
+    def of(cls, namespace: str, target: TargetRef) -> ScaleTargetRef:
+        """The workload an InferencePool in ``namespace`` names in ``spec.targetRef``."""
+        return cls(
+            namespace=namespace,
+            api_version=target.api_version,
+            kind=target.kind,
+            name=target.name,
+        )
 
     def __str__(self) -> str:
         return f"{self.kind}.{self.api_version} {self.namespace}/{self.name}"

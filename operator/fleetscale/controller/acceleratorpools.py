@@ -369,12 +369,7 @@ def _desired(spec: InferencePoolSpec, status: InferencePoolStatus) -> int:
 async def _accelerators_from_target(
     namespace: str, spec: InferencePoolSpec, deps: PoolDependencies, log: Any
 ) -> int:
-    target = ScaleTargetRef(
-        namespace=namespace,
-        api_version=spec.target_ref.api_version,
-        kind=spec.target_ref.kind,
-        name=spec.target_ref.name,
-    )
+    target = ScaleTargetRef.of(namespace, spec.target_ref)
     try:
         scale = await deps.scaler.read(target)
     except (TargetNotFound, ActuatorError) as error:

@@ -178,12 +178,7 @@ async def _reconcile(
         return await _not_ready(pool, raw_status, stored, deps, now, PAUSED, message)
 
     # Observe: the target's size.
-    target = ScaleTargetRef(
-        namespace=pool.namespace,
-        api_version=spec.target_ref.api_version,
-        kind=spec.target_ref.kind,
-        name=spec.target_ref.name,
-    )
+    target = ScaleTargetRef.of(pool.namespace, spec.target_ref)
     try:
         scale = await deps.scaler.read(target)
     except TargetNotFound as error:
