@@ -21,13 +21,13 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from e2e_support import Exporter  # the fleet exporter's control client, shared with the suite
 
 E2E_DIR = Path(__file__).resolve().parent
 REPO = E2E_DIR.parent
@@ -122,26 +122,6 @@ def cluster_env(base: dict[str, str]) -> dict[str, str]:
         value = shlex.split(value)[0] if value else ""
         env[key] = value.replace("${PATH}", base.get("PATH", ""))
     return env
-
-
-class Exporter:
-    """The fleet exporter's control endpoint: sets the offered load."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def set_load(self, value: int) -> None:
-        query = urllib.parse.urlencode(
-            {
-                "pool": f"{NAMESPACE}/{DEPLOYMENT}",
-                "value": str(value),
-                "model": MODEL,
-                "concurrency": str(CONCURRENCY_PER_REPLICA),
-            }
-        )
-        request = urllib.request.Request(f"{self.url}/load?{query}", method="PUT")
-        with urllib.request.urlopen(request, timeout=5) as response:
-            response.read()
 
 
 @dataclass
@@ -324,6 +304,16 @@ def deployment_manifest() -> dict[str, Any]:
     return doc
 
 
+def offer_load(exporter: Exporter, requests_in_flight: int) -> None:
+    exporter.set_load(
+        NAMESPACE,
+        DEPLOYMENT,
+        requests_in_flight,
+        model=MODEL,
+        concurrency=CONCURRENCY_PER_REPLICA,
+    )
+
+
 def wait_for_first_decision(cluster: Cluster, timeout_seconds: float = 120) -> None:
     deadline = time.monotonic() + timeout_seconds
     while not cluster.pool_status().get("lastDecisionReason"):
@@ -337,7 +327,7 @@ def drive(cluster: Cluster, exporter: Exporter, interval_seconds: float) -> Summ
     print(HEADER, flush=True)
     start = time.monotonic()
     for phase in PHASES:
-        exporter.set_load(phase.load)
+        offer_load(exporter, phase.load)
         phase_end = time.monotonic() + phase.seconds
         while time.monotonic() < phase_end:
             current = sample(cluster, time.monotonic() - start, phase)
@@ -369,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         apply(env, deployment_manifest())
         apply(env, INFERENCE_POOL)
         exporter = Exporter(env["FLEETSCALE_E2E_EXPORTER_URL"])
-        exporter.set_load(PHASES[0].load)
+        offer_load(exporter, PHASES[0].load)
         cluster = Cluster(env["KUBECONFIG"])
         with operator_process(env, state_dir) as operator:
             wait_for_first_decision(cluster)
