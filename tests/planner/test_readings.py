@@ -14,9 +14,11 @@ from fleetscale.planner.types import MetricProblem, MetricReading
 @pytest.mark.parametrize(
     ("reading", "problem", "words"),
     [
-        pytest.param(MetricReading.ok(7, NOW - 5), None, "queue depth 7 (5 s old)", id="fresh"),
-        pytest.param(MetricReading.ok(0, NOW - 60), None, "60 s old", id="exactly-max-age"),
-        pytest.param(MetricReading.ok(3, NOW + 2), None, "(0 s old)", id="future-skew-is-fresh"),
+        pytest.param(MetricReading.ok(7, NOW - 5), None, "queue depth 7", id="fresh"),
+        pytest.param(MetricReading.ok(0, NOW - 60), None, "queue depth 0", id="exactly-max-age"),
+        pytest.param(
+            MetricReading.ok(3, NOW + 2), None, "queue depth 3", id="future-skew-is-fresh"
+        ),
         pytest.param(None, MetricProblem.NO_DATA, "no reading", id="not-read"),
         pytest.param(
             MetricReading.failed(MetricProblem.QUERY_FAILED, "timed out after 5 s"),
