@@ -83,6 +83,10 @@ async def test_reads_a_deployment(
         selector="app=vllm",
         accelerators_per_replica=4,
     )
+    # One request a tick: the Deployment itself carries what its /scale would say.
+    object_path = f"/apis/apps/v1/namespaces/{NS}/deployments/{DEPLOYMENT.name}"
+    assert len(emulator[f"get {object_path}"]) == 1
+    assert len(emulator[f"get {object_path}/scale"]) == 0
 
 
 async def test_a_deployment_without_ready_replicas_has_none_ready(

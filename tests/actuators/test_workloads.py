@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 from fleetscale.actuators.workloads import (
     accelerators_per_replica,
     count_ready_pods,
+    label_selector_string,
     pod_accelerators,
     ready_replicas_from_status,
+    scale_of_apps_workload,
 )
 
 
@@ -140,3 +142,62 @@ def test_count_ready_pods() -> None:
 
     pods = [pod("True"), pod("True"), pod("False"), pod(None), pod("True", deleting=True)]
     assert count_ready_pods(pods) == 2
+
+
+@pytest.mark.parametrize(
+    ("selector", "expected"),
+    [
+        pytest.param({"matchLabels": {"app": "vllm"}}, "app=vllm", id="one-label"),
+        pytest.param(
+            {"matchLabels": {"tier": "serve", "app": "vllm"}}, "app=vllm,tier=serve", id="sorted"
+        ),
+        pytest.param(
+            {
+                "matchLabels": {"app": "vllm"},
+                "matchExpressions": [
+                    {"key": "zone", "operator": "In", "values": ["b", "a"]},
+                    {"key": "canary", "operator": "DoesNotExist"},
+                    {"key": "gpu", "operator": "Exists"},
+                    {"key": "model", "operator": "NotIn", "values": ["8b"]},
+                ],
+            },
+            "app=vllm,!canary,gpu,model notin (8b),zone in (a,b)",
+            id="expressions",
+        ),
+        pytest.param({}, "", id="empty-selects-everything"),
+    ],
+)
+def test_label_selectors_read_as_the_api_writes_them(
+    selector: dict[str, Any], expected: str
+) -> None:
+    assert label_selector_string(selector) == expected
+
+
+@pytest.mark.parametrize(
+    ("workload", "expected"),
+    [
+        pytest.param(
+            {
+                "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "vllm"}}},
+                "status": {"replicas": 4, "readyReplicas": 2},
+            },
+            {"spec": {"replicas": 3}, "status": {"replicas": 4, "selector": "app=vllm"}},
+            id="rolling-update",
+        ),
+        pytest.param(
+            {"spec": {"replicas": 0, "selector": {"matchLabels": {"app": "vllm"}}}, "status": {}},
+            {"spec": {"replicas": 0}, "status": {"replicas": 0, "selector": "app=vllm"}},
+            id="scaled-to-zero-has-no-status-counts",
+        ),
+        pytest.param(
+            {"spec": {"selector": {"matchLabels": {"app": "vllm"}}}},
+            {"spec": {"replicas": 1}, "status": {"replicas": 0, "selector": "app=vllm"}},
+            id="replicas-defaulted-to-one",
+        ),
+    ],
+)
+def test_an_apps_workload_gives_the_scale_the_api_server_would(
+    workload: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    scale = scale_of_apps_workload(workload)
+    assert {"spec": scale["spec"], "status": scale["status"]} == expected

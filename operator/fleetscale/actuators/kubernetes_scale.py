@@ -7,9 +7,11 @@ KEDA rely on). The kind is resolved to its resource name through API discovery, 
 
 Writes follow the HPA: read the Scale, write it back with ``spec.replicas`` changed and the
 ``resourceVersion`` that was read (optimistic concurrency), and on a 409 Conflict read again
-and retry. Nothing is written when the size is already right. Ready replicas come from the
-workload's ``status.readyReplicas``, else from counting Ready pods that match the Scale's
-selector; accelerators per replica from the pod template (see ``workloads``).
+and retry. Nothing is written when the size is already right. A read of an apps/v1 kind takes
+the object alone, whose fields its /scale mirrors; other kinds read /scale and the object.
+Ready replicas come from the workload's ``status.readyReplicas``, else from counting Ready pods
+that match the Scale's selector; accelerators per replica from the pod template (see
+``workloads``).
 Callers: the controller's reconcile.
 """
 
@@ -27,6 +29,12 @@ from fleetscale.actuators.base import ActuatorError, ScaleStatus, ScaleTargetRef
 from fleetscale.actuators.rest import KubeJson, RetryPolicy, api_root, describe, status_of
 
 logger = logging.getLogger(__name__)
+
+# Kinds whose /scale the API server maps to the object's own spec.replicas, status.replicas and
+# spec.selector, so a read of the object answers for both (writes still go through /scale).
+_SCALE_MIRRORS_OBJECT = frozenset(
+    {("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("apps/v1", "ReplicaSet")}
+)
 
 
 @dataclass(frozen=True)
@@ -56,8 +64,12 @@ class KubernetesScaleActuator:
 
     async def read(self, target: ScaleTargetRef) -> ScaleStatus:
         resource = await self._resource(target)
+        if (target.api_version, target.kind) in _SCALE_MIRRORS_OBJECT:
+            # One read a tick instead of two: the object carries all its /scale would.
+            workload = await self._get(target, resource, "")
+            return await self._status(target, workloads.scale_of_apps_workload(workload), workload)
         scale = await self._get(target, resource, "/scale")
-        return await self._status(target, resource, scale)
+        return await self._status(target, scale, await self._get(target, resource, ""))
 
     async def set_replicas(self, target: ScaleTargetRef, replicas: int) -> ScaleStatus:
         if replicas < 0:
@@ -67,7 +79,7 @@ class KubernetesScaleActuator:
         for _ in range(self._conflict_attempts):
             scale = await self._get(target, resource, "/scale")
             if _spec_replicas(scale) == replicas:
-                return await self._status(target, resource, scale)
+                return await self._status(target, scale, await self._get(target, resource, ""))
             try:
                 written = await self._api.request(
                     "PUT", scale_path, body=_scale_write(scale, replicas)
@@ -77,16 +89,15 @@ class KubernetesScaleActuator:
                     logger.info("Conflict writing the scale of %s; reading it again", target)
                     continue
                 raise self._error(target, exc, "set the replicas of") from exc
-            return await self._status(target, resource, written)
+            return await self._status(target, written, await self._get(target, resource, ""))
         raise ActuatorError(
             f"could not set the replicas of {target}: it kept changing under us "
             f"({self._conflict_attempts} conflicting writes in a row)"
         )
 
     async def _status(
-        self, target: ScaleTargetRef, resource: _Resource, scale: Mapping[str, Any]
+        self, target: ScaleTargetRef, scale: Mapping[str, Any], workload: Mapping[str, Any]
     ) -> ScaleStatus:
-        workload = await self._get(target, resource, "")
         selector = (scale.get("status") or {}).get("selector") or None
         ready = workloads.ready_replicas_from_status(workload)
         if ready is None:

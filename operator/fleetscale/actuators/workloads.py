@@ -95,6 +95,45 @@ def ready_replicas_from_status(workload: Json) -> int | None:
     return None
 
 
+def scale_of_apps_workload(workload: Json) -> Json:
+    """The Scale the API server would serve for an apps/v1 Deployment, StatefulSet or ReplicaSet."""
+    spec = workload.get("spec") or {}
+    status = workload.get("status") or {}
+    return {
+        "metadata": workload.get("metadata") or {},
+        # The API server defaults spec.replicas to 1; only a hand-made object lacks it.
+        "spec": {"replicas": _as_int(spec.get("replicas")) if "replicas" in spec else 1},
+        "status": {
+            "replicas": _as_int(status.get("replicas")) or 0,
+            "selector": label_selector_string(spec.get("selector") or {}),
+        },
+    }
+
+
+def label_selector_string(selector: Json) -> str:
+    """A LabelSelector as the API's selector string: ``app=vllm,tier in (a,b),!canary``.
+
+    Requirements are sorted by key, as the API server writes them in a Scale's
+    ``status.selector``.
+    """
+    requirements: list[tuple[str, str]] = [
+        (key, f"{key}={value}") for key, value in (selector.get("matchLabels") or {}).items()
+    ]
+    for expression in selector.get("matchExpressions") or []:
+        key = str(expression.get("key", ""))
+        operator = expression.get("operator")
+        values = ",".join(sorted(str(value) for value in expression.get("values") or []))
+        if operator == "In":
+            requirements.append((key, f"{key} in ({values})"))
+        elif operator == "NotIn":
+            requirements.append((key, f"{key} notin ({values})"))
+        elif operator == "Exists":
+            requirements.append((key, key))
+        elif operator == "DoesNotExist":
+            requirements.append((key, f"!{key}"))
+    return ",".join(text for _, text in sorted(requirements))
+
+
 def count_ready_pods(pods: Iterable[Json]) -> int:
     """Pods that are Ready and not being deleted."""
     return sum(
