@@ -23,6 +23,8 @@
 #   FLEETSCALE_E2E_NODE_LABELS  extra node labels, comma-separated k=v
 #   FLEETSCALE_E2E_BUILD      0 = fail instead of building missing binaries [1]
 #   FLEETSCALE_E2E_PROMETHEUS_LISTEN  Prometheus listen address   [127.0.0.1]
+#   FLEETSCALE_E2E_CONTROL_PLANE_QPS  client QPS (burst 2x) of the controller-manager
+#                             and scheduler, set when the cluster is created [their defaults]
 #   PYTHON                    Python with prometheus-client and kubernetes [python]
 #   PROMETHEUS_BIN            [/usr/bin/prometheus]
 set -euo pipefail
@@ -118,6 +120,17 @@ options:
   bindAddress: 127.0.0.1
   kubectlBinary: ${KUBE_BIN_DIR}/kubectl
 EOF
+  # Thousands of Deployments (the operator bench) wait minutes on the controllers' default
+  # 20 requests a second; the bench raises it.
+  local qps="${FLEETSCALE_E2E_CONTROL_PLANE_QPS:-}" component
+  if [[ -n "${qps}" ]]; then
+    [[ "${qps}" =~ ^[0-9]+$ ]] || die "FLEETSCALE_E2E_CONTROL_PLANE_QPS must be a whole number"
+    echo "componentsPatches:" >>"${STATE}/kwokctl.yaml"
+    for component in kube-controller-manager kube-scheduler; do
+      printf -- '- name: %s\n  extraArgs:\n  - key: kube-api-qps\n    value: "%s"\n  - key: kube-api-burst\n    value: "%s"\n' \
+        "${component}" "${qps}" "$((qps * 2))" >>"${STATE}/kwokctl.yaml"
+    done
+  fi
   echo "${STATE}/kwokctl.yaml"
 }
 
