@@ -365,8 +365,11 @@ def test_shed_state_remembers_when_it_started() -> None:
 
 
 def test_spike_scales_up_at_once_and_down_after_the_window() -> None:
-    """The HPA default behavior end to end: fast up, down only after 300 s of low asks."""
-    spec = make_spec(max_replicas=16, gpu_target_percent=85)
+    """The HPA default behavior end to end: fast up, down only after 300 s of low asks.
+
+    Shedding is off: while the flag is on, a censored queue grows the fleet by rounds instead
+    (tests/planner/test_censor.py)."""
+    spec = make_spec(max_replicas=16, gpu_target_percent=85, shed_load={"enabled": False})
     state, current, now = QUIET, 2, NOW
     sizes: list[int] = []
     for tick in range(40):

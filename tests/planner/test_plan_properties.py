@@ -197,9 +197,13 @@ def test_more_load_never_gives_fewer_replicas(
     more_util: float,
 ) -> None:
     def heavier(reading: MetricReading | None, extra: float, cap: float) -> MetricReading | None:
-        if reading is None or not reading.usable or reading.value is None:
+        # A negative value is unusable to the planner (NegativeValue); adding load must not
+        # turn it into a usable reading (that would compare "unknown" with "known").
+        if reading is None or not reading.usable or reading.value is None or reading.value < 0:
             return reading
-        return MetricReading.ok(min(reading.value + extra, cap), reading.sampled_at or NOW)
+        # Same timestamp, so a stale sample stays stale (0.0 is a timestamp, not a missing one).
+        sampled_at = NOW if reading.sampled_at is None else reading.sampled_at
+        return MetricReading.ok(min(reading.value + extra, cap), sampled_at)
 
     busier = Observation(
         current_replicas=observation.current_replicas,

@@ -4,7 +4,8 @@ No I/O, no clock, no logging, no Kubernetes or Prometheus client (enforced by im
 Callers: the controller's reconcile, the simulator, ``fleetscale explain``.
 
 ``plan`` runs the numbered replica pipeline of ``pipeline`` (metrics, queue, gpu, combine,
-stabilize, rate, capacity, bounds), then the shed-load flag of ``shed``;
+shedding while the queue is censored by the gateway, stabilize, rate, capacity, bounds), then
+the shed-load flag of ``shed``;
 ``explain_decision`` renders a decision as plain text.
 """
 

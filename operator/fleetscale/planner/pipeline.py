@@ -7,25 +7,29 @@ Callers: the controller's reconcile, the simulator, ``fleetscale explain``.
 Steps (``Decision.steps``, by name):
 
 1. ``metrics``   readings usable? Queue depth unusable -> hold (only ``bounds`` follows).
-2. ``queue``     replicas the waiting requests ask for            (``signals``)
+2. ``queue``     replicas the waiting requests ask for            (``signals``); while the
+                 shed flag is on, waiting counts up to threshold x ready (``censor``)
 3. ``gpu``       replicas GPU utilization asks for, if configured  (``signals``)
 4. ``combine``   queue drives scale-up, GPU gates scale-down       (``signals``)
+   ``shedding``  only for a reading sampled while shedding: hold the ask while replicas are
+                 in flight, then grow by at most a quarter per round (``censor``)
 5. ``stabilize`` stabilization windows over the history           (``behavior``)
 6. ``rate``      rate policies over the scale events               (``behavior``)
 7. ``capacity``  what the accelerator pool can hold                (``limits``)
 8. ``bounds``    replicas.min / replicas.max                       (``limits``)
 
-``Decision.unconstrained_replicas`` is the output of ``combine`` (the current size when metrics
-are unavailable). ``Decision.reason`` is ``ScaledUp`` / ``ScaledDown`` when the size changes;
-``MetricsUnavailable`` while holding on missing queue depth; otherwise the reason of the step
-that kept the size (``WithinTolerance``, ``GpuBusy``, ``ScaleDownStabilized``,
-``ScaleUpRateLimited``, ``AtMaxReplicas``, ``AtMinReplicas``, a capacity reason such as
-``MaxNodes`` ...).
+``Decision.unconstrained_replicas`` is the output of ``combine`` (of ``shedding`` when present;
+the current size when metrics are unavailable). ``Decision.reason`` is ``ScaledUp`` /
+``ScaledDown`` when the size changes; ``MetricsUnavailable`` while holding on missing queue
+depth; otherwise the reason of the step that kept the size (``WithinTolerance``, ``GpuBusy``,
+``ReplicasInFlight``, ``ScaleDownStabilized``, ``ScaleUpRateLimited``, ``AtMaxReplicas``,
+``AtMinReplicas``, a capacity reason such as ``MaxNodes`` ...).
 
-State: with usable metrics the raw ask (step 4) is recorded in ``recommendations``; any change
-of size is recorded in ``scale_events`` and sets ``last_scale_time``. Histories are pruned every
-tick. Missing metrics record no recommendation. The spec's ``mode`` is not read here: the
-controller does not act in DryRun and does not call the planner when Paused.
+State: with usable metrics the raw ask (step 4, or ``shedding``) is recorded in
+``recommendations``; any change of size is recorded in ``scale_events`` and sets
+``last_scale_time``. Histories are pruned every tick. Missing metrics record no
+recommendation. The spec's ``mode`` is not read here: the controller does not act in DryRun
+and does not call the planner when Paused.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from fleetscale.api.inferencepool import InferencePoolSpec
-from fleetscale.planner import behavior, limits, shed, signals
+from fleetscale.planner import behavior, censor, limits, shed, signals
 from fleetscale.planner.readings import ReadingCheck, check_reading
 from fleetscale.planner.types import (
     ConditionVerdict,
@@ -85,9 +89,18 @@ def plan(
             unit="%",
         )
 
-    queue_step = signals.queue_signal(
+    raw_queue_step = signals.queue_signal(
         queue_depth, current, metrics_spec.queue_depth, metrics_spec.tolerance
     )
+    queue_step = raw_queue_step
+    queue_bound = censor.queue_bound(spec.shed_load, state.shed, observation.ready_replicas)
+    if queue_bound is not None and queue_depth > queue_bound and raw_queue_step.replicas > current:
+        bounded_step = signals.queue_signal(
+            queue_bound, current, metrics_spec.queue_depth, metrics_spec.tolerance
+        )
+        queue_step = censor.bounded_queue_step(
+            raw_queue_step, bounded_step, current, queue_depth, queue_bound
+        )
     gpu_step: Step | None = None
     if gpu_check is not None and metrics_spec.gpu_utilization is not None:
         gpu_step = signals.gpu_signal(
@@ -99,12 +112,27 @@ def plan(
         )
     metrics_available = _metrics_verdict(gpu_step, queue_check, gpu_check)
     combined = signals.combine(queue_step, gpu_step, current)
+    # Whether the fleet can serve the demand is judged on the whole reading: the censor rules
+    # only decide how many replicas to add, and must not drop the flag that caused them.
+    demand = (
+        combined.replicas
+        if queue_step is raw_queue_step
+        else signals.combine(raw_queue_step, gpu_step, current).replicas
+    )
     signal_steps = [
         Step(METRICS, current, metrics_available.reason, metrics_available.message),
         queue_step,
         *([gpu_step] if gpu_step is not None else []),
         combined,
     ]
+    if censor.censored(state.shed, observation.queue_depth):
+        combined = censor.shedding_step(
+            combined,
+            current_replicas=current,
+            ready_replicas=observation.ready_replicas,
+            last_ask=state.recommendations[-1].replicas if state.recommendations else current,
+        )
+        signal_steps.append(combined)
 
     history = behavior.seeded(state.recommendations, current, spec.behavior, now)
     stabilized = behavior.stabilize(combined.replicas, current, history, spec.behavior, now)
@@ -117,7 +145,7 @@ def plan(
     desired = bounded.replicas
 
     limited = limits.scaling_limited(
-        demand=combined.replicas,
+        demand=demand,
         desired_replicas=desired,
         current_replicas=current,
         ready_replicas=observation.ready_replicas,
