@@ -44,8 +44,8 @@ CENSORED_GROWTH_LIMITED = "CensoredGrowthLimited"
 NOT_CENSORED = "NotCensored"
 
 # Growth per round while every replica is ready and the pool still sheds (the reading is a
-# lower bound). Measured on the simulator's flash crowd (seeds 1-5): a quarter overshot least
-# at the same SLO; a half overshot by 1.29-1.32x the oracle on three seeds of five.
+# lower bound). Measured on the simulator's flash crowd: with a quarter, 1.05-1.23x the
+# oracle's GPU-hours on seeds 1-5; with a half, 1.29-1.32x on seeds 2, 4 and 5 at the same SLO.
 CENSORED_GROWTH = 0.25
 
 
