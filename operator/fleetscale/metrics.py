@@ -12,6 +12,7 @@ done). Callers: the controller (records), ``fleetscale run`` (starts the server)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 
@@ -188,9 +189,10 @@ class HealthServer:
             self._runner = None
 
     async def _serve_metrics(self, _: web.Request) -> web.Response:
-        return web.Response(
-            body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4}
-        )
+        # Thousands of pools make a large page: render it off the event loop, so the ticks
+        # and the probes go on meanwhile (the registry locks its own state).
+        body = await asyncio.to_thread(self._metrics.render)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
     async def _serve_healthz(self, _: web.Request) -> web.Response:
         if self._is_alive():

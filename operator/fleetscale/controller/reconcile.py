@@ -315,7 +315,11 @@ async def _reconcile(
         _usable_value(queue_reading, spec, now),
         _usable_value(gpu_reading, spec, now),
     )
-    log.info(
+    wire = rendered.to_wire()
+    patch = st.worth_writing(st.merge_patch(raw_status, wire))
+    # One line per change at info; the unchanged ticks of a steady fleet (every pool, every
+    # poll) only at debug, where they cost nothing unless asked for.
+    (log.info if patch else log.debug)(
         "decided",
         reason=decision.reason,
         mode=spec.mode,
@@ -328,10 +332,9 @@ async def _reconcile(
         shed=decision.shed.active,
         detail=decision.message,
     )
-    wire = rendered.to_wire()
     return ReconcileResult(
         status=wire,
-        patch=st.worth_writing(st.merge_patch(raw_status, wire)),
+        patch=patch,
         reason=decision.reason if ready_reason == spec.mode else ready_reason,
         decision=decision,
     )
