@@ -81,11 +81,28 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     import os
 
     from fleetscale.explain import run_explain
+    from fleetscale.settings import Settings, SettingsError, load_settings
 
+    # The operator's default Prometheus and its credential files, as `fleetscale run` reads
+    # them (flags, else FLEETSCALE_PROMETHEUS_*): a pool that names no URL is read the same way.
+    given = {
+        "prometheus_url": args.prometheus_url,
+        "prometheus_bearer_token_file": args.prometheus_bearer_token_file,
+        "prometheus_ca_file": args.prometheus_ca_file,
+    }
+    environ = {
+        key: value for key, value in os.environ.items() if key.startswith("FLEETSCALE_PROMETHEUS_")
+    }
+    try:
+        loaded = load_settings(environ, given)
+    except SettingsError as error:
+        print(f"fleetscale explain: {error}", file=sys.stderr)
+        return 2
+    settings = Settings(**{key: getattr(loaded, key) for key in given})
     return run_explain(
         args.namespace,
         args.pool,
-        prometheus_url=args.prometheus_url or os.environ.get("FLEETSCALE_PROMETHEUS_URL") or None,
+        settings=settings,
         kubeconfig=args.kubeconfig,
         context=args.context,
         output=args.output,
@@ -122,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument(
         "--prometheus-url",
         help="Prometheus for pools that name none [FLEETSCALE_PROMETHEUS_URL]",
+    )
+    explain.add_argument(
+        "--prometheus-bearer-token-file",
+        help="token file for that Prometheus [FLEETSCALE_PROMETHEUS_BEARER_TOKEN_FILE]",
+    )
+    explain.add_argument(
+        "--prometheus-ca-file",
+        help="CA bundle that verifies that Prometheus [FLEETSCALE_PROMETHEUS_CA_FILE]",
     )
     explain.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube)")
     explain.add_argument("--context", help="kubeconfig context")

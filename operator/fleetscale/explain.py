@@ -31,12 +31,13 @@ from fleetscale.actuators.base import (
     ScaleActuator,
     ScaleStatus,
     ScaleTargetRef,
-    SecretNotFound,
     SecretReader,
     TargetNotFound,
 )
 from fleetscale.api.base import GROUP, VERSION, Condition
 from fleetscale.api.inferencepool import PLURAL, InferencePoolSpec, InferencePoolStatus
+from fleetscale.controller.credentials import CredentialFiles
+from fleetscale.controller.reconcile import prometheus_endpoint
 from fleetscale.controller.status import (
     parse_status,
     plain_validation_error,
@@ -51,7 +52,8 @@ from fleetscale.planner.types import (
     MetricReading,
     Observation,
 )
-from fleetscale.signals.base import MetricQuery, PrometheusEndpoint, SignalSource
+from fleetscale.settings import Settings
+from fleetscale.signals.base import MetricQuery, SignalSource
 
 # Status field written with the capacity cap when the pool draws from an AcceleratorPool.
 _CAPACITY_REASON = "AcceleratorPoolCapacity"
@@ -87,39 +89,6 @@ class Explanation:
     now: float
 
 
-async def _endpoint(
-    namespace: str, spec: InferencePoolSpec, secrets: SecretReader, default_url: str | None
-) -> PrometheusEndpoint | MetricReading:
-    """The Prometheus endpoint the controller would use, or the reading that explains why not."""
-    source = spec.metrics.prometheus
-    url = (source.url if source is not None else None) or default_url
-    if url is None:
-        return MetricReading.failed(
-            MetricProblem.QUERY_FAILED,
-            "no Prometheus URL: set spec.metrics.prometheus.url, or pass --prometheus-url "
-            "(the operator uses FLEETSCALE_PROMETHEUS_URL)",
-        )
-    token: str | None = None
-    ca_pem: str | None = None
-    try:
-        if source is not None and source.bearer_token_secret_ref is not None:
-            ref = source.bearer_token_secret_ref
-            token = (await secrets.read_key(namespace, ref.name, ref.key)).strip()
-        if source is not None and source.ca_secret_ref is not None:
-            ref = source.ca_secret_ref
-            ca_pem = await secrets.read_key(namespace, ref.name, ref.key)
-    except (SecretNotFound, ActuatorError) as error:
-        return MetricReading.failed(
-            MetricProblem.QUERY_FAILED, f"cannot read Prometheus credentials: {error}"
-        )
-    return PrometheusEndpoint(
-        url=url,
-        bearer_token=token,
-        ca_pem=ca_pem,
-        timeout_seconds=source.timeout_seconds if source is not None else 5.0,
-    )
-
-
 def _capacity(status: InferencePoolStatus) -> CapacityLimit | None:
     """The capacity cap the operator last recorded (AcceleratorPool), if any."""
     if status.max_replicas_by_capacity is None:
@@ -139,10 +108,14 @@ async def explain_pool(
     scaler: ScaleActuator,
     signals: SignalSource,
     secrets: SecretReader,
-    default_prometheus_url: str | None,
+    settings: Settings,
     now: float,
 ) -> Explanation:
-    """Observe the pool now and plan it from its stored memory, without acting."""
+    """Observe the pool now and plan it from its stored memory, without acting.
+
+    ``settings`` carries what the operator would use for a pool that names no Prometheus: its
+    default URL and credential files.
+    """
     try:
         spec = InferencePoolSpec.model_validate(body.get("spec") or {})
     except ValidationError as error:
@@ -158,7 +131,7 @@ async def explain_pool(
 
     metrics = spec.metrics
     gpu_query = metrics.gpu_utilization.query if metrics.gpu_utilization is not None else None
-    endpoint = await _endpoint(namespace, spec, secrets, default_prometheus_url)
+    endpoint = await prometheus_endpoint(namespace, spec, secrets, settings, CredentialFiles())
     if isinstance(endpoint, MetricReading):
         queue = endpoint
         gpu = endpoint if gpu_query is not None else None
@@ -375,7 +348,7 @@ def _load_api_client(kubeconfig: str | None, context: str | None) -> Any:
 async def explain_live(
     namespace: str,
     name: str,
-    prometheus_url: str | None,
+    settings: Settings,
     kubeconfig: str | None,
     context: str | None,
 ) -> Explanation:
@@ -411,7 +384,7 @@ async def explain_live(
             scaler=KubernetesScaleActuator(api_client),
             signals=signals,
             secrets=KubernetesSecretReader(api_client),
-            default_prometheus_url=prometheus_url,
+            settings=settings,
             now=time.time(),
         )
     finally:
@@ -423,7 +396,7 @@ def run_explain(
     namespace: str,
     name: str,
     *,
-    prometheus_url: str | None,
+    settings: Settings,
     kubeconfig: str | None = None,
     context: str | None = None,
     output: str = "text",
@@ -432,9 +405,7 @@ def run_explain(
 ) -> int:
     """The `fleetscale explain` command: 0 when explained, 1 when it could not be."""
     try:
-        explanation = asyncio.run(
-            explain_live(namespace, name, prometheus_url, kubeconfig, context)
-        )
+        explanation = asyncio.run(explain_live(namespace, name, settings, kubeconfig, context))
     except ExplainError as error:
         print(f"fleetscale explain: {error}", file=err)
         return 1

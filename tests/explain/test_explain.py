@@ -106,7 +106,7 @@ async def explain(
         scaler=scaler,
         signals=signals,
         secrets=secrets or FakeSecretReader(),
-        default_prometheus_url=default_url,
+        settings=Settings(prometheus_url=default_url),
         now=NOW,
     )
 
@@ -228,6 +228,31 @@ async def test_default_prometheus_and_credentials_from_secrets(
     assert "s3cret" not in render_json(explanation)
 
 
+async def test_default_prometheus_uses_the_operators_credential_files(
+    scaler: FakeScaleActuator, signals: FakeSignalSource, tmp_path: Path
+) -> None:
+    # What `fleetscale run` would send to its default Prometheus, explain sends too.
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+    pool_spec = spec()
+    del pool_spec["metrics"]["prometheus"]
+    await explain_pool(
+        NS,
+        POOL,
+        body(pool_spec),
+        scaler=scaler,
+        signals=signals,
+        secrets=FakeSecretReader(),
+        settings=Settings(
+            prometheus_url="http://prom:9090", prometheus_bearer_token_file=token_file
+        ),
+        now=NOW,
+    )
+    (read,) = signals.calls
+    endpoint = read.queries[0].endpoint
+    assert (endpoint.url, endpoint.bearer_token) == ("http://prom:9090", "from-file")
+
+
 async def test_missing_secret_is_explained_not_raised(
     scaler: FakeScaleActuator, signals: FakeSignalSource
 ) -> None:
@@ -345,7 +370,7 @@ async def test_explain_command_reads_the_cluster_and_prometheus_and_writes_nothi
         )
 
         explanation = await explain_live(
-            NS, POOL, None, str(kubeconfig_for(kmock, tmp_path / "kubeconfig")), None
+            NS, POOL, Settings(), str(kubeconfig_for(kmock, tmp_path / "kubeconfig")), None
         )
 
         assert prometheus.query_count(QUEUE) == 1
@@ -372,7 +397,7 @@ async def test_explain_command_names_a_missing_pool(
     declare(kmock, "fleetscale.io/v1alpha1/inferencepools", "InferencePool")
     with pytest.raises(ExplainError, match="InferencePool models/nope not found"):
         await explain_live(
-            NS, "nope", None, str(kubeconfig_for(kmock, tmp_path / "kubeconfig")), None
+            NS, "nope", Settings(), str(kubeconfig_for(kmock, tmp_path / "kubeconfig")), None
         )
 
 

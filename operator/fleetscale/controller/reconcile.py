@@ -360,56 +360,66 @@ def _ready_message(spec: InferencePoolSpec) -> str:
     return "Observing, deciding and scaling the target."
 
 
-async def _queries(
-    pool: PoolRef, spec: InferencePoolSpec, deps: Dependencies
-) -> dict[str, MetricQuery | MetricReading]:
-    """The queries of this pool, or, when no endpoint can be built, the reading explaining why.
+async def prometheus_endpoint(
+    namespace: str,
+    spec: InferencePoolSpec,
+    secrets: SecretReader,
+    settings: Settings,
+    credential_files: CredentialFiles,
+) -> PrometheusEndpoint | MetricReading:
+    """The Prometheus endpoint of a pool, or, when none can be built, the reading saying why.
 
-    Endpoint and credentials: a pool that names its own URL uses it with its own Secrets
-    only. A pool without a URL uses the operator's default URL; its token and CA come from the
-    pool's Secret refs when set, else from the operator's credential files. A missing URL,
-    Secret or file is treated as metrics being unavailable: the planner then holds the size
-    (never scales down blind) and MetricsAvailable=False says why.
+    A pool that names its own URL uses it with its own Secrets only. A pool without a URL uses
+    the operator's default URL; its token and CA come from the pool's Secret refs when set,
+    else from the operator's credential files. A missing URL, Secret or file is treated as
+    metrics being unavailable: the planner then holds the size (never scales down blind) and
+    MetricsAvailable=False says why. Callers: reconcile, and ``fleetscale explain``.
     """
-    names = ("queue", "gpu") if spec.metrics.gpu_utilization is not None else ("queue",)
     source = spec.metrics.prometheus
-    url = (source.url if source is not None else None) or deps.settings.prometheus_url
+    url = (source.url if source is not None else None) or settings.prometheus_url
     if url is None:
-        missing = MetricReading.failed(
+        return MetricReading.failed(
             MetricProblem.QUERY_FAILED,
             "no Prometheus URL: set spec.metrics.prometheus.url or FLEETSCALE_PROMETHEUS_URL",
         )
-        return dict.fromkeys(names, missing)
     # The operator's own credential files go only to the operator's default URL: a pool that
     # names its own Prometheus authenticates with its own Secrets, never with ours.
     uses_default_url = source is None or source.url is None
     token_ref = source.bearer_token_secret_ref if source is not None else None
     ca_ref = source.ca_secret_ref if source is not None else None
-    settings = deps.settings
     token: str | None = None
     ca_pem: str | None = None
     try:
         if token_ref is not None:
-            token = (
-                await deps.secrets.read_key(pool.namespace, token_ref.name, token_ref.key)
-            ).strip()
+            token = (await secrets.read_key(namespace, token_ref.name, token_ref.key)).strip()
         elif uses_default_url and settings.prometheus_bearer_token_file is not None:
-            token = deps.credential_files.read(settings.prometheus_bearer_token_file).strip()
+            token = credential_files.read(settings.prometheus_bearer_token_file).strip()
         if ca_ref is not None:
-            ca_pem = await deps.secrets.read_key(pool.namespace, ca_ref.name, ca_ref.key)
+            ca_pem = await secrets.read_key(namespace, ca_ref.name, ca_ref.key)
         elif uses_default_url and settings.prometheus_ca_file is not None:
-            ca_pem = deps.credential_files.read(settings.prometheus_ca_file)
+            ca_pem = credential_files.read(settings.prometheus_ca_file)
     except (SecretNotFound, ActuatorError, CredentialFileError) as error:
-        missing = MetricReading.failed(
+        return MetricReading.failed(
             MetricProblem.QUERY_FAILED, f"cannot read Prometheus credentials: {error}"
         )
-        return dict.fromkeys(names, missing)
-    endpoint = PrometheusEndpoint(
+    return PrometheusEndpoint(
         url=url,
         bearer_token=token,
         ca_pem=ca_pem,
         timeout_seconds=source.timeout_seconds if source is not None else 5.0,
     )
+
+
+async def _queries(
+    pool: PoolRef, spec: InferencePoolSpec, deps: Dependencies
+) -> dict[str, MetricQuery | MetricReading]:
+    """The queries of this pool, or, when no endpoint can be built, the reading explaining why."""
+    names = ("queue", "gpu") if spec.metrics.gpu_utilization is not None else ("queue",)
+    endpoint = await prometheus_endpoint(
+        pool.namespace, spec, deps.secrets, deps.settings, deps.credential_files
+    )
+    if isinstance(endpoint, MetricReading):
+        return dict.fromkeys(names, endpoint)
     queries: dict[str, MetricQuery | MetricReading] = {
         "queue": MetricQuery(endpoint=endpoint, promql=spec.metrics.queue_depth.query)
     }
