@@ -204,6 +204,31 @@ def test_plan_while_shedding(
     assert ("shedding" in names) is (steps == "shedding")
 
 
+@pytest.mark.parametrize(
+    ("shed", "queue", "sampled_at", "ready", "expected"),
+    [
+        pytest.param(_SHEDDING, 300, NOW - 15, 7, False, id="near-the-cap-is-censored"),
+        pytest.param(_SHEDDING, 351, NOW - 15, 7, True, id="over-five-times-the-cap"),
+        pytest.param(_SHEDDING, 447, NOW - 60, 7, False, id="sampled-before-the-flag"),
+        pytest.param(_QUIET, 447, NOW - 15, 7, False, id="flag-off"),
+    ],
+)
+def test_gateway_not_capping(
+    shed: ShedState, queue: float, sampled_at: float, ready: int, expected: bool
+) -> None:
+    spec = ShedLoadSpec(queue_per_replica_threshold=10)
+    reading = _reading(queue, sampled_at)
+    assert censor.gateway_not_capping(spec, shed, reading, ready) is expected
+
+
+def test_queue_far_over_the_cap_counts_in_full() -> None:
+    """200 waiting on 2 ready replicas while shedding at 10 each: the gateways do not cap."""
+    observation = observe(2, ready=2, queue=_reading(200, NOW - 15))
+    decision, _ = plan(_spec(), observation, _state(_SHEDDING, last_ask=6), NOW)
+    assert decision.unconstrained_replicas == 100
+    assert "shedding" not in [step.name for step in decision.steps]
+
+
 def test_bounded_queue_says_why() -> None:
     observation = observe(14, ready=7, queue=_reading(447, NOW - 60))
     decision, _ = plan(_spec(), observation, _state(_SHEDDING), NOW)
@@ -268,6 +293,8 @@ def test_shedding_never_shrinks_and_grows_by_rounds(
     decision, _ = plan(spec, observation, _state(_SHEDDING, last_ask), NOW)
     if not spec.shed_load.enabled:
         return
+    if queue > censor.CAP_SLACK * spec.shed_load.queue_per_replica_threshold * max(ready, 1):
+        return  # the gateways are not capping the queue: the reading counts in full
     raw = math.ceil(queue / spec.metrics.queue_depth.target_per_replica - 1e-9)
     if raw > current:
         assert decision.unconstrained_replicas >= current

@@ -93,7 +93,14 @@ def plan(
         queue_depth, current, metrics_spec.queue_depth, metrics_spec.tolerance
     )
     queue_step = raw_queue_step
-    queue_bound = censor.queue_bound(spec.shed_load, state.shed, observation.ready_replicas)
+    honest = censor.gateway_not_capping(
+        spec.shed_load, state.shed, observation.queue_depth, observation.ready_replicas
+    )
+    queue_bound = (
+        None
+        if honest
+        else censor.queue_bound(spec.shed_load, state.shed, observation.ready_replicas)
+    )
     if queue_bound is not None and queue_depth > queue_bound and raw_queue_step.replicas > current:
         bounded_step = signals.queue_signal(
             queue_bound, current, metrics_spec.queue_depth, metrics_spec.tolerance
@@ -125,7 +132,7 @@ def plan(
         *([gpu_step] if gpu_step is not None else []),
         combined,
     ]
-    if censor.censored(state.shed, observation.queue_depth):
+    if not honest and censor.censored(state.shed, observation.queue_depth):
         combined = censor.shedding_step(
             combined,
             current_replicas=current,
