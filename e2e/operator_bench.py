@@ -51,6 +51,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from fleetscale.sim.bench import splice_readme
+
+README_MARKERS = ("<!-- bench-operator:start -->", "<!-- bench-operator:end -->")
+
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_SH = REPO / "e2e" / "cluster.sh"
 NAMESPACE = "fleetscale-bench"
@@ -67,7 +71,7 @@ def log(message: str) -> None:
 
 
 def pool_counts() -> list[int]:
-    raw = os.environ.get("FLEETSCALE_BENCH_POOLS", "100,1000")
+    raw = os.environ.get("FLEETSCALE_BENCH_POOLS", "100,1000,5000")
     return [int(part) for part in raw.split(",") if part.strip()]
 
 
@@ -496,6 +500,8 @@ def measure(env: dict[str, str], pools: int, out: Path) -> dict[str, Any]:
 
 
 def misses(result: dict[str, Any]) -> list[str]:
+    if "failed" in result:
+        return [f"not measured: {result['failed']}"]
     found = []
     if result["status_writes_in_window"] > 0:
         found.append("status written without a change")
@@ -523,7 +529,9 @@ def write(results: list[dict[str, Any]], out: Path) -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = "".join(
-        f"| {r['pools']:,} | {bound(r['reconcile_p50_seconds'])} | "
+        f"| {r['pools']:,} | {'; '.join(misses(r))} |" + " |" * 9 + "\n"
+        if "failed" in r
+        else f"| {r['pools']:,} | {bound(r['reconcile_p50_seconds'])} | "
         f"{bound(r['reconcile_p99_seconds'])} | {r['ticks_completed_fraction']:.0%} | "
         f"{r['inferencepool_calls_per_pool_per_hour']:g}; "
         f"{r['operator_resource_calls_per_pool_per_hour']:g} | "
@@ -538,6 +546,27 @@ def write(results: list[dict[str, Any]], out: Path) -> None:
     log(f"table in {table}")
 
 
+def readme_section(results: list[dict[str, Any]]) -> str:
+    """README's operator-overhead section: the table, and how and where it was measured."""
+    table = (REPO / "out" / "bench-operator" / "table.md").read_text(encoding="utf-8")
+    versions = dict(
+        line.split("=", 1)
+        for line in (REPO / "e2e" / "versions.env").read_text(encoding="utf-8").splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    return (
+        f"Produced by `make bench-operator` on {time.strftime('%Y-%m-%d')}: the real "
+        f"`fleetscale run` against a local control plane (kube-apiserver, controller-manager, "
+        f"scheduler {versions.get('KUBE_VERSION', '?')}, "
+        f"kwok {versions.get('KWOK_VERSION', '?')}), every pool polling "
+        f"every {POLL_SECONDS} s on {DISTINCT_QUERIES} distinct queries, measured over "
+        f"{WINDOW_SECONDS:g} s of steady load on a {os.cpu_count()}-core machine shared with "
+        "the control plane. Reconcile latency as the upper bound of its histogram bucket. "
+        "How each figure is read, and what limits it: "
+        "[docs/benchmark-operator.md](docs/benchmark-operator.md).\n\n" + table
+    )
+
+
 def main() -> int:
     out = REPO / "out" / "bench-operator"
     out.mkdir(parents=True, exist_ok=True)
@@ -545,11 +574,19 @@ def main() -> int:
     with cluster() as env:
         log(f"machine: {os.cpu_count()} cores, {platform.platform()}, load {os.getloadavg()}")
         for pools in pool_counts():
-            result = measure(env, pools, out)
+            try:
+                result = measure(env, pools, out)
+            except Exception as error:  # one count failing still reports the others
+                log(f"{pools} pools: the measurement failed: {error!r}")
+                result = {"pools": pools, "failed": f"{type(error).__name__}: {error}"[:300]}
             result["load_average"] = [round(x, 1) for x in os.getloadavg()]
             results.append(result)
             print(json.dumps(result), flush=True)
             write(results, out)
+    readme = os.environ.get("FLEETSCALE_BENCH_README")
+    if readme:
+        splice_readme(Path(readme), readme_section(results), README_MARKERS)
+        log(f"results section of {readme} refreshed")
     failed = [f"{r['pools']} pools: {m}" for r in results for m in misses(r)]
     for line in failed:
         log(f"MISSED: {line}")

@@ -132,17 +132,23 @@ def render_section(
     return "\n".join(lines) + "\n"
 
 
-def splice_readme(readme: Path, section: str) -> None:
-    """Replace what lies between the markers in ``readme``; fail if they are missing."""
+def splice_readme(
+    readme: Path, section: str, markers: tuple[str, str] = (START_MARKER, END_MARKER)
+) -> None:
+    """Replace what lies between the markers in ``readme``; fail if they are missing.
+
+    Also used by the operator bench (``e2e/operator_bench.py``) with its own markers.
+    """
+    start_marker, end_marker = markers
     text = readme.read_text(encoding="utf-8")
-    start = text.find(START_MARKER)
-    end = text.find(END_MARKER)
+    start = text.find(start_marker)
+    end = text.find(end_marker)
     if start < 0 or end < 0 or end < start:
         raise MarkersMissingError(
-            f"{readme}: expected the markers {START_MARKER} and {END_MARKER} (in that order) "
+            f"{readme}: expected the markers {start_marker} and {end_marker} (in that order) "
             "around the benchmark results section; add them and run again"
         )
-    head = text[: start + len(START_MARKER)]
+    head = text[: start + len(start_marker)]
     readme.write_text(head + "\n" + section + text[end:], encoding="utf-8")
 
 
