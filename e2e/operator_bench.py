@@ -160,6 +160,7 @@ def cluster() -> Iterator[dict[str, str]]:
         "PYTHON": PYTHON,
         "FLEETSCALE_E2E_STATE": os.environ.get("FLEETSCALE_E2E_STATE", "/tmp/fleetscale-bench"),
         "FLEETSCALE_E2E_CLUSTER": os.environ.get("FLEETSCALE_E2E_CLUSTER", "fleetscale-bench"),
+        "FLEETSCALE_BENCH_OWNS": "1",  # started here, so taken down here with all it holds
         # Creating and deleting thousands of Deployments at the controllers' default 20
         # requests a second takes longer than the measurement itself.
         "FLEETSCALE_E2E_CONTROL_PLANE_QPS": os.environ.get(
@@ -342,7 +343,7 @@ def http_get(url: str) -> str:
         return body.decode()
 
 
-def measure(env: dict[str, str], pools: int, out: Path) -> dict[str, Any]:
+def measure(env: dict[str, str], pools: int, out: Path, *, clean_up: bool = True) -> dict[str, Any]:
     log(f"{pools} pools: namespace, nodes, Deployments and InferencePools")
     subprocess.run(
         [str(CLUSTER_SH), "nodes", str(pools // PODS_PER_NODE + 1)],
@@ -423,7 +424,10 @@ def measure(env: dict[str, str], pools: int, out: Path) -> dict[str, Any]:
         rss = rss_mb(proc.pid)
         versions_after = pool_versions()
     finally:
-        log("stopping the operator, dropping kopf's finalizers, deleting the namespace")
+        log(
+            "stopping the operator"
+            + (", deleting the pools and their namespace" if clean_up else "")
+        )
         proc.terminate()
         try:
             proc.wait(60)
@@ -434,8 +438,9 @@ def measure(env: dict[str, str], pools: int, out: Path) -> dict[str, Any]:
         # With the operator gone nothing removes kopf's finalizer from the pools, and the
         # namespace would wait for it forever. (A running operator lets thousands of deleted
         # pools go at a few a second: kopf handles each deletion as its own event.)
-        drop_finalizers(list(pool_versions()))
-        kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=900s", timeout=960)
+        if clean_up:
+            drop_finalizers(list(pool_versions()))
+            kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=900s", timeout=960)
 
     calls = calls_after - calls_before
     name = "fleetscale_reconcile_duration_seconds"
@@ -573,9 +578,12 @@ def main() -> int:
     results: list[dict[str, Any]] = []
     with cluster() as env:
         log(f"machine: {os.cpu_count()} cores, {platform.platform()}, load {os.getloadavg()}")
-        for pools in pool_counts():
+        counts = pool_counts()
+        for index, pools in enumerate(counts):
+            # The last count's objects go with the cluster when the bench started it.
+            last_in_own_cluster = index == len(counts) - 1 and env.get("FLEETSCALE_BENCH_OWNS")
             try:
-                result = measure(env, pools, out)
+                result = measure(env, pools, out, clean_up=not last_in_own_cluster)
             except Exception as error:  # one count failing still reports the others
                 log(f"{pools} pools: the measurement failed: {error!r}")
                 result = {"pools": pools, "failed": f"{type(error).__name__}: {error}"[:300]}
