@@ -56,6 +56,7 @@ from fleetscale.controller.kube import (
     missing_peerings,
 )
 from fleetscale.controller.reconcile import Dependencies, PoolRef, reconcile
+from fleetscale.kubeapi import describe
 from fleetscale.logs import get_logger
 from fleetscale.metrics import HealthServer, OperatorMetrics
 from fleetscale.settings import Settings
@@ -314,7 +315,7 @@ async def run_pool_loop(
                     break
                 except Exception as error:  # retried at the next tick with the same diff
                     log.warning(
-                        "status_write_failed", reason="StatusWriteFailed", detail=str(error)
+                        "status_write_failed", reason="StatusWriteFailed", detail=describe(error)
                     )
                     deps.metrics.reconcile_errors_total.labels(
                         namespace, name, "StatusWriteFailed"

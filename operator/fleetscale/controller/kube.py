@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 
 from fleetscale.api.base import GROUP, VERSION
 from fleetscale.api.inferencepool import PLURAL
+from fleetscale.kubeapi import RetryPolicy, with_retries
 
 
 class PoolGone(Exception):  # noqa: N818  (reads as what happened)
@@ -39,12 +40,15 @@ class StatusWriter(Protocol):
 class KubernetesStatusWriter:
     """StatusWriter through the official client (synchronous, run in a thread)."""
 
-    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+    def __init__(
+        self, api_client: kubernetes.client.ApiClient, retry: RetryPolicy | None = None
+    ) -> None:
         self._api = kubernetes.client.CustomObjectsApi(api_client)
+        self._retry = retry or RetryPolicy()
 
     async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
-        try:
-            await asyncio.to_thread(
+        def attempt() -> Awaitable[Any]:
+            return asyncio.to_thread(
                 self._api.patch_namespaced_custom_object_status,
                 GROUP,
                 VERSION,
@@ -53,6 +57,11 @@ class KubernetesStatusWriter:
                 name,
                 {"status": dict(patch)},
             )
+
+        # A throttled (429) or failing (5xx) write is retried with backoff, as the adapters'
+        # requests are: thousands of pools starting at once meet the API server's fairness.
+        try:
+            await with_retries(attempt, self._retry)
         except ApiException as error:
             if error.status == 404:
                 raise PoolGone(f"InferencePool {namespace}/{name} no longer exists") from error
