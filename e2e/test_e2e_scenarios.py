@@ -26,6 +26,7 @@ from e2e_support import (
     spec_replicas,
     wait_until,
 )
+from fleetscale.controller.handlers import PEERING_LIFETIME_SECONDS
 from pools import (
     condition,
     condition_is,
@@ -274,9 +275,9 @@ def test_restarted_operator_continues_the_stabilization_window(
     wait_until(lambda: spec_replicas(kube, namespace, "vllm") == 1, 30, "scale-down to 1")
 
 
-# kopf's default peering lifetime: a crashed operator's entry in the peering object is
-# honoured this long, and a replacement with the same priority pauses until it expires.
-PEERING_LIFETIME = 60
+# A crashed operator's entry in the peering object is honoured this long, and a replacement
+# with the same priority pauses until it expires.
+PEERING_LIFETIME = PEERING_LIFETIME_SECONDS
 
 
 def test_operator_recovers_from_a_crash(

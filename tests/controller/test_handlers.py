@@ -322,6 +322,7 @@ async def test_the_loop_ends_when_the_pool_is_gone(runtime: OperatorRuntime) -> 
 def test_peering_is_on_by_default_and_off_when_empty() -> None:
     default = kopf_settings(Settings())
     assert (default.peering.name, default.peering.standalone) == ("fleetscale", False)
+    assert default.peering.lifetime == 20  # a crashed leader is replaced within 20 s
     assert kopf_settings(Settings(peering="")).peering.standalone is True
 
 

@@ -66,6 +66,10 @@ DependenciesFactory = Callable[
 ]
 
 _GRACEFUL_STOP_SECONDS = 15.0
+# How long a replica's peering record stays valid without a keep-alive (kopf renews it 5-10 s
+# before): a standby takes over from a crashed or partitioned leader after at most this long,
+# instead of kopf's default 60 s. A clean stop hands over at once either way.
+PEERING_LIFETIME_SECONDS = 20
 _DEFAULT_POLL_INTERVAL_SECONDS = InferencePoolSpec.model_fields["poll_interval_seconds"].default
 
 
@@ -178,6 +182,7 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     if settings.peering:
         operator_settings.peering.name = settings.peering
         operator_settings.peering.standalone = False
+        operator_settings.peering.lifetime = PEERING_LIFETIME_SECONDS
     else:
         operator_settings.peering.standalone = True
     # Leave room for the daemons' graceful stop before kopf gives up on exiting.
