@@ -13,6 +13,7 @@ from fleetscale.sim.bench import (
     MarkersMissingError,
     best_keda,
     judge,
+    speed,
     splice_readme,
 )
 from fleetscale.sim.report import PolicySummary, markdown_table, percentile, text_table
@@ -133,3 +134,14 @@ def test_each_bar_can_fail_on_its_own(change: dict[str, float], failing: str) ->
         if not getattr(verdict, name)[0]
     ]
     assert failed == [failing]
+
+
+def test_the_speed_is_reported_against_the_oracles_run() -> None:
+    workload = Workload("w", (0.0, 1800.0, 3600.0), (1, 1, 1), (1, 1, 1))
+    summaries = {
+        "fleetscale": replace(_policy("fleetscale", 0.99, 110.0), wall_seconds=12.0),
+        "oracle": replace(_policy("oracle", 1.0, 100.0), wall_seconds=10.0),
+    }
+    text = speed(ScenarioRun(SCENARIOS["tiny"], workload, [1], {}, summaries))
+    assert text.startswith("100 requests, 1.00 h simulated: fleetscale in 12.0 s (300x real time)")
+    assert text.endswith("oracle in 10.0 s; fleetscale / oracle 1.20x")

@@ -40,6 +40,7 @@ class Verdict:
     gpu_hours_vs_best_keda: tuple[bool, str]
     gpu_hours_vs_oracle: tuple[bool, str]
     shed_only_when_constrained: tuple[bool, str]
+    speed: str = ""  # how fast the simulator ran it (a figure, not a bar)
 
     @property
     def checks(self) -> tuple[tuple[bool, str], ...]:
@@ -93,6 +94,23 @@ def judge(run: ScenarioRun, policy: str = "fleetscale") -> Verdict:
             f"shed flag up {unconstrained:.0f} s with no capacity provisioning, loading or "
             f"capped; timeout rate {ours.timeout_rate:.2%}",
         ),
+        speed=speed(run, policy),
+    )
+
+
+def speed(run: ScenarioRun, policy: str = "fleetscale") -> str:
+    """The simulator's speed on one scenario, against the oracle's run as the baseline.
+
+    The oracle decides from a precomputed plan, so its run time is the engine's own; the ratio
+    is what the production planners add on top.
+    """
+    ours, oracle = run.summaries[policy], run.summaries["oracle"]
+    simulated = run.workload.duration_seconds
+    overhead = ours.wall_seconds / oracle.wall_seconds if oracle.wall_seconds else float("inf")
+    return (
+        f"{ours.requests:,} requests, {simulated / 3600:.2f} h simulated: {policy} in "
+        f"{ours.wall_seconds:.1f} s ({simulated / max(ours.wall_seconds, 1e-9):,.0f}x real "
+        f"time), oracle in {oracle.wall_seconds:.1f} s; {policy} / oracle {overhead:.2f}x"
     )
 
 

@@ -88,6 +88,7 @@ def _bench(args: argparse.Namespace, traces_dir: Path | None) -> int:
         print(f"{verdict.scenario}: fleetscale {status}")
         for ok, text in verdict.checks:
             print(f"  {'ok  ' if ok else 'MISS'} {text}")
+        print(f"  speed {verdict.speed}")
     return 0
 
 
