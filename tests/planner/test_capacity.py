@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -185,6 +186,41 @@ def test_max_nodes_caps_the_lowest_priority_first() -> None:
     assert batch.limit.max_replicas == 0
     assert plan.scaling_limited.status
     assert plan.scaling_limited.reason == MAX_NODES
+
+
+@pytest.mark.parametrize(
+    ("chat_sheds", "max_nodes", "batch_granted"),
+    [
+        # chat asks 2 of the 4 slots, but its reading is censored: it will ask for more.
+        pytest.param(True, 2, 1, id="lower-bound-at-max-holds-lower-priority"),
+        pytest.param(False, 2, 2, id="honest-demand-at-max-lets-lower-priority-grow"),
+        pytest.param(True, 4, 2, id="below-max-everyone-gets-nodes"),
+    ],
+)
+def test_a_shedding_pool_keeps_room_from_lower_priorities(
+    chat_sheds: bool, max_nodes: int, batch_granted: int
+) -> None:
+    spec = pool_spec(nodes={"min": 0, "max": max_nodes})
+    chat = demand("chat", desired=2, current=1, priority=100)
+    demands = [
+        replace(chat, demand_is_lower_bound=chat_sheds),
+        demand("batch", desired=2, current=1, priority=1),
+    ]
+    nodes = observe(node("n0", in_use=4), node("n1", in_use=4))
+    plan, _ = plan_capacity(spec, demands, nodes, CapacityState(), NOW)
+    grants = {a.name: a.granted_replicas for a in plan.allocations}
+    assert grants == {"chat": 2, "batch": batch_granted}
+
+
+def test_a_shedding_pool_never_holds_its_own_priority() -> None:
+    spec = pool_spec(nodes={"min": 0, "max": 2})
+    demands = [
+        replace(demand("a", desired=2, current=1), demand_is_lower_bound=True),
+        demand("b", desired=2, current=1),
+    ]
+    nodes = observe(node("n0", in_use=4), node("n1", in_use=4))
+    plan, _ = plan_capacity(spec, demands, nodes, CapacityState(), NOW)
+    assert {a.name: a.granted_replicas for a in plan.allocations} == {"a": 2, "b": 2}
 
 
 def test_running_replicas_keep_their_place_while_nodes_provision() -> None:

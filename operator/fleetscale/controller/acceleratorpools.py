@@ -345,9 +345,16 @@ async def pool_demands(pool_name: str, deps: PoolDependencies, log: Any) -> list
                 current_replicas=status.replicas or 0,
                 desired_replicas=_desired(spec, status),
                 ready_replicas=status.ready_replicas or 0,
+                demand_is_lower_bound=_sheds_below_max(spec, status),
             )
         )
     return demands
+
+
+def _sheds_below_max(spec: InferencePoolSpec, status: InferencePoolStatus) -> bool:
+    """The pool sheds and could still grow: its demand is a lower bound (see PoolDemand)."""
+    shedding = status.shed_load is not None and status.shed_load.active
+    return shedding and _desired(spec, status) < spec.replicas.max
 
 
 def _desired(spec: InferencePoolSpec, status: InferencePoolStatus) -> int:

@@ -20,7 +20,9 @@ The rules, in order:
    provisioning nodes are Ready). Running replicas keep their place before anyone grows: the
    replica planner never scales down for capacity, so a higher-priority pool grows into free
    room only, and a lower-priority pool over its grant is held (no growth, it sheds first) until
-   its own demand lets it shrink.
+   its own demand lets it shrink. At nodes.max, while a pool sheds below its replicas.max (its
+   demand is then a lower bound that grows round by round), pools of lower priority are held at
+   their current replicas so they do not take the room it asks for next.
 5. Scale-down: replicas go first (the replica planner); a node is released only once it hosts no
    workload pod and has stayed so for scaleDownDelaySeconds, oldest-empty first, and never below
    what demand needs or nodes.min.
@@ -76,6 +78,9 @@ class PoolDemand:
     current_replicas: int  # the target's spec.replicas
     desired_replicas: int
     ready_replicas: int = 0  # reported in messages only
+    # The pool sheds below its replicas.max: its queue reading, and so desired_replicas, is
+    # only a lower bound on what it needs (``censor``), and it may ask for more next tick.
+    demand_is_lower_bound: bool = False
 
     @property
     def key(self) -> tuple[str, str]:
@@ -234,6 +239,28 @@ def _priority_order(demands: Sequence[PoolDemand]) -> list[PoolDemand]:
     return sorted(demands, key=lambda d: (-d.priority, d.namespace, d.name))
 
 
+def _held_below_lower_bounds(
+    demands: Sequence[PoolDemand], at_node_limit: bool
+) -> dict[tuple[str, str], int]:
+    """What each pool may plan for: at nodes.max, a pool of lower priority than one whose
+    demand is only a lower bound is held at its current replicas.
+
+    The higher-priority pool's ask grows round by round while it sheds; without the hold a
+    lower-priority pool would take the room it asks for next round, and running replicas are
+    never preempted. Below nodes.max every pool gets nodes for its demand anyway.
+    """
+    wanted = {d.key: d.planned_replicas for d in demands}
+    if not at_node_limit:
+        return wanted
+    bounding_priority: int | None = None
+    for demand in _priority_order(demands):
+        if bounding_priority is not None and demand.priority < bounding_priority:
+            wanted[demand.key] = min(demand.planned_replicas, demand.current_replicas)
+        if demand.demand_is_lower_bound and bounding_priority is None:
+            bounding_priority = demand.priority
+    return wanted
+
+
 def _grant(
     demands: Sequence[PoolDemand],
     accelerators_per_node: int,
@@ -337,7 +364,9 @@ def plan_capacity(
     desired = max(0, min(desired, spec.nodes.max))
 
     # Grants within the nodes we will have; caps within the Ready nodes.
-    granted = _grant(demands, per_node, want)
+    granted = _grant(
+        demands, per_node, want, wanted=_held_below_lower_bounds(demands, want >= spec.nodes.max)
+    )
     keep = {d.key: d.current_replicas for d in demands}
     runnable = _grant(demands, per_node, len(ready), keep=keep, wanted=granted)
 
