@@ -204,6 +204,16 @@ def test_plan_while_shedding(
     assert ("shedding" in names) is (steps == "shedding")
 
 
+def test_a_flag_that_is_not_published_censors_nothing() -> None:
+    # DryRun decides and reports the flag but never sends it to the gateways: the queue they
+    # let wait is the whole demand, and a pool that never grows must not shrink its ask.
+    dry_run = ShedState(active=True, since=NOW - 60, reason="DryRunWouldShed", published=False)
+    observation = observe(1, ready=1, queue=_reading(26, NOW - 15))
+    decision, _ = plan(_spec(), observation, _state(dry_run, 6), NOW)
+    assert decision.unconstrained_replicas == 13  # 26 waiting / target 2, not grown by a quarter
+    assert "shedding" not in [step.name for step in decision.steps]
+
+
 @pytest.mark.parametrize(
     ("shed", "queue", "sampled_at", "ready", "expected"),
     [

@@ -99,6 +99,7 @@ def planner_state_from_status(status: InferencePoolStatus, dry_run: bool) -> Pla
                 since=to_epoch(condition.last_transition_time),
                 reason=DRY_RUN_WOULD_SHED,
                 release_candidate_since=_release_candidate_since(status.shed_load),
+                published=False,
             )
     elif status.shed_load is not None:
         shed = ShedState(

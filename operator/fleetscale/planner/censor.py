@@ -28,7 +28,8 @@ apply), but rule 1 does: the gateway sheds from now on. A reading sampled after 
 more than ``CAP_SLACK`` times the bound shows the gateways are not holding the queue at the
 threshold (they ignore the flag, or shed some other way): neither rule applies, and it counts
 in full. With the flag off nothing changes.
-Missing metrics never reach this module (the pipeline holds the size first).
+Missing metrics never reach this module (the pipeline holds the size first), and a flag that is
+not published (DryRun: decided and reported, never sent to the gateways) censors nothing.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ CAP_SLACK = 5.0
 
 def queue_bound(spec: ShedLoadSpec, shed: ShedState, ready_replicas: int) -> float | None:
     """The most waiting requests the queue step may count (rule 1); None: no bound."""
-    if not spec.enabled or not shed.active:
+    if not spec.enabled or not shed.active or not shed.published:
         return None
     return spec.queue_per_replica_threshold * max(ready_replicas, 1)
 
@@ -90,6 +91,7 @@ def censored(shed: ShedState, reading: MetricReading) -> bool:
     """Whether the reading was sampled while the gateways were already shedding."""
     return (
         shed.active
+        and shed.published
         and shed.since is not None
         and reading.sampled_at is not None
         and reading.sampled_at > shed.since

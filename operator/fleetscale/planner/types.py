@@ -106,6 +106,9 @@ class ShedState:
     # While the flag is on and the fleet still limited: since when the queue per replica has
     # stayed below the release threshold (None while it is not below it).
     release_candidate_since: float | None = None
+    # Whether gateways act on the flag. False in DryRun, where the flag is decided and reported
+    # but never published: the gateways do not shed, so the queue is not censored.
+    published: bool = True
 
 
 @dataclass(frozen=True)
