@@ -79,7 +79,7 @@ GRANTS: tuple[Grant, ...] = (
     ),
     Grant(
         "watched", "fleetscale.io", "inferencepools/status", ("patch",),
-        (fs("controller/kube.py", "patch_namespaced_custom_object_status"),),
+        (fs("controller/kube.py", '"PATCH", path, body={"status"'),),
     ),
     Grant(
         "watched", "apps", "deployments", ("get",),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -20,9 +20,9 @@ import kubernetes.client
 import kubernetes.config
 from kubernetes.client.exceptions import ApiException
 
+from fleetscale.actuators.rest import MERGE_PATCH, KubeJson, RetryPolicy
 from fleetscale.api.base import GROUP, VERSION
 from fleetscale.api.inferencepool import PLURAL
-from fleetscale.kubeapi import RetryPolicy, with_retries
 
 
 class PoolGone(Exception):  # noqa: N818  (reads as what happened)
@@ -38,30 +38,23 @@ class StatusWriter(Protocol):
 
 
 class KubernetesStatusWriter:
-    """StatusWriter through the official client (synchronous, run in a thread)."""
+    """StatusWriter through the adapters' JSON client (``KubeJson``: a worker thread, retries).
+
+    A throttled (429) or failing (5xx) write is retried with backoff like every adapter
+    request: thousands of pools starting at once meet the API server's fairness limits.
+    """
 
     def __init__(
         self, api_client: kubernetes.client.ApiClient, retry: RetryPolicy | None = None
     ) -> None:
-        self._api = kubernetes.client.CustomObjectsApi(api_client)
-        self._retry = retry or RetryPolicy()
+        self._api = KubeJson(api_client, retry or RetryPolicy())
 
     async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
-        def attempt() -> Awaitable[Any]:
-            return asyncio.to_thread(
-                self._api.patch_namespaced_custom_object_status,
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                name,
-                {"status": dict(patch)},
-            )
-
-        # A throttled (429) or failing (5xx) write is retried with backoff, as the adapters'
-        # requests are: thousands of pools starting at once meet the API server's fairness.
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
         try:
-            await with_retries(attempt, self._retry)
+            await self._api.request(
+                "PATCH", path, body={"status": dict(patch)}, content_type=MERGE_PATCH
+            )
         except ApiException as error:
             if error.status == 404:
                 raise PoolGone(f"InferencePool {namespace}/{name} no longer exists") from error
