@@ -336,6 +336,8 @@ async def pool_demands(pool_name: str, deps: PoolDependencies, log: Any) -> list
         per_replica = spec.accelerators_per_replica
         if per_replica is None:
             per_replica = await _accelerators_from_target(namespace, spec, deps, log)
+        desired = _desired(spec, status)
+        shedding = status.shed_load is not None and status.shed_load.active
         demands.append(
             PoolDemand(
                 namespace=namespace,
@@ -343,18 +345,13 @@ async def pool_demands(pool_name: str, deps: PoolDependencies, log: Any) -> list
                 priority=spec.priority,
                 accelerators_per_replica=per_replica,
                 current_replicas=status.replicas or 0,
-                desired_replicas=_desired(spec, status),
+                desired_replicas=desired,
                 ready_replicas=status.ready_replicas or 0,
-                demand_is_lower_bound=_sheds_below_max(spec, status),
+                # Shedding and still able to grow: its demand is a lower bound (PoolDemand).
+                demand_is_lower_bound=shedding and desired < spec.replicas.max,
             )
         )
     return demands
-
-
-def _sheds_below_max(spec: InferencePoolSpec, status: InferencePoolStatus) -> bool:
-    """The pool sheds and could still grow: its demand is a lower bound (see PoolDemand)."""
-    shedding = status.shed_load is not None and status.shed_load.active
-    return shedding and _desired(spec, status) < spec.replicas.max
 
 
 def _desired(spec: InferencePoolSpec, status: InferencePoolStatus) -> int:
