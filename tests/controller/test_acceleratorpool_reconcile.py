@@ -15,8 +15,10 @@ from fleetscale.controller.acceleratorpools import (
     AcceleratorPoolCapacity,
     InMemoryCluster,
     PoolDependencies,
+    pool_demands,
     reconcile_accelerator_pool,
 )
+from fleetscale.logs import get_logger
 from fleetscale.nodepools.base import PROVIDER_UNAVAILABLE, ProviderError
 from fleetscale.nodepools.fake import FakeNodePool
 from fleetscale.planner.capacity import MAX_NODES, NODES_PROVISIONING
@@ -282,3 +284,22 @@ async def test_missing_cloud_extra_is_reported_and_caps_still_published() -> Non
     assert events.reasons() == [PROVIDER_UNAVAILABLE]
     assert allocation(result.status, "chat")["maxReplicas"] == 2
     assert result.status["desiredNodes"] == 1  # what exists: nothing was asked of anyone
+
+
+@pytest.mark.parametrize(
+    ("shedding", "recommended", "lower_bound"),
+    [
+        pytest.param(True, 4, True, id="sheds-below-max"),
+        pytest.param(True, 16, False, id="sheds-at-replicas-max"),
+        pytest.param(False, 4, False, id="not-shedding"),
+    ],
+)
+async def test_a_shedding_pools_demand_reads_as_a_lower_bound(
+    shedding: bool, recommended: int, lower_bound: bool
+) -> None:
+    raw = inference_pool("chat", recommended=recommended, replicas=2)
+    raw["status"]["shedLoad"] = {"active": shedding, "reason": "MaxNodes"}
+    pool_deps, _ = deps(InMemoryCluster(inference_pool_objects=[raw]), FakeNodePool(desired=1))
+    (demand,) = await pool_demands("h100", pool_deps, get_logger("test"))
+    assert demand.desired_replicas == recommended
+    assert demand.demand_is_lower_bound is lower_bound
