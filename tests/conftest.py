@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import kmock
 import pytest
 from hypothesis import HealthCheck, settings
+from kubernetes.client import ApiClient
 
+from support.kube_emulator import api_client_for
 from support.logging_state import preserved_logging
 
 # Property tests run on a shared 2-core CI machine: bound the work, not the wall clock.
@@ -26,3 +29,16 @@ def _isolated_logging() -> Iterator[None]:
     """
     with preserved_logging():
         yield
+
+
+@pytest.fixture
+def emulator(kmock: kmock.KubernetesEmulator) -> kmock.KubernetesEmulator:
+    """kmock's emulator; a directory or module that needs resources declared overrides it."""
+    return kmock
+
+
+@pytest.fixture
+def api_client(emulator: kmock.KubernetesEmulator) -> Iterator[ApiClient]:
+    """The official client pointed at ``emulator`` over plain HTTP."""
+    with api_client_for(emulator) as client:
+        yield client

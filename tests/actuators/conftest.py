@@ -1,14 +1,11 @@
-"""Fixtures for the Kubernetes adapters: kmock's emulator and an official client pointed at it."""
+"""Fixtures for the Kubernetes adapters: kmock's emulator with the core resources declared."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import kmock
 import pytest
-from kubernetes.client import ApiClient
 
-from support.kube_emulator import api_client_for, declare
+from support.kube_emulator import declare
 
 
 @pytest.fixture
@@ -21,10 +18,3 @@ def emulator(kmock: kmock.KubernetesEmulator) -> kmock.KubernetesEmulator:
     declare(kmock, "v1/secrets", "Secret")
     declare(kmock, "v1/events", "Event")
     return kmock
-
-
-@pytest.fixture
-def api_client(emulator: kmock.KubernetesEmulator) -> Iterator[ApiClient]:
-    client = api_client_for(emulator)
-    yield client
-    client.close()

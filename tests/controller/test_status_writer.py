@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import kmock
 import pytest
 from kubernetes.client import ApiClient
@@ -11,7 +9,7 @@ from kubernetes.client.exceptions import ApiException
 
 from fleetscale.controller.kube import KubernetesStatusWriter, PoolGone
 from fleetscale.kubeapi import RetryPolicy
-from support.kube_emulator import api_client_for, declare
+from support.kube_emulator import declare
 
 NS = "serving"
 RESOURCE = "fleetscale.io/v1alpha1/inferencepools"
@@ -29,13 +27,6 @@ def emulator(kmock: kmock.KubernetesEmulator) -> kmock.KubernetesEmulator:
         "status": {"replicas": 2},
     }
     return kmock
-
-
-@pytest.fixture
-def api_client(emulator: kmock.KubernetesEmulator) -> Iterator[ApiClient]:
-    client = api_client_for(emulator)
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -1,22 +1,12 @@
-"""Fixtures for the provider tests: the official client pointed at kmock's emulated API."""
+"""Helpers for the provider tests (their `api_client` fixture is in tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import kmock
-import kubernetes.client
-import pytest
 
 from fleetscale.api.acceleratorpool import AcceleratorPoolSpec
-
-
-@pytest.fixture
-def api_client(kmock: kmock.KubernetesEmulator) -> Iterator[kubernetes.client.ApiClient]:
-    configuration = kubernetes.client.Configuration(host=str(kmock.url).rstrip("/"))
-    with kubernetes.client.ApiClient(configuration) as client:
-        yield client
 
 
 def pool_spec(provider: dict[str, Any], **overrides: Any) -> AcceleratorPoolSpec:
