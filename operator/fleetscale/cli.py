@@ -70,11 +70,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"fleetscale run: {error}", file=sys.stderr)
         return 2
     from fleetscale.controller.handlers import run_operator
-    from fleetscale.controller.wiring import kubernetes_dependencies
+    from fleetscale.controller.wiring import (
+        kubernetes_accelerator_pool_dependencies,
+        kubernetes_dependencies,
+    )
     from fleetscale.logs import configure_logging
 
     configure_logging(settings.log_format, settings.log_level)
-    return run_operator(settings, kubernetes_dependencies)
+    return run_operator(settings, kubernetes_dependencies, kubernetes_accelerator_pool_dependencies)
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:

@@ -1,11 +1,13 @@
 """`fleetscale explain -n NS POOL`: what the operator would decide for one pool now, and why.
 
-Role: read one InferencePool (its spec and the status the operator wrote), observe it live the
-way the controller does (the target's /scale, Prometheus through the signals adapter, Secrets
-for Prometheus credentials), run the pure planner from the memory kept in the status, and print
-the last observation, the plan and the reason for each number. It never acts: nothing is
-scaled, written, published or posted; the only calls are reads. Useful to answer "why does it
-not scale?" with the very code that decides, from a laptop, with the user's own credentials.
+Role: read one InferencePool (its spec and the status the operator wrote), measure and observe
+it live with the controller's own steps (``inferencepools.measure``: the target's /scale,
+Prometheus through the signals adapter with Secrets for credentials, the allocation its
+AcceleratorPool published; ``planner.observe``), run the pure planner from the memory kept in
+the status, and print the last observation, the plan and the reason for each number. It never
+acts: nothing is scaled, written, published or posted; the only calls are reads. Useful to
+answer "why does it not scale?" with the very code that decides, from a laptop, with the user's
+own credentials.
 
 ``explain_pool`` is the I/O-free core (adapters passed in, clock passed in, tested with the
 in-package fakes); ``run_explain`` wires the real adapters for the CLI. Caller: ``cli.py``.
@@ -29,34 +31,22 @@ from pydantic import ValidationError
 from fleetscale.actuators.base import (
     ActuatorError,
     ScaleActuator,
-    ScaleStatus,
     ScaleTargetRef,
     SecretReader,
     TargetNotFound,
 )
 from fleetscale.api.base import GROUP, VERSION, Condition
 from fleetscale.api.inferencepool import PLURAL, InferencePoolSpec, InferencePoolStatus
-from fleetscale.controller.credentials import CredentialFiles
-from fleetscale.controller.reconcile import prometheus_endpoint
-from fleetscale.controller.status import (
-    parse_status,
-    plain_validation_error,
-    planner_state_from_status,
-)
+from fleetscale.controller.conditions import plain_validation_error
+from fleetscale.controller.inferencepools.measure import Sensors, measure
+from fleetscale.controller.inferencepools.memory import parse_status, planner_state_from_status
+from fleetscale.controller.inferencepools.ports import AllocationSource
 from fleetscale.planner import plan
 from fleetscale.planner.explain import explain_decision
-from fleetscale.planner.types import (
-    CapacityLimit,
-    Decision,
-    MetricProblem,
-    MetricReading,
-    Observation,
-)
+from fleetscale.planner.observe import GPU, QUEUE, TargetSize, observe
+from fleetscale.planner.types import Decision, MetricReading
 from fleetscale.settings import Settings
-from fleetscale.signals.base import MetricQuery, SignalSource
-
-# Status field written with the capacity cap when the pool draws from an AcceleratorPool.
-_CAPACITY_REASON = "AcceleratorPoolCapacity"
+from fleetscale.signals.base import SignalSource
 
 
 class ExplainError(Exception):
@@ -67,7 +57,7 @@ class ExplainError(Exception):
 class Live:
     """What was observed now."""
 
-    scale: ScaleStatus
+    target: TargetSize
     queue: MetricReading
     gpu: MetricReading | None
     queue_query: str
@@ -89,17 +79,6 @@ class Explanation:
     now: float
 
 
-def _capacity(status: InferencePoolStatus) -> CapacityLimit | None:
-    """The capacity cap the operator last recorded (AcceleratorPool), if any."""
-    if status.max_replicas_by_capacity is None:
-        return None
-    return CapacityLimit(
-        max_replicas=status.max_replicas_by_capacity,
-        reason=_CAPACITY_REASON,
-        message="as last recorded in status.maxReplicasByCapacity",
-    )
-
-
 async def explain_pool(
     namespace: str,
     name: str,
@@ -110,11 +89,14 @@ async def explain_pool(
     secrets: SecretReader,
     settings: Settings,
     now: float,
+    allocations: AllocationSource | None = None,
 ) -> Explanation:
-    """Observe the pool now and plan it from its stored memory, without acting.
+    """Measure and observe the pool now, as the operator's tick does, and plan it from its
+    stored memory, without acting.
 
     ``settings`` carries what the operator would use for a pool that names no Prometheus: its
-    default URL and credential files.
+    default URL and credential files. ``allocations`` reads what the pool's AcceleratorPool
+    published for it (None: plan without a capacity cap).
     """
     try:
         spec = InferencePoolSpec.model_validate(body.get("spec") or {})
@@ -123,43 +105,28 @@ async def explain_pool(
             f"InferencePool {namespace}/{name} has an invalid spec: {plain_validation_error(error)}"
         ) from None
     status, status_problem = parse_status(body.get("status"))
-    target = ScaleTargetRef.of(namespace, spec.target_ref)
+    sensors = Sensors(signals, scaler, secrets, settings, allocations)
     try:
-        scale = await scaler.read(target)
+        measured = await measure(namespace, name, spec, sensors, now)
     except (TargetNotFound, ActuatorError) as error:
+        target = ScaleTargetRef.of(namespace, spec.target_ref)
         raise ExplainError(f"cannot read the target {target}: {error}") from None
-
-    metrics = spec.metrics
-    gpu_query = metrics.gpu_utilization.query if metrics.gpu_utilization is not None else None
-    endpoint = await prometheus_endpoint(namespace, spec, secrets, settings, CredentialFiles())
-    if isinstance(endpoint, MetricReading):
-        queue = endpoint
-        gpu = endpoint if gpu_query is not None else None
-    else:
-        queries = [MetricQuery(endpoint, metrics.queue_depth.query)]
-        if gpu_query is not None:
-            queries.append(MetricQuery(endpoint, gpu_query))
-        readings = await signals.read(queries, now)
-        missing = MetricReading.failed(MetricProblem.QUERY_FAILED, "no reading returned")
-        queue = readings.get(queries[0], missing)
-        gpu = readings.get(queries[1], missing) if gpu_query is not None else None
-
-    observation = Observation(
-        current_replicas=scale.spec_replicas,
-        ready_replicas=scale.ready_replicas,
-        queue_depth=queue,
-        gpu_utilization_percent=gpu,
-        capacity=_capacity(status),
+    observation = observe(
+        spec,
+        measured.target,
+        measured.readings,
+        measured.allocation,
+        pending_seconds=float(spec.poll_interval_seconds),
     )
     state = planner_state_from_status(status, dry_run=spec.mode == "DryRun")
     decision, _ = plan(spec, observation, state, now)
     live = Live(
-        scale=scale,
-        queue=queue,
-        gpu=gpu,
-        queue_query=metrics.queue_depth.query,
-        gpu_query=gpu_query,
-        prometheus_url=None if isinstance(endpoint, MetricReading) else endpoint.url,
+        target=measured.target,
+        queue=observation.queue_depth,
+        gpu=observation.gpu_utilization_percent,
+        queue_query=measured.queries[QUEUE],
+        gpu_query=measured.queries.get(GPU),
+        prometheus_url=measured.prometheus_url,
     )
     return Explanation(namespace, name, spec, status, status_problem, live, decision, now)
 
@@ -262,11 +229,11 @@ def render_text(explanation: Explanation) -> str:
     lines += [
         "",
         f"Observed now ({datetime.fromtimestamp(now, UTC):%Y-%m-%dT%H:%M:%SZ}):",
-        f"  target: {_count(live.scale.spec_replicas, 'replica')}, "
-        f"{live.scale.ready_replicas} ready"
+        f"  target: {_count(live.target.spec_replicas, 'replica')}, "
+        f"{live.target.ready_replicas} ready"
         + (
-            f", {live.scale.accelerators_per_replica} accelerators per replica"
-            if live.scale.accelerators_per_replica is not None
+            f", {live.target.accelerators_per_replica} accelerators per replica"
+            if live.target.accelerators_per_replica is not None
             else ""
         ),
         f"  Prometheus: {live.prometheus_url or '-'}",
@@ -304,9 +271,9 @@ def render_json(explanation: Explanation) -> str:
         "now": e.now,
         "status": e.status.to_wire(),
         "observed": {
-            "replicas": e.live.scale.spec_replicas,
-            "readyReplicas": e.live.scale.ready_replicas,
-            "acceleratorsPerReplica": e.live.scale.accelerators_per_replica,
+            "replicas": e.live.target.spec_replicas,
+            "readyReplicas": e.live.target.ready_replicas,
+            "acceleratorsPerReplica": e.live.target.accelerators_per_replica,
             "queueDepth": reading(e.live.queue),
             "gpuUtilizationPercent": reading(e.live.gpu),
         },
@@ -357,6 +324,7 @@ async def explain_live(
 
     from fleetscale.actuators.kubernetes_scale import KubernetesScaleActuator
     from fleetscale.actuators.secrets import KubernetesSecretReader
+    from fleetscale.controller.allocations import ApiAllocations
     from fleetscale.signals.prometheus import PrometheusSignalSource
 
     api_client = await asyncio.to_thread(_load_api_client, kubeconfig, context)
@@ -386,6 +354,7 @@ async def explain_live(
             secrets=KubernetesSecretReader(api_client),
             settings=settings,
             now=time.time(),
+            allocations=ApiAllocations(api_client),
         )
     finally:
         await signals.close()

@@ -1,20 +1,26 @@
-"""Errors and retries of the official Kubernetes client, shared by every adapter that calls it.
+"""The one retrying client of the Kubernetes REST API, shared by every adapter that calls it.
 
 Role: one definition of what is worth retrying (throttling, 5xx, broken connections), how long
-to back off, and how to put an API error in plain words (the API server's own message). The
-adapter packages (``actuators``, ``nodepools``) may not import each other, so what they share
-lives here. Callers: ``actuators.rest``, ``nodepools._kube``.
+to back off, how to put an API error in plain words (the API server's own message), and
+``KubeJson``: JSON requests built from paths with the official client's own serializer,
+authentication and TLS settings (``ApiClient.param_serialize`` / ``call_api``), each run in a
+worker thread and retried on transient failures. The generated per-kind API classes cannot
+address "any kind with /scale" (core and custom groups alike), so requests are built from paths.
+The adapter packages (``actuators``, ``nodepools``) and the controller may not import each
+other's internals, so what they share lives here. Callers: ``actuators``, ``nodepools._kube``,
+``controller``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import urllib3
+from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 T = TypeVar("T")
@@ -72,3 +78,65 @@ def describe(exc: BaseException) -> str:
         head = f"HTTP {exc.status} {exc.reason or ''}".rstrip()
         return f"{head}: {message}" if message else head
     return f"{type(exc).__name__}: {exc}"
+
+
+JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class KubeJson:
+    """Sends JSON requests to the API server the ``ApiClient`` is configured for."""
+
+    def __init__(self, api_client: ApiClient, retry: RetryPolicy) -> None:
+        self._api_client = api_client
+        self.retry = retry
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: Mapping[str, str] | None = None,
+        content_type: str = JSON,
+    ) -> Any:
+        """One request, retried on transient failures; raises ApiException or a network error."""
+
+        def attempt() -> Awaitable[Any]:
+            return asyncio.to_thread(self._send, method, path, body, query, content_type)
+
+        return await with_retries(attempt, self.retry)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        query: Mapping[str, str] | None,
+        content_type: str,
+    ) -> Any:
+        headers = {"Accept": JSON}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        method, url, headers, body, _ = self._api_client.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=list((query or {}).items()) or None,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self._api_client.call_api(
+            method,
+            url,
+            header_params=headers,
+            body=body,
+            _request_timeout=self.retry.request_timeout_seconds,
+        )
+        response.read()  # type: ignore[no-untyped-call]
+        return self._api_client.response_deserialize(response, {"2XX": "object"}).data
+
+
+def api_root(api_version: str) -> str:
+    """``v1`` -> ``/api/v1``; ``apps/v1`` -> ``/apis/apps/v1``."""
+    return f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"

@@ -68,7 +68,7 @@ SCALE = "actuators/kubernetes_scale.py"
 EVENTS = "actuators/events.py"
 CONFIGMAP = "actuators/configmap.py"
 CAPI = "nodepools/clusterapi.py"
-APOOLS = "controller/acceleratorpools.py"
+APOOLS = "controller/acceleratorpools/cluster.py"
 HANDLERS = "controller/handlers.py"
 PLACEHOLDER = "nodepools/placeholder.py"
 
@@ -113,28 +113,24 @@ GRANTS: tuple[Grant, ...] = (
         (kf("_core/reactor/observation.py", "references.CRDS"),),
     ),
     Grant(
-        "cluster", "fleetscale.io", "acceleratorpools", ("get", "list", "watch", "patch"),
+        "cluster", "fleetscale.io", "acceleratorpools", ("list", "watch", "patch"),
         (KOPF_LISTS, KOPF_WATCHES, KOPF_PATCHES,
-         fs(HANDLERS, "acceleratorpools.run_accelerator_pool_loop"),
-         fs(APOOLS, "self._custom.get_cluster_custom_object")),
+         fs(HANDLERS, "await run_accelerator_pool_loop("),
+         fs(HANDLERS, "@kopf.index(GROUP, VERSION, apool.PLURAL")),
     ),
     Grant(
         "cluster", "fleetscale.io", "acceleratorpools/status", ("patch",),
-        (fs(APOOLS, "self._api.patch_cluster_custom_object_status"),),
+        (fs("controller/kube.py", '"PATCH", path, body={"status"'),
+         fs(HANDLERS, "KubernetesStatusWriter(self.api_client, apool.PLURAL)")),
     ),
     Grant(
         "cluster", "", "nodes", ("list",),
-        (fs(APOOLS, "self._core.list_node"), fs(PLACEHOLDER, "self._core.list_node")),
+        (fs(APOOLS, '"GET", "/api/v1/nodes"'), fs(PLACEHOLDER, "self._core.list_node")),
     ),
     Grant(
         "cluster", "", "pods", ("list",),
-        (fs(APOOLS, "self._core.list_pod_for_all_namespaces"),
+        (fs(APOOLS, '"GET", "/api/v1/pods", query={"fieldSelector": selector}'),
          fs(PLACEHOLDER, "self._core.list_pod_for_all_namespaces")),
-    ),
-    Grant(
-        "cluster", "fleetscale.io", "inferencepools", ("list",),
-        (fs(APOOLS, "self._custom.list_cluster_custom_object, GROUP, VERSION, IPOOL_PLURAL"),),
-        feature="namespaced",  # whole cluster: the watched-namespace grant already lists them
     ),
     Grant(
         "cluster", "kopf.dev", "clusterkopfpeerings", ("list", "watch", "patch"),
@@ -337,8 +333,10 @@ def test_namespaced_mode_writes_nothing_namespaced_cluster_wide() -> None:
     granted = rendered_permissions(render(values))
     namespaced_kinds = {"inferencepools", "deployments", "configmaps", "events", "pods"}
     cluster_wide = {(p[2], p[3]) for p in granted if p[0] == "cluster" and p[2] in namespaced_kinds}
-    # AcceleratorPools are cluster-scoped: they read pods and pools of any namespace, no more.
-    assert cluster_wide == {("inferencepools", "list"), ("pods", "list")}
+    # AcceleratorPools are cluster-scoped: they read the pods on their nodes, in any namespace
+    # (RBAC cannot narrow a list by field selector); their InferencePools' demand comes from
+    # the watch of the watched namespaces, so no InferencePool is read cluster-wide.
+    assert cluster_wide == {("pods", "list")}
     assert ("ns:team-a", "fleetscale.io", "inferencepools/status", "patch", ()) in granted
 
 

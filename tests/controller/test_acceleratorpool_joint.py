@@ -15,12 +15,18 @@ from fleetscale.actuators.fake import (
     FakeShedFlagPublisher,
 )
 from fleetscale.controller.acceleratorpools import (
-    AcceleratorPoolCapacity,
-    InMemoryCluster,
-    PoolDependencies,
+    AcceleratorPoolDependencies,
+    AcceleratorPoolRef,
     reconcile_accelerator_pool,
 )
-from fleetscale.controller.reconcile import Dependencies, PoolRef, reconcile
+from fleetscale.controller.acceleratorpools.cluster import InMemoryCluster
+from fleetscale.controller.acceleratorpools.demand import InMemoryDemands
+from fleetscale.controller.allocations import IndexedAllocations, allocations_index_entry
+from fleetscale.controller.inferencepools import (
+    InferencePoolDependencies,
+    InferencePoolRef,
+    reconcile,
+)
 from fleetscale.metrics import OperatorMetrics
 from fleetscale.nodepools.fake import FakeNodePool
 from fleetscale.planner import plan
@@ -49,7 +55,7 @@ def node(name: str, created: float) -> dict[str, Any]:
 
 
 QUEUE = "sum(vllm:num_requests_waiting)"
-POOL = PoolRef(namespace="serving", name="chat", uid="uid-1", generation=1)
+POOL = InferencePoolRef(namespace="serving", name="chat", uid="uid-1", generation=1)
 TARGET = ScaleTargetRef("serving", "apps/v1", "Deployment", "vllm")
 
 IPOOL_SPEC: dict[str, Any] = {
@@ -80,13 +86,13 @@ class Fleet:
         self.signals = FakeSignalSource()
         self.scaler = FakeScaleActuator(follow_immediately=True)
         self.scaler.add(TARGET, 1, accelerators_per_replica=4)
-        self.cluster = InMemoryCluster(
-            node_objects=[node("h100-0", NOW - 3600)],
-            accelerator_pool_objects={"h100": {"spec": APOOL_SPEC}},  # no allocations yet
-        )
+        self.cluster = InMemoryCluster(node_objects=[node("h100-0", NOW - 3600)])
+        self.demands = InMemoryDemands()
+        # The operator's index of AcceleratorPools: h100 exists and has allocated nothing yet.
+        self.allocations_index: dict[str, list[Any]] = {"h100": [allocations_index_entry(None)]}
         self.provider = FakeNodePool(desired=1)
         self.events = FakeEventSink()
-        self.ipool_deps = Dependencies(
+        self.ipool_deps = InferencePoolDependencies(
             signals=self.signals,
             scaler=self.scaler,
             events=self.events,
@@ -95,13 +101,13 @@ class Fleet:
             settings=Settings(prometheus_url="http://prom:9090"),
             metrics=OperatorMetrics(),
             plan=plan,
-            capacity=AcceleratorPoolCapacity(self.cluster),
+            allocations=IndexedAllocations(self.allocations_index),
         )
-        self.apool_deps = PoolDependencies(
+        self.apool_deps = AcceleratorPoolDependencies(
             cluster=self.cluster,
+            demands=self.demands,
             provider_for=lambda _name, _spec: self.provider,
             events=self.events,
-            scaler=self.scaler,
         )
         self.ipool_status: dict[str, Any] | None = None
         self.apool_status: dict[str, Any] | None = None
@@ -110,7 +116,7 @@ class Fleet:
         self.signals.set_value(QUEUE, queue, sampled_at=now)
         result = await reconcile(POOL, IPOOL_SPEC, self.ipool_status, self.ipool_deps, now)
         self.ipool_status = json.loads(json.dumps(result.status))
-        self.cluster.inference_pool_objects = [
+        self.demands.inference_pool_objects = [
             {
                 "metadata": {"namespace": "serving", "name": "chat"},
                 "spec": IPOOL_SPEC,
@@ -129,10 +135,14 @@ class Fleet:
             for i in range(self.ipool_status["replicas"])
         ]
         pool = await reconcile_accelerator_pool(
-            "h100", "uid-p", 1, APOOL_SPEC, self.apool_status, self.apool_deps, now
+            AcceleratorPoolRef("h100", "uid-p", 1),
+            APOOL_SPEC,
+            self.apool_status,
+            self.apool_deps,
+            now,
         )
         self.apool_status = json.loads(json.dumps(pool.status))
-        self.cluster.accelerator_pool_objects["h100"] = {"status": self.apool_status}
+        self.allocations_index["h100"] = [allocations_index_entry(self.apool_status)]
 
     def nodes_become_ready(self, now: float) -> None:
         names = {n["metadata"]["name"] for n in self.cluster.node_objects}

@@ -8,23 +8,24 @@ from typing import Any
 
 import pytest
 
-from fleetscale.actuators.base import ScaleTargetRef
-from fleetscale.actuators.fake import FakeEventSink, FakeScaleActuator
+from fleetscale.actuators.fake import FakeEventSink
 from fleetscale.api.acceleratorpool import AcceleratorPoolSpec
 from fleetscale.controller.acceleratorpools import (
-    AcceleratorPoolCapacity,
-    InMemoryCluster,
-    PoolDependencies,
-    pool_demands,
+    AcceleratorPoolDependencies,
+    AcceleratorPoolRef,
     reconcile_accelerator_pool,
 )
-from fleetscale.logs import get_logger
+from fleetscale.controller.acceleratorpools.cluster import InMemoryCluster
+from fleetscale.controller.acceleratorpools.demand import InMemoryDemands
+from fleetscale.controller.allocations import published_allocation
 from fleetscale.nodepools.base import PROVIDER_UNAVAILABLE, ProviderError
 from fleetscale.nodepools.fake import FakeNodePool
 from fleetscale.planner.capacity import MAX_NODES, NODES_PROVISIONING
+from fleetscale.planner.observe import capacity_limit
 
 NOW = 1_800_000_000.0
 LABELS = {"example.com/gpu": "h100"}
+H100 = AcceleratorPoolRef("h100", "uid", 1)
 
 
 def iso(epoch: float) -> str:
@@ -96,15 +97,17 @@ def inference_pool(
 
 
 def deps(
-    cluster: InMemoryCluster, provider: FakeNodePool
-) -> tuple[PoolDependencies, FakeEventSink]:
+    cluster: InMemoryCluster,
+    provider: FakeNodePool,
+    inference_pools: list[dict[str, Any]] | None = None,
+) -> tuple[AcceleratorPoolDependencies, FakeEventSink]:
     events = FakeEventSink()
     return (
-        PoolDependencies(
+        AcceleratorPoolDependencies(
             cluster=cluster,
+            demands=InMemoryDemands(inference_pools or []),
             provider_for=lambda _name, _spec: provider,
             events=events,
-            scaler=FakeScaleActuator(),
         ),
         events,
     )
@@ -121,14 +124,14 @@ def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
 
 
 async def test_nodes_are_requested_from_demand_before_pods_go_pending() -> None:
+    pools = [inference_pool("chat", recommended=6, replicas=2)]
     cluster = InMemoryCluster(
         node_objects=[node("h100-0")],
         pod_objects=[model_pod("chat-0", "h100-0"), model_pod("chat-1", "h100-0")],
-        inference_pool_objects=[inference_pool("chat", recommended=6, replicas=2)],
     )
     provider = FakeNodePool(desired=1)
-    pool_deps, events = deps(cluster, provider)
-    result = await reconcile_accelerator_pool("h100", "uid", 1, pool_spec(), None, pool_deps, NOW)
+    pool_deps, events = deps(cluster, provider, pools)
+    result = await reconcile_accelerator_pool(H100, pool_spec(), None, pool_deps, NOW)
 
     assert ("set_desired", 3) in provider.calls
     assert events.reasons() == ["NodesRequested"]
@@ -144,8 +147,8 @@ async def test_nodes_are_requested_from_demand_before_pods_go_pending() -> None:
     assert status["acceleratorsInUse"] == 8
 
     # The InferencePool reads its cap from that status.
-    cluster.accelerator_pool_objects["h100"] = {"status": status}
-    limit = await AcceleratorPoolCapacity(cluster).limit_for("h100", "serving", "chat")
+    published = published_allocation("h100", status["allocations"], "serving", "chat")
+    limit = capacity_limit(published, pending_seconds=15)
     assert limit is not None
     assert (limit.max_replicas, limit.reason) == (2, NODES_PROVISIONING)
     assert limit.seconds_until_more == 60
@@ -153,30 +156,30 @@ async def test_nodes_are_requested_from_demand_before_pods_go_pending() -> None:
 
 async def test_a_pool_whose_demand_fits_reads_no_cap() -> None:
     """CapacityAvailable's maxReplicas is only the demand planned for: no cap for the planner."""
+    pools = [inference_pool("chat", recommended=2, replicas=1)]
     cluster = InMemoryCluster(
         node_objects=[node("h100-0")],
         pod_objects=[model_pod("chat-0", "h100-0")],
-        inference_pool_objects=[inference_pool("chat", recommended=2, replicas=1)],
     )
-    pool_deps, _ = deps(cluster, FakeNodePool(desired=1))
-    result = await reconcile_accelerator_pool("h100", "uid", 1, pool_spec(), None, pool_deps, NOW)
+    pool_deps, _ = deps(cluster, FakeNodePool(desired=1), pools)
+    result = await reconcile_accelerator_pool(H100, pool_spec(), None, pool_deps, NOW)
     assert allocation(result.status, "chat")["reason"] == "CapacityAvailable"
-    cluster.accelerator_pool_objects["h100"] = {"status": result.status}
-    assert await AcceleratorPoolCapacity(cluster).limit_for("h100", "serving", "chat") is None
+    published = published_allocation("h100", result.status["allocations"], "serving", "chat")
+    assert capacity_limit(published, pending_seconds=15) is None
 
 
 async def test_capped_pool_sheds_the_lower_priority_first() -> None:
+    pools = [
+        inference_pool("batch", recommended=4, replicas=0, priority=1),
+        inference_pool("chat", recommended=4, replicas=0, priority=100),
+    ]
     cluster = InMemoryCluster(
         node_objects=[node("h100-0"), node("h100-1")],
-        inference_pool_objects=[
-            inference_pool("batch", recommended=4, replicas=0, priority=1),
-            inference_pool("chat", recommended=4, replicas=0, priority=100),
-        ],
     )
     provider = FakeNodePool(desired=2)
-    pool_deps, _ = deps(cluster, provider)
+    pool_deps, _ = deps(cluster, provider, pools)
     spec = pool_spec(max_nodes=3)
-    result = await reconcile_accelerator_pool("h100", "uid", 1, spec, None, pool_deps, NOW)
+    result = await reconcile_accelerator_pool(H100, spec, None, pool_deps, NOW)
     status = result.status
     assert [a["name"] for a in status["allocations"]] == ["chat", "batch"]
     assert allocation(status, "chat")["maxReplicas"] == 4
@@ -186,29 +189,25 @@ async def test_capped_pool_sheds_the_lower_priority_first() -> None:
     # Once the third node is Ready, batch is still capped by nodes.max.
     cluster.node_objects.append(node("h100-2"))
     provider.desired = 3
-    result = await reconcile_accelerator_pool(
-        "h100", "uid", 1, spec, result.status, pool_deps, NOW + 60
-    )
+    result = await reconcile_accelerator_pool(H100, spec, result.status, pool_deps, NOW + 60)
     batch = allocation(result.status, "batch")
     assert (batch["maxReplicas"], batch["reason"]) == (2, MAX_NODES)
     assert condition(result.status, "ScalingLimited")["reason"] == MAX_NODES
 
 
 async def test_only_empty_nodes_are_released_after_the_delay() -> None:
+    pools = [inference_pool("chat", recommended=1, replicas=1)]
     cluster = InMemoryCluster(
         node_objects=[node("h100-0"), node("h100-1"), node("h100-2")],
         pod_objects=[model_pod("chat-0", "h100-1")],
-        inference_pool_objects=[inference_pool("chat", recommended=1, replicas=1)],
     )
     provider = FakeNodePool(desired=3)
-    pool_deps, events = deps(cluster, provider)
-    first = await reconcile_accelerator_pool("h100", "uid", 1, pool_spec(), None, pool_deps, NOW)
+    pool_deps, events = deps(cluster, provider, pools)
+    first = await reconcile_accelerator_pool(H100, pool_spec(), None, pool_deps, NOW)
     assert provider.writes == 0
     assert first.status["lastDecisionReason"] == "WaitingForEmptyNodes"
 
-    later = await reconcile_accelerator_pool(
-        "h100", "uid", 1, pool_spec(), first.status, pool_deps, NOW + 600
-    )
+    later = await reconcile_accelerator_pool(H100, pool_spec(), first.status, pool_deps, NOW + 600)
     assert provider.calls[-2:] == [("prefer_removal", ("h100-0", "h100-2")), ("set_desired", 1)]
     assert "h100-1" not in provider.marked
     assert events.reasons() == ["NodesReleased"]
@@ -216,37 +215,32 @@ async def test_only_empty_nodes_are_released_after_the_delay() -> None:
 
 
 async def test_provider_conflict_is_reported_and_nothing_is_written() -> None:
+    pools = [inference_pool("chat", recommended=6, replicas=2)]
     cluster = InMemoryCluster(
         node_objects=[node("h100-0")],
-        inference_pool_objects=[inference_pool("chat", recommended=6, replicas=2)],
     )
     provider = FakeNodePool(desired=1, conflict="Cluster Autoscaler owns gpu-md")
-    pool_deps, events = deps(cluster, provider)
-    result = await reconcile_accelerator_pool("h100", "uid", 1, pool_spec(), None, pool_deps, NOW)
+    pool_deps, events = deps(cluster, provider, pools)
+    result = await reconcile_accelerator_pool(H100, pool_spec(), None, pool_deps, NOW)
     assert provider.writes == 0
     assert events.reasons() == ["ProviderConflict"]
     problem = condition(result.status, "ProviderError")
     assert (problem["status"], problem["reason"]) == ("True", "ProviderConflict")
     # Caps are still published: replicas must not outgrow the Ready nodes.
     assert allocation(result.status, "chat")["maxReplicas"] == 2
-    again = await reconcile_accelerator_pool(
-        "h100", "uid", 1, pool_spec(), result.status, pool_deps, NOW + 15
-    )
+    again = await reconcile_accelerator_pool(H100, pool_spec(), result.status, pool_deps, NOW + 15)
     assert events.reasons() == ["ProviderConflict"]  # posted once, not every tick
     assert again.patch == {} or "conditions" not in again.patch
 
 
-async def test_accelerators_per_replica_from_the_target_when_the_spec_omits_it() -> None:
-    cluster = InMemoryCluster(
-        inference_pool_objects=[inference_pool("chat", recommended=2, replicas=0, per_replica=None)]
-    )
+async def test_accelerators_per_replica_from_the_pools_status_when_the_spec_omits_it() -> None:
+    """The InferencePool tick records what the target's pod template requests; the
+    AcceleratorPool plans with it and reads no /scale of its own."""
+    raw = inference_pool("chat", recommended=2, replicas=0, per_replica=None)
+    raw["status"]["acceleratorsPerReplica"] = 8
     provider = FakeNodePool(desired=0)
-    pool_deps, _ = deps(cluster, provider)
-    assert isinstance(pool_deps.scaler, FakeScaleActuator)
-    pool_deps.scaler.add(
-        ScaleTargetRef("serving", "apps/v1", "Deployment", "chat"), 0, accelerators_per_replica=8
-    )
-    result = await reconcile_accelerator_pool("h100", "uid", 1, pool_spec(), None, pool_deps, NOW)
+    pool_deps, _ = deps(InMemoryCluster(), provider, [raw])
+    result = await reconcile_accelerator_pool(H100, pool_spec(), None, pool_deps, NOW)
     assert result.status["desiredNodes"] == 2
 
 
@@ -258,7 +252,7 @@ async def test_invalid_spec_is_reported(spec_change: dict[str, Any], reason: str
     provider = FakeNodePool()
     pool_deps, events = deps(InMemoryCluster(), provider)
     spec = {**pool_spec(), **spec_change}
-    result = await reconcile_accelerator_pool("h100", "uid", 1, spec, None, pool_deps, NOW)
+    result = await reconcile_accelerator_pool(H100, spec, None, pool_deps, NOW)
     assert condition(result.status, "Ready")["reason"] == reason
     assert events.reasons() == [reason]
     assert provider.calls == []
@@ -269,15 +263,15 @@ async def test_missing_cloud_extra_is_reported_and_caps_still_published() -> Non
     def unavailable(_name: str, _spec: AcceleratorPoolSpec) -> FakeNodePool:
         raise ProviderError(PROVIDER_UNAVAILABLE, "the eks provider needs fleetscale[eks]")
 
+    pools = [inference_pool("chat", recommended=6, replicas=2)]
     cluster = InMemoryCluster(
         node_objects=[node("h100-0")],
-        inference_pool_objects=[inference_pool("chat", recommended=6, replicas=2)],
     )
     events = FakeEventSink()
-    pool_deps = PoolDependencies(
-        cluster=cluster, provider_for=unavailable, events=events, scaler=FakeScaleActuator()
+    pool_deps = AcceleratorPoolDependencies(
+        cluster=cluster, demands=InMemoryDemands(pools), provider_for=unavailable, events=events
     )
-    result = await reconcile_accelerator_pool("h100", "uid", 1, pool_spec(), None, pool_deps, NOW)
+    result = await reconcile_accelerator_pool(H100, pool_spec(), None, pool_deps, NOW)
     problem = condition(result.status, "ProviderError")
     assert (problem["status"], problem["reason"]) == ("True", PROVIDER_UNAVAILABLE)
     assert "fleetscale[eks]" in problem["message"]
@@ -299,7 +293,6 @@ async def test_a_shedding_pools_demand_reads_as_a_lower_bound(
 ) -> None:
     raw = inference_pool("chat", recommended=recommended, replicas=2)
     raw["status"]["shedLoad"] = {"active": shedding, "reason": "MaxNodes"}
-    pool_deps, _ = deps(InMemoryCluster(inference_pool_objects=[raw]), FakeNodePool(desired=1))
-    (demand,) = await pool_demands("h100", pool_deps, get_logger("test"))
+    (demand,) = InMemoryDemands([raw]).demands_for("h100")
     assert demand.desired_replicas == recommended
     assert demand.demand_is_lower_bound is lower_bound

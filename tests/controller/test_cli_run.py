@@ -65,7 +65,7 @@ def test_prometheus_credential_flags_reach_the_settings(
     ca.write_text("PEM", encoding="utf-8")
     started: list[Settings] = []
 
-    def fake_run_operator(settings: Settings, _factory: object) -> int:
+    def fake_run_operator(settings: Settings, *_factories: object) -> int:
         started.append(settings)
         return 0
 

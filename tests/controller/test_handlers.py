@@ -1,6 +1,6 @@
 """The daemon loop and kopf glue, in fake loop time: ticks, shared queries, status writes.
 
-The loop runs exactly as kopf runs it (``run_pool_loop``) with the adapter fakes, a status
+The loop runs exactly as kopf runs it (``run_inference_pool_loop``) with the adapter fakes, a status
 writer that records patches, and a stand-in for kopf's ``stopped`` flag; looptime makes the
 minutes of ticks take milliseconds.
 """
@@ -25,15 +25,18 @@ from fleetscale.actuators.fake import (
 )
 from fleetscale.controller.handlers import (
     OperatorRuntime,
-    current_tick,
     kopf_settings,
+    run_inference_pool_loop,
+)
+from fleetscale.controller.inferencepools import InferencePoolDependencies
+from fleetscale.controller.kube import connection_info
+from fleetscale.controller.loop import (
+    ObjectGone,
+    current_tick,
     next_tick,
     poll_interval_seconds,
-    run_pool_loop,
     tick_offset_seconds,
 )
-from fleetscale.controller.kube import PoolGone, connection_info
-from fleetscale.controller.reconcile import Dependencies
 from fleetscale.metrics import OperatorMetrics
 from fleetscale.planner import plan
 from fleetscale.settings import Settings
@@ -112,12 +115,14 @@ class LoopClock:
 class RecordingStatusWriter:
     def __init__(self, bodies: Mapping[str, dict[str, Any]]) -> None:
         self.bodies = bodies  # name -> live body; the patch is applied as the watch would
-        self.patches: list[tuple[str, str, dict[str, Any]]] = []
+        self.patches: list[tuple[str | None, str, dict[str, Any]]] = []
         self.gone: set[str] = set()
 
-    async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+    async def patch_status(
+        self, namespace: str | None, name: str, patch: Mapping[str, Any]
+    ) -> None:
         if name in self.gone:
-            raise PoolGone(name)
+            raise ObjectGone(name)
         self.patches.append((namespace, name, dict(patch)))
 
 
@@ -143,7 +148,7 @@ def runtime() -> OperatorRuntime:
         scaler.add(ScaleTargetRef("serving", "apps/v1", "Deployment", f"vllm-{name}"), 2)
     settings = Settings(prometheus_url="http://prom:9090", peering="")
     metrics = OperatorMetrics()
-    deps = Dependencies(
+    deps = InferencePoolDependencies(
         signals=signals,
         scaler=scaler,
         events=FakeEventSink(),
@@ -177,7 +182,9 @@ async def test_pools_tick_together_on_aligned_ticks_and_share_queries(
 ) -> None:
     stopped = Stopped()
     loops = [
-        asyncio.create_task(run_pool_loop(runtime, "serving", name, body(name, 15), stopped))
+        asyncio.create_task(
+            run_inference_pool_loop(runtime, "serving", name, body(name, 15), stopped)
+        )
         for name in ("a", "b")
     ]
     await asyncio.sleep(61)
@@ -240,7 +247,9 @@ async def test_many_pools_spread_over_the_tick_and_still_share_one_query(
     stopped = Stopped()
     start = asyncio.get_running_loop().time()  # EPOCH + 7
     loops = [
-        asyncio.create_task(run_pool_loop(runtime, "serving", name, body(name, 15), stopped))
+        asyncio.create_task(
+            run_inference_pool_loop(runtime, "serving", name, body(name, 15), stopped)
+        )
         for name in names
     ]
     await asyncio.sleep(20)  # the first reads at once, then the tick at EPOCH + 15
@@ -265,7 +274,7 @@ async def test_many_pools_spread_over_the_tick_and_still_share_one_query(
 async def test_a_changed_interval_applies_from_the_next_tick(runtime: OperatorRuntime) -> None:
     stopped = Stopped()
     live = body("a", 15)
-    loop = asyncio.create_task(run_pool_loop(runtime, "serving", "a", live, stopped))
+    loop = asyncio.create_task(run_inference_pool_loop(runtime, "serving", "a", live, stopped))
     await asyncio.sleep(10)  # now EPOCH + 17: ticks ran at EPOCH and EPOCH + 15
     live["spec"]["pollIntervalSeconds"] = 60  # the live body, as kopf updates it
     await asyncio.sleep(120)
@@ -280,7 +289,9 @@ async def test_a_changed_interval_applies_from_the_next_tick(runtime: OperatorRu
 @pytest.mark.looptime
 async def test_later_ticks_write_only_what_changed(runtime: OperatorRuntime) -> None:
     stopped = Stopped()
-    loop = asyncio.create_task(run_pool_loop(runtime, "serving", "a", body("a", 15), stopped))
+    loop = asyncio.create_task(
+        run_inference_pool_loop(runtime, "serving", "a", body("a", 15), stopped)
+    )
     await asyncio.sleep(100)
     stopped.set(kopf.DaemonStoppingReason.OPERATOR_EXITING)
     await loop
@@ -300,7 +311,9 @@ async def test_later_ticks_write_only_what_changed(runtime: OperatorRuntime) -> 
 @pytest.mark.looptime
 async def test_a_deleted_pool_loses_its_metrics(runtime: OperatorRuntime) -> None:
     stopped = Stopped()
-    loop = asyncio.create_task(run_pool_loop(runtime, "serving", "a", body("a", 15), stopped))
+    loop = asyncio.create_task(
+        run_inference_pool_loop(runtime, "serving", "a", body("a", 15), stopped)
+    )
     await asyncio.sleep(1)
     labels = {"namespace": "serving", "pool": "a"}
     assert runtime.metrics.registry.get_sample_value("fleetscale_desired_replicas", labels)
@@ -315,7 +328,7 @@ async def test_the_loop_ends_when_the_pool_is_gone(runtime: OperatorRuntime) -> 
     assert isinstance(writer, RecordingStatusWriter)
     writer.gone.add("a")
     await asyncio.wait_for(
-        run_pool_loop(runtime, "serving", "a", body("a", 15), Stopped()), timeout=5
+        run_inference_pool_loop(runtime, "serving", "a", body("a", 15), Stopped()), timeout=5
     )
 
 

@@ -24,7 +24,12 @@ from fleetscale.actuators.fake import (
     FakeSecretReader,
     FakeShedFlagPublisher,
 )
-from fleetscale.controller.reconcile import Dependencies, PoolRef, ReconcileResult, reconcile
+from fleetscale.controller.inferencepools import (
+    InferencePoolDependencies,
+    InferencePoolRef,
+    ReconcileResult,
+    reconcile,
+)
 from fleetscale.metrics import OperatorMetrics
 from fleetscale.planner import plan
 from fleetscale.planner.types import Decision, MetricProblem, Observation, PlannerState
@@ -34,7 +39,7 @@ from fleetscale.signals.fake import FakeSignalSource
 NOW = 1_800_000_000.0
 QUEUE = "sum(vllm:num_requests_waiting)"
 GPU = "avg(DCGM_FI_DEV_GPU_UTIL)"
-POOL = PoolRef(namespace="serving", name="llama", uid="uid-1", generation=3)
+POOL = InferencePoolRef(namespace="serving", name="llama", uid="uid-1", generation=3)
 TARGET = ScaleTargetRef(namespace="serving", api_version="apps/v1", kind="Deployment", name="vllm")
 
 
@@ -49,7 +54,7 @@ class World:
         self.publisher = FakeShedFlagPublisher()
         self.secrets = FakeSecretReader()
         self.metrics = OperatorMetrics()
-        self.deps = Dependencies(
+        self.deps = InferencePoolDependencies(
             signals=self.signals,
             scaler=self.scaler,
             events=self.events,
@@ -340,7 +345,7 @@ async def test_a_missing_secret_holds_and_says_which() -> None:
 
 async def test_pools_with_the_same_query_share_one_read_per_tick() -> None:
     world = World(replicas=2)
-    other = PoolRef(namespace="serving", name="llama-b", uid="uid-2", generation=1)
+    other = InferencePoolRef(namespace="serving", name="llama-b", uid="uid-2", generation=1)
     world.signals.set_value(QUEUE, 10, sampled_at=NOW)
     await reconcile(POOL, spec(), None, world.deps, NOW, tick=NOW)
     await reconcile(other, spec(), None, world.deps, NOW + 0.3, tick=NOW)

@@ -10,7 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st_
 
 from fleetscale.api.inferencepool import InferencePoolStatus, ShedLoadStatus
-from fleetscale.controller import status as st
+from fleetscale.controller import conditions as cond
+from fleetscale.controller.inferencepools import memory as st
+from fleetscale.controller.inferencepools.report import CONDITION_ORDER
 from fleetscale.planner.types import PlannerState, ShedState, TimedDelta, TimedReplicas
 
 NOW = 1_800_000_000.0
@@ -89,8 +91,15 @@ def test_dry_run_keeps_the_release_timer() -> None:
             reason="DryRun",
             release_candidate_since=st.release_candidate_time(would_shed),
         ),
-        conditions=st.set_condition(
-            (), st.SHED_LOAD, True, st.DRY_RUN_WOULD_SHED, "would shed", NOW - 300, 1
+        conditions=cond.set_condition(
+            (),
+            st.SHED_LOAD,
+            True,
+            st.DRY_RUN_WOULD_SHED,
+            "would shed",
+            NOW - 300,
+            1,
+            order=CONDITION_ORDER,
         ),
     )
     restored_status, _ = st.parse_status(status.to_wire())
@@ -111,22 +120,34 @@ def test_foreign_status_fields_are_ignored_and_garbage_starts_fresh() -> None:
 
 
 def test_transition_time_moves_only_when_status_flips() -> None:
-    conditions = st.set_condition((), "Ready", True, "Active", "ok", NOW, 1)
+    conditions = cond.set_condition(
+        (), "Ready", True, "Active", "ok", NOW, 1, order=CONDITION_ORDER
+    )
     first = conditions[0].last_transition_time
     assert first == datetime.fromtimestamp(NOW, tz=UTC)
 
-    conditions = st.set_condition(conditions, "Ready", True, "Active", "still ok", NOW + 60, 2)
+    conditions = cond.set_condition(
+        conditions, "Ready", True, "Active", "still ok", NOW + 60, 2, order=CONDITION_ORDER
+    )
     assert conditions[0].last_transition_time == first
     assert (conditions[0].message, conditions[0].observed_generation) == ("still ok", 2)
 
-    conditions = st.set_condition(conditions, "Ready", False, "TargetNotFound", "x", NOW + 90, 2)
+    conditions = cond.set_condition(
+        conditions, "Ready", False, "TargetNotFound", "x", NOW + 90, 2, order=CONDITION_ORDER
+    )
     assert conditions[0].last_transition_time == datetime.fromtimestamp(NOW + 90, tz=UTC)
 
 
 def test_conditions_keep_a_stable_order() -> None:
-    conditions = st.set_condition((), "ShedLoad", False, "NotLimited", "", NOW, 1)
-    conditions = st.set_condition(conditions, "Ready", True, "Active", "", NOW, 1)
-    conditions = st.set_condition(conditions, "Custom", True, "Other", "", NOW, 1)
+    conditions = cond.set_condition(
+        (), "ShedLoad", False, "NotLimited", "", NOW, 1, order=CONDITION_ORDER
+    )
+    conditions = cond.set_condition(
+        conditions, "Ready", True, "Active", "", NOW, 1, order=CONDITION_ORDER
+    )
+    conditions = cond.set_condition(
+        conditions, "Custom", True, "Other", "", NOW, 1, order=CONDITION_ORDER
+    )
     assert [condition.type for condition in conditions] == ["Ready", "ShedLoad", "Custom"]
 
 
@@ -150,7 +171,7 @@ def test_conditions_keep_a_stable_order() -> None:
     ],
 )
 def test_merge_patch(current: dict | None, desired: dict, patch: dict) -> None:
-    assert st.merge_patch(current, desired) == patch
+    assert st.status_patch(current, desired) == patch
 
 
 @pytest.mark.parametrize(

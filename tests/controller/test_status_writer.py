@@ -1,4 +1,7 @@
-"""KubernetesStatusWriter against kmock's emulator: merge patches of /status, retries, PoolGone."""
+"""KubernetesStatusWriter against kmock's emulator: merge patches of /status, retries, gone.
+
+Both kinds write through it: namespaced InferencePools and cluster-scoped AcceleratorPools.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,14 @@ import pytest
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from fleetscale.controller.kube import KubernetesStatusWriter, PoolGone
+from fleetscale.controller.kube import KubernetesStatusWriter
+from fleetscale.controller.loop import ObjectGone
 from fleetscale.kubeapi import RetryPolicy
 from support.kube_emulator import declare
 
 NS = "serving"
 RESOURCE = "fleetscale.io/v1alpha1/inferencepools"
+APOOLS = "fleetscale.io/v1alpha1/acceleratorpools"
 FAST_RETRY = RetryPolicy(attempts=3, first_backoff_seconds=0.01, request_timeout_seconds=5)
 
 
@@ -26,12 +31,20 @@ def emulator(kmock: kmock.KubernetesEmulator) -> kmock.KubernetesEmulator:
         "spec": {},
         "status": {"replicas": 2},
     }
+    declare(kmock, APOOLS, "AcceleratorPool", namespaced=False, subresources=["status"])
+    kmock.objects[APOOLS, None, "h100"] = {
+        "apiVersion": "fleetscale.io/v1alpha1",
+        "kind": "AcceleratorPool",
+        "metadata": {"name": "h100"},
+        "spec": {},
+        "status": {"nodes": 1},
+    }
     return kmock
 
 
 @pytest.fixture
 def writer(api_client: ApiClient) -> KubernetesStatusWriter:
-    return KubernetesStatusWriter(api_client, FAST_RETRY)
+    return KubernetesStatusWriter(api_client, "inferencepools", FAST_RETRY)
 
 
 async def test_a_throttled_write_is_retried(
@@ -57,5 +70,16 @@ async def test_a_refused_write_is_raised_at_once(
 
 
 async def test_a_deleted_pool_is_reported_as_gone(writer: KubernetesStatusWriter) -> None:
-    with pytest.raises(PoolGone, match="serving/nope no longer exists"):
+    with pytest.raises(ObjectGone, match="serving/nope no longer exists"):
         await writer.patch_status(NS, "nope", {"replicas": 1})
+
+
+async def test_an_accelerator_pools_throttled_write_is_retried(
+    emulator: kmock.KubernetesEmulator, api_client: ApiClient
+) -> None:
+    writer = KubernetesStatusWriter(api_client, "acceleratorpools", FAST_RETRY)
+    throttled = kmock.KubernetesError(status=429, reason="TooManyRequests", message="later")
+    emulator[kmock.method.PATCH][:1] << throttled
+    await writer.patch_status(None, "h100", {"desiredNodes": 3})
+    assert len(emulator[kmock.method.PATCH]) == 2
+    assert emulator.objects[APOOLS, None, "h100"]["status"]["desiredNodes"] == 3

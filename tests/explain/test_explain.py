@@ -23,7 +23,11 @@ from fleetscale.actuators.fake import (
     FakeSecretReader,
     FakeShedFlagPublisher,
 )
-from fleetscale.controller.reconcile import Dependencies, PoolRef, reconcile
+from fleetscale.controller.inferencepools import (
+    InferencePoolDependencies,
+    InferencePoolRef,
+    reconcile,
+)
 from fleetscale.explain import (
     ExplainError,
     explain_live,
@@ -45,6 +49,7 @@ QUEUE = 'sum(vllm:num_requests_waiting{model_name="llama"})'
 GPU = 'avg(DCGM_FI_DEV_GPU_UTIL{pod=~"vllm-.*"})'
 NOW = 1_800_000_000.0
 POOLS = "fleetscale.io/v1alpha1/inferencepools"
+APOOLS = "fleetscale.io/v1alpha1/acceleratorpools"
 TARGET = ScaleTargetRef(NS, "apps/v1", "Deployment", "vllm")
 
 
@@ -65,6 +70,22 @@ def spec(**overrides: Any) -> dict[str, Any]:
     }
     base.update(overrides)
     return base
+
+
+def allocation_entry(max_replicas: int, reason: str) -> dict[str, Any]:
+    """One entry of an AcceleratorPool's status.allocations, for this pool."""
+    return {
+        "namespace": NS,
+        "name": POOL,
+        "priority": 0,
+        "acceleratorsPerReplica": 2,
+        "desiredReplicas": 6,
+        "grantedReplicas": max_replicas,
+        "maxReplicas": max_replicas,
+        "accelerators": 2 * max_replicas,
+        "reason": reason,
+        "message": f"{reason} holds {max_replicas} replicas",
+    }
 
 
 def body(pool_spec: dict[str, Any], status: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -181,7 +202,7 @@ async def test_agrees_with_what_the_controller_decides(
     explanation = await explain(pool_body, scaler, signals)
     controller_scaler = FakeScaleActuator()
     controller_scaler.add(TARGET, 2, accelerators_per_replica=4)
-    deps = Dependencies(
+    deps = InferencePoolDependencies(
         signals=signals,
         scaler=controller_scaler,
         events=FakeEventSink(),
@@ -191,7 +212,7 @@ async def test_agrees_with_what_the_controller_decides(
         metrics=OperatorMetrics(),
         plan=plan,
     )
-    result = await reconcile(PoolRef(NS, POOL, "u-1", 1), pool_body["spec"], {}, deps, NOW)
+    result = await reconcile(InferencePoolRef(NS, POOL, "u-1", 1), pool_body["spec"], {}, deps, NOW)
     assert result.decision is not None
     assert result.decision == explanation.decision
     assert [c.replicas for c in controller_scaler.writes] == [explanation.decision.desired_replicas]
@@ -340,6 +361,15 @@ async def test_explain_command_reads_the_cluster_and_prometheus_and_writes_nothi
     declare(kmock, "apps/v1/deployments", "Deployment", subresources=["scale", "status"])
     declare(kmock, POOLS, "InferencePool", subresources=["status"])
     deployments = ScaleSubresource(kmock, "apps/v1/deployments")
+    declare(kmock, APOOLS, "AcceleratorPool", namespaced=False, subresources=["status"])
+    # The operator's AcceleratorPool caps this pool at 4 replicas (MaxNodes).
+    kmock.objects[APOOLS, None, "h100"] = {
+        "apiVersion": "fleetscale.io/v1alpha1",
+        "kind": "AcceleratorPool",
+        "metadata": {"name": "h100"},
+        "spec": {},
+        "status": {"allocations": [allocation_entry(max_replicas=4, reason="MaxNodes")]},
+    }
     kmock.objects["apps/v1/deployments", NS, "vllm"] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -359,7 +389,7 @@ async def test_explain_command_reads_the_cluster_and_prometheus_and_writes_nothi
         "status": {"replicas": 3, "readyReplicas": 3},
     }
     async with PrometheusServer() as prometheus:
-        pool_spec = spec()
+        pool_spec = spec(acceleratorPoolRef={"name": "h100"})
         pool_spec["metrics"]["prometheus"] = {"url": prometheus.url}
         kmock.objects["fleetscale.io/v1alpha1/inferencepools", NS, POOL] = body(pool_spec)
         now = time.time()
@@ -374,12 +404,16 @@ async def test_explain_command_reads_the_cluster_and_prometheus_and_writes_nothi
         )
 
         assert prometheus.query_count(QUEUE) == 1
-    assert explanation.live.scale.spec_replicas == 3
-    assert explanation.live.scale.accelerators_per_replica == 2
-    assert explanation.decision.desired_replicas == 6  # 30 waiting / 5 per replica
+    assert explanation.live.target.spec_replicas == 3
+    assert explanation.live.target.accelerators_per_replica == 2
+    # 30 waiting / 5 per replica asks for 6; the AcceleratorPool's published cap holds 4.
+    assert explanation.decision.unconstrained_replicas == 6
+    assert explanation.decision.desired_replicas == 4
+    capacity = next(step for step in explanation.decision.steps if step.name == "capacity")
+    assert (capacity.replicas, capacity.reason) == (4, "MaxNodes")
     text = render_text(explanation)
     assert "target: 3 replicas, 3 ready, 2 accelerators per replica" in text
-    assert "the operator would go 3 -> 6" in text
+    assert "the operator would go 3 -> 4" in text
     # Nothing written anywhere: every request was a read.
     methods = {str(request.method).upper().rsplit(".", 1)[-1] for request in kmock}
     assert methods == {"GET"}, methods

@@ -26,7 +26,10 @@ import kubernetes.client
 from kopf.testing import KopfRunner
 
 from fleetscale.controller.handlers import OperatorRuntime, build_registry, kopf_settings
-from fleetscale.controller.wiring import kubernetes_dependencies
+from fleetscale.controller.wiring import (
+    kubernetes_accelerator_pool_dependencies,
+    kubernetes_dependencies,
+)
 from fleetscale.settings import Settings
 from support.prometheus_server import PrometheusServer
 
@@ -275,6 +278,7 @@ async def running_operator(
     runtime = OperatorRuntime(
         settings=settings,
         dependencies_factory=kubernetes_dependencies,
+        accelerator_pool_dependencies_factory=kubernetes_accelerator_pool_dependencies,
         configuration_factory=lambda: configuration,
     )
     scope = [arg for namespace in namespaces for arg in ("--namespace", namespace)] or ["-A"]

@@ -6,14 +6,27 @@ server would accept); observations and states are the planner's own plain data.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from fleetscale.api.acceleratorpool import AcceleratorPoolSpec
 from fleetscale.api.inferencepool import InferencePoolSpec
+from fleetscale.planner import plan
+from fleetscale.planner.capacity import (
+    CapacityObservation,
+    CapacityPlan,
+    CapacityState,
+    plan_capacity,
+)
+from fleetscale.planner.commit import commit_node_actions, commit_scale
+from fleetscale.planner.demand import InferencePoolDemand
 from fleetscale.planner.types import (
     CapacityLimit,
+    Decision,
     MetricProblem,
     MetricReading,
     Observation,
+    PlannerState,
 )
 
 NOW = 10_000.0
@@ -105,3 +118,30 @@ def observe(
         capacity=capacity,
         replica_startup_seconds=startup_seconds,
     )
+
+
+def plan_and_commit(
+    spec: InferencePoolSpec, observation: Observation, state: PlannerState, now: float
+) -> tuple[Decision, PlannerState]:
+    """``plan``, then ``commit_scale`` as a controller whose scale write succeeded does."""
+    decision, new_state = plan(spec, observation, state, now)
+    return decision, commit_scale(new_state, decision.scale_delta, spec.behavior, now)
+
+
+def plan_capacity_and_commit(
+    spec: AcceleratorPoolSpec,
+    demands: Sequence[InferencePoolDemand],
+    observation: CapacityObservation,
+    state: CapacityState,
+    now: float,
+) -> tuple[CapacityPlan, CapacityState]:
+    """``plan_capacity``, then ``commit_node_actions`` as if the provider took every action."""
+    capacity_plan, new_state = plan_capacity(spec, demands, observation, state, now)
+    committed = commit_node_actions(
+        new_state,
+        capacity_plan,
+        resized=capacity_plan.desired_nodes != capacity_plan.current_nodes,
+        released=capacity_plan.release_nodes,
+        now=now,
+    )
+    return capacity_plan, committed

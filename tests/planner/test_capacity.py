@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from planner_builders import plan_capacity_and_commit
 
 from fleetscale.api.acceleratorpool import AcceleratorPoolSpec
 from fleetscale.planner.capacity import (
@@ -18,10 +19,9 @@ from fleetscale.planner.capacity import (
     WAITING_FOR_EMPTY_NODES,
     CapacityObservation,
     CapacityState,
+    InferencePoolDemand,
     NodeView,
-    PoolDemand,
     nodes_needed,
-    plan_capacity,
     replicas_per_node,
 )
 
@@ -47,8 +47,8 @@ def demand(
     current: int = 0,
     per_replica: int = 4,
     priority: int = 0,
-) -> PoolDemand:
-    return PoolDemand(
+) -> InferencePoolDemand:
+    return InferencePoolDemand(
         namespace="serving",
         name=name,
         priority=priority,
@@ -118,12 +118,12 @@ def test_replicas_per_node(per_replica: int, per_node: int, expected: float) -> 
         pytest.param([demand(desired=1, current=3, per_replica=8)], 3, id="running-replicas-kept"),
     ],
 )
-def test_nodes_needed(demands: list[PoolDemand], expected: int) -> None:
+def test_nodes_needed(demands: list[InferencePoolDemand], expected: int) -> None:
     assert nodes_needed(demands, 8) == expected
 
 
 def test_nodes_are_requested_before_replicas_go_pending() -> None:
-    plan, state = plan_capacity(
+    plan, state = plan_capacity_and_commit(
         pool_spec(),
         [demand(desired=4, current=2)],
         observe(node("n0", in_use=8)),
@@ -143,7 +143,7 @@ def test_nodes_are_requested_before_replicas_go_pending() -> None:
 
 def test_provisioning_node_is_expected_not_requested_again() -> None:
     nodes = observe(node("n0", in_use=8), node("n1", ready=False, age=20))
-    plan, _ = plan_capacity(
+    plan, _ = plan_capacity_and_commit(
         pool_spec(), [demand(desired=4, current=2)], nodes, CapacityState(), NOW
     )
     assert plan.desired_nodes == 2
@@ -156,7 +156,7 @@ def test_provisioning_node_is_expected_not_requested_again() -> None:
 
 def test_everything_fits_once_nodes_are_ready() -> None:
     nodes = observe(node("n0", in_use=8), node("n1"))
-    plan, _ = plan_capacity(
+    plan, _ = plan_capacity_and_commit(
         pool_spec(), [demand(desired=4, current=2)], nodes, CapacityState(), NOW
     )
     assert plan.desired_nodes == 2
@@ -174,7 +174,7 @@ def test_max_nodes_caps_the_lowest_priority_first() -> None:
         demand("chat", desired=4, current=2, priority=100),
     ]
     nodes = observe(node("n0", in_use=8), node("n1", in_use=8))
-    plan, _ = plan_capacity(spec, demands, nodes, CapacityState(), NOW)
+    plan, _ = plan_capacity_and_commit(spec, demands, nodes, CapacityState(), NOW)
     assert plan.desired_nodes == 2
     assert [a.name for a in plan.allocations] == ["chat", "batch"]
     chat, batch = plan.allocations
@@ -207,7 +207,7 @@ def test_a_shedding_pool_keeps_room_from_lower_priorities(
         demand("batch", desired=2, current=1, priority=1),
     ]
     nodes = observe(node("n0", in_use=4), node("n1", in_use=4))
-    plan, _ = plan_capacity(spec, demands, nodes, CapacityState(), NOW)
+    plan, _ = plan_capacity_and_commit(spec, demands, nodes, CapacityState(), NOW)
     grants = {a.name: a.granted_replicas for a in plan.allocations}
     assert grants == {"chat": 2, "batch": batch_granted}
 
@@ -219,7 +219,7 @@ def test_a_shedding_pool_never_holds_its_own_priority() -> None:
         demand("b", desired=2, current=1),
     ]
     nodes = observe(node("n0", in_use=4), node("n1", in_use=4))
-    plan, _ = plan_capacity(spec, demands, nodes, CapacityState(), NOW)
+    plan, _ = plan_capacity_and_commit(spec, demands, nodes, CapacityState(), NOW)
     assert {a.name: a.granted_replicas for a in plan.allocations} == {"a": 2, "b": 2}
 
 
@@ -229,7 +229,7 @@ def test_running_replicas_keep_their_place_while_nodes_provision() -> None:
         demand("chat", desired=4, current=0, priority=100),
     ]
     nodes = observe(node("n0", in_use=8))
-    plan, _ = plan_capacity(pool_spec(), demands, nodes, CapacityState(), NOW)
+    plan, _ = plan_capacity_and_commit(pool_spec(), demands, nodes, CapacityState(), NOW)
     assert plan.desired_nodes == 3
     limits = plan.limits
     assert limits[("serving", "batch")].max_replicas == 2
@@ -241,15 +241,15 @@ def test_empty_node_waits_for_the_delay_then_is_released() -> None:
     spec = pool_spec()
     demands = [demand(desired=2, current=2)]
     nodes = observe(node("busy", in_use=8), node("idle"))
-    plan, state = plan_capacity(spec, demands, nodes, CapacityState(), NOW)
+    plan, state = plan_capacity_and_commit(spec, demands, nodes, CapacityState(), NOW)
     assert plan.release_nodes == ()
     assert plan.reason == WAITING_FOR_EMPTY_NODES
     assert state.empty_since == {"idle": NOW}
 
-    plan, state = plan_capacity(spec, demands, nodes, state, NOW + 599)
+    plan, state = plan_capacity_and_commit(spec, demands, nodes, state, NOW + 599)
     assert plan.release_nodes == ()
 
-    plan, state = plan_capacity(spec, demands, nodes, state, NOW + 600)
+    plan, state = plan_capacity_and_commit(spec, demands, nodes, state, NOW + 600)
     assert plan.release_nodes == ("idle",)
     assert plan.desired_nodes == 1
     assert plan.reason == NODES_RELEASED
@@ -259,14 +259,18 @@ def test_empty_node_waits_for_the_delay_then_is_released() -> None:
 def test_a_busy_node_is_never_released() -> None:
     spec = pool_spec(scaleDownDelaySeconds=0)
     nodes = observe(node("a", in_use=4), node("b", in_use=0, pods=1), node("c", in_use=4))
-    plan, _ = plan_capacity(spec, [demand(desired=1, current=1)], nodes, CapacityState(), NOW)
+    plan, _ = plan_capacity_and_commit(
+        spec, [demand(desired=1, current=1)], nodes, CapacityState(), NOW
+    )
     assert plan.release_nodes == ()
     assert plan.desired_nodes == 3
 
 
 def test_nodes_min_is_kept_even_when_empty() -> None:
     spec = pool_spec(nodes={"min": 1, "max": 4}, scaleDownDelaySeconds=0)
-    plan, _ = plan_capacity(spec, [], observe(node("a"), node("b")), CapacityState(), NOW)
+    plan, _ = plan_capacity_and_commit(
+        spec, [], observe(node("a"), node("b")), CapacityState(), NOW
+    )
     assert len(plan.release_nodes) == 1
     assert plan.desired_nodes == 1
 
@@ -275,13 +279,13 @@ def test_oldest_empty_node_goes_first() -> None:
     spec = pool_spec(scaleDownDelaySeconds=60)
     state = CapacityState(empty_since={"a": NOW - 100, "b": NOW - 500, "c": NOW - 300})
     nodes = observe(node("a"), node("b"), node("c"))
-    plan, _ = plan_capacity(spec, [demand(desired=2, per_replica=8)], nodes, state, NOW)
+    plan, _ = plan_capacity_and_commit(spec, [demand(desired=2, per_replica=8)], nodes, state, NOW)
     assert plan.release_nodes == ("b",)
 
 
 def test_node_not_ready_in_time_is_failed_and_released() -> None:
     nodes = observe(node("n0", in_use=8), node("stuck", ready=False, age=901))
-    plan, state = plan_capacity(
+    plan, state = plan_capacity_and_commit(
         pool_spec(), [demand(desired=4, current=2)], nodes, CapacityState(), NOW
     )
     assert plan.failed_nodes == ("stuck",)
@@ -293,7 +297,9 @@ def test_node_not_ready_in_time_is_failed_and_released() -> None:
     assert not plan.ready.status
     assert plan.ready.reason == PROVISIONING_FAILED
     assert state.failed_nodes == {"stuck"}
-    again, _ = plan_capacity(pool_spec(), [demand(desired=4, current=2)], nodes, state, NOW + 15)
+    again, _ = plan_capacity_and_commit(
+        pool_spec(), [demand(desired=4, current=2)], nodes, state, NOW + 15
+    )
     assert again.newly_failed == ()
 
 
@@ -301,7 +307,7 @@ def test_requested_nodes_that_never_register_time_out() -> None:
     spec = pool_spec(nodes={"min": 0, "max": 2})
     state = CapacityState(scale_up_requested_at=NOW - 1000)
     nodes = observe(node("n0", in_use=8), requested=2)
-    plan, _ = plan_capacity(spec, [demand(desired=4, current=2)], nodes, state, NOW)
+    plan, _ = plan_capacity_and_commit(spec, [demand(desired=4, current=2)], nodes, state, NOW)
     limit = plan.limit_for("serving", "llama")
     assert limit is not None
     assert limit.max_replicas == 2
@@ -315,7 +321,9 @@ def test_requested_nodes_that_never_register_time_out() -> None:
 def test_unregistered_nodes_within_the_timeout_are_coming() -> None:
     state = CapacityState(scale_up_requested_at=NOW - 100)
     nodes = observe(node("n0", in_use=8), requested=2)
-    plan, new_state = plan_capacity(pool_spec(), [demand(desired=4, current=2)], nodes, state, NOW)
+    plan, new_state = plan_capacity_and_commit(
+        pool_spec(), [demand(desired=4, current=2)], nodes, state, NOW
+    )
     assert plan.desired_nodes == 2
     assert plan.provisioning_nodes == 1
     assert plan.seconds_until_more == pytest.approx(0.0)  # 60 s learned, 100 s already passed
@@ -323,7 +331,7 @@ def test_unregistered_nodes_within_the_timeout_are_coming() -> None:
 
 
 def test_zero_accelerator_pools_are_never_limited() -> None:
-    plan, _ = plan_capacity(
+    plan, _ = plan_capacity_and_commit(
         pool_spec(), [demand(desired=50, per_replica=0)], observe(), CapacityState(), NOW
     )
     assert plan.desired_nodes == 0
@@ -334,22 +342,26 @@ def test_zero_accelerator_pools_are_never_limited() -> None:
 
 def test_same_inputs_same_plan() -> None:
     args = (pool_spec(), [demand(desired=5)], observe(node("a", in_use=4)), CapacityState(), NOW)
-    assert plan_capacity(*args) == plan_capacity(*args)
+    assert plan_capacity_and_commit(*args) == plan_capacity_and_commit(*args)
 
 
 def test_released_nodes_that_linger_are_neither_capacity_nor_released_again() -> None:
     spec = pool_spec(scaleDownDelaySeconds=0)
     nodes = observe(node("a", in_use=8), node("b"), node("c"))
-    plan, state = plan_capacity(spec, [demand(desired=2, current=2)], nodes, CapacityState(), NOW)
+    plan, state = plan_capacity_and_commit(
+        spec, [demand(desired=2, current=2)], nodes, CapacityState(), NOW
+    )
     assert plan.release_nodes == ("b", "c")
     assert plan.desired_nodes == 1
     assert state.releasing == {"b": NOW, "c": NOW}
     # The provider shrank, but the Node objects are still there (terminating).
     lingering = observe(node("a", in_use=8), node("b"), node("c"), requested=1)
-    again, state = plan_capacity(spec, [demand(desired=2, current=2)], lingering, state, NOW + 15)
+    again, state = plan_capacity_and_commit(
+        spec, [demand(desired=2, current=2)], lingering, state, NOW + 15
+    )
     assert (again.release_nodes, again.desired_nodes, again.ready_nodes) == ((), 1, 1)
     # Once gone, they are forgotten.
-    _, state = plan_capacity(
+    _, state = plan_capacity_and_commit(
         spec, [demand(desired=2, current=2)], observe(node("a", in_use=8)), state, NOW + 30
     )
     assert state.releasing == {}
@@ -358,6 +370,8 @@ def test_released_nodes_that_linger_are_neither_capacity_nor_released_again() ->
 def test_a_new_node_with_a_released_nodes_name_is_a_new_node() -> None:
     state = CapacityState(releasing={"b": NOW - 100})
     reused = observe(node("a", in_use=8), node("b", age=50), requested=2)
-    plan, state = plan_capacity(pool_spec(), [demand(desired=4, current=2)], reused, state, NOW)
+    plan, state = plan_capacity_and_commit(
+        pool_spec(), [demand(desired=4, current=2)], reused, state, NOW
+    )
     assert plan.ready_nodes == 2
     assert state.releasing == {}

@@ -7,6 +7,7 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
+from planner_builders import plan_capacity_and_commit
 
 from fleetscale.api.acceleratorpool import AcceleratorPoolSpec
 from fleetscale.planner.capacity import (
@@ -14,9 +15,8 @@ from fleetscale.planner.capacity import (
     CapacityObservation,
     CapacityPlan,
     CapacityState,
+    InferencePoolDemand,
     NodeView,
-    PoolDemand,
-    plan_capacity,
 )
 
 NOW = 1_800_000_000.0
@@ -38,7 +38,7 @@ def _spec(max_nodes: int, min_nodes: int = 0, delay: int = 300) -> AcceleratorPo
 
 demands_strategy = st.lists(
     st.builds(
-        PoolDemand,
+        InferencePoolDemand,
         namespace=st.just("ns"),
         name=st.sampled_from(["a", "b", "c", "d"]),
         priority=st.integers(-5, 5),
@@ -73,7 +73,7 @@ nodes_strategy = st.lists(
     empty_for=st.floats(0, 1000),
 )
 def test_bounds_and_safety_hold_for_any_input(
-    demands: list[PoolDemand],
+    demands: list[InferencePoolDemand],
     nodes: list[NodeView],
     max_nodes: int,
     extra_requested: int,
@@ -85,7 +85,7 @@ def test_bounds_and_safety_hold_for_any_input(
         scale_up_requested_at=NOW - 100,
     )
     observation = CapacityObservation(nodes, requested_nodes=len(nodes) + extra_requested)
-    plan, _ = plan_capacity(spec, demands, observation, state, NOW)
+    plan, _ = plan_capacity_and_commit(spec, demands, observation, state, NOW)
 
     by_name = {n.name: n for n in nodes}
     # Never release a node that hosts a model pod, nor one we do not see.
@@ -102,7 +102,7 @@ def test_bounds_and_safety_hold_for_any_input(
     for allocation in plan.allocations:
         assert 0 <= allocation.limit.max_replicas <= allocation.granted_replicas
     # Same inputs, same plan.
-    assert plan_capacity(spec, demands, observation, state, NOW)[0] == plan
+    assert plan_capacity_and_commit(spec, demands, observation, state, NOW)[0] == plan
 
 
 @given(
@@ -115,11 +115,13 @@ def test_lower_priority_is_capped_first(
     high: int, low: int, per_replica: int, max_nodes: int
 ) -> None:
     demands = [
-        PoolDemand("ns", "low", 1, per_replica, current_replicas=0, desired_replicas=low),
-        PoolDemand("ns", "high", 9, per_replica, current_replicas=0, desired_replicas=high),
+        InferencePoolDemand("ns", "low", 1, per_replica, current_replicas=0, desired_replicas=low),
+        InferencePoolDemand(
+            "ns", "high", 9, per_replica, current_replicas=0, desired_replicas=high
+        ),
     ]
     ready = tuple(NodeView(f"n{i}", True, NOW - 999, PER_NODE, 0) for i in range(max_nodes))
-    plan, _ = plan_capacity(
+    plan, _ = plan_capacity_and_commit(
         _spec(max_nodes), demands, CapacityObservation(ready, max_nodes), CapacityState(), NOW
     )
     grants = {a.name: a for a in plan.allocations}
@@ -166,8 +168,10 @@ def _simulate(
                 empty_from.setdefault(name, now)
             else:
                 empty_from.pop(name, None)
-        pool = PoolDemand("ns", "m", 0, 4, current_replicas=replicas, desired_replicas=desired)
-        plan, state = plan_capacity(
+        pool = InferencePoolDemand(
+            "ns", "m", 0, 4, current_replicas=replicas, desired_replicas=desired
+        )
+        plan, state = plan_capacity_and_commit(
             spec, [pool], CapacityObservation(tuple(nodes.values()), requested), state, now
         )
         for name in plan.release_nodes:

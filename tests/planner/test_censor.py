@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from planner_builders import NOW, make_spec, observe
+from planner_builders import NOW, make_spec, observe, plan_and_commit
 from test_plan_properties import specs
 
 from fleetscale.api.inferencepool import ShedLoadSpec
-from fleetscale.planner import censor, plan
+from fleetscale.planner import censor
 from fleetscale.planner.types import (
     MetricReading,
     PlannerState,
@@ -198,7 +198,7 @@ def test_plan_while_shedding(
     steps: str,
 ) -> None:
     observation = observe(current, ready=ready, queue=_reading(queue, sampled_at))
-    decision, _ = plan(_spec(), observation, _state(shed, last_ask), NOW)
+    decision, _ = plan_and_commit(_spec(), observation, _state(shed, last_ask), NOW)
     assert decision.unconstrained_replicas == ask
     names = [step.name for step in decision.steps]
     assert ("shedding" in names) is (steps == "shedding")
@@ -209,7 +209,7 @@ def test_a_flag_that_is_not_published_censors_nothing() -> None:
     # let wait is the whole demand, and a pool that never grows must not shrink its ask.
     dry_run = ShedState(active=True, since=NOW - 60, reason="DryRunWouldShed", published=False)
     observation = observe(1, ready=1, queue=_reading(26, NOW - 15))
-    decision, _ = plan(_spec(), observation, _state(dry_run, 6), NOW)
+    decision, _ = plan_and_commit(_spec(), observation, _state(dry_run, 6), NOW)
     assert decision.unconstrained_replicas == 13  # 26 waiting / target 2, not grown by a quarter
     assert "shedding" not in [step.name for step in decision.steps]
 
@@ -234,14 +234,14 @@ def test_gateway_not_capping(
 def test_queue_far_over_the_cap_counts_in_full() -> None:
     """200 waiting on 2 ready replicas while shedding at 10 each: the gateways do not cap."""
     observation = observe(2, ready=2, queue=_reading(200, NOW - 15))
-    decision, _ = plan(_spec(), observation, _state(_SHEDDING, last_ask=6), NOW)
+    decision, _ = plan_and_commit(_spec(), observation, _state(_SHEDDING, last_ask=6), NOW)
     assert decision.unconstrained_replicas == 100
     assert "shedding" not in [step.name for step in decision.steps]
 
 
 def test_bounded_queue_says_why() -> None:
     observation = observe(14, ready=7, queue=_reading(447, NOW - 60))
-    decision, _ = plan(_spec(), observation, _state(_SHEDDING), NOW)
+    decision, _ = plan_and_commit(_spec(), observation, _state(_SHEDDING), NOW)
     queue = next(step for step in decision.steps if step.name == "queue")
     assert "counted up to 70 while shedding" in queue.message
     assert "447 waiting, which alone asks for 224" in queue.message
@@ -257,7 +257,7 @@ def test_flag_is_judged_on_the_whole_reading() -> None:
         max_replicas=1, target_per_replica=1, shed_load={"queuePerReplicaThreshold": 1}
     )
     observation = observe(1, ready=1, queue=_reading(2, NOW - 5))
-    decision, _ = plan(spec, observation, _state(_SHEDDING, last_ask=2), NOW)
+    decision, _ = plan_and_commit(spec, observation, _state(_SHEDDING, last_ask=2), NOW)
     assert decision.scaling_limited.reason == "MaxReplicas"
     assert decision.shed.active
 
@@ -274,7 +274,7 @@ def test_flash_crowd_grows_by_rounds() -> None:
         # Before the flag the backlog grows; after it the gateway keeps 10 per ready replica.
         queue = 447.0 if tick == 0 else 10.0 * ready
         observation = observe(current, ready=ready, queue=_reading(queue, now - 15), now=now)
-        decision, state = plan(spec, observation, state, now)
+        decision, state = plan_and_commit(spec, observation, state, now)
         asks.append((decision.unconstrained_replicas, current, ready))
         current = decision.desired_replicas
         ready = min(current, ready + 2)  # two replicas become ready per poll
@@ -300,7 +300,7 @@ def test_shedding_never_shrinks_and_grows_by_rounds(
     """While the flag is on and the queue alone asks for more, the ask is never below the
     current size; with every replica ready it grows by at most a quarter (at least one)."""
     observation = observe(current, ready=ready, queue=_reading(queue, NOW - 1))
-    decision, _ = plan(spec, observation, _state(_SHEDDING, last_ask), NOW)
+    decision, _ = plan_and_commit(spec, observation, _state(_SHEDDING, last_ask), NOW)
     if not spec.shed_load.enabled:
         return
     if queue > censor.CAP_SLACK * spec.shed_load.queue_per_replica_threshold * max(ready, 1):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
-from planner_builders import NOW, fresh, make_spec, observe
+from planner_builders import NOW, fresh, make_spec, observe, plan_and_commit
 
 from fleetscale.api.inferencepool import InferencePoolSpec
-from fleetscale.planner import explain_decision, plan
+from fleetscale.planner import explain_decision
 from fleetscale.planner.types import (
     CapacityLimit,
     MetricProblem,
@@ -242,7 +242,7 @@ class Expect:
 def test_plan(
     spec: InferencePoolSpec, observation: Observation, state: PlannerState, expect: Expect
 ) -> None:
-    decision, _ = plan(spec, observation, state, NOW)
+    decision, _ = plan_and_commit(spec, observation, state, NOW)
     assert decision.desired_replicas == expect.desired
     assert decision.reason == expect.reason
     assert decision.metrics_available.reason == expect.metrics
@@ -289,12 +289,12 @@ def test_plan(
     ],
 )
 def test_decision_message(spec: InferencePoolSpec, observation: Observation, message: str) -> None:
-    decision, _ = plan(spec, observation, QUIET, NOW)
+    decision, _ = plan_and_commit(spec, observation, QUIET, NOW)
     assert decision.message == message
 
 
 def test_steps_are_the_numbered_pipeline() -> None:
-    decision, _ = plan(GPU_SPEC, observe(4, queue=40, gpu=90), QUIET, NOW)
+    decision, _ = plan_and_commit(GPU_SPEC, observe(4, queue=40, gpu=90), QUIET, NOW)
     names = [step.name for step in decision.steps]
     assert names == [
         "metrics",
@@ -311,18 +311,18 @@ def test_steps_are_the_numbered_pipeline() -> None:
 
 
 def test_steps_without_gpu_signal_skip_gpu() -> None:
-    decision, _ = plan(make_spec(), observe(4, queue=40), QUIET, NOW)
+    decision, _ = plan_and_commit(make_spec(), observe(4, queue=40), QUIET, NOW)
     assert "gpu" not in [step.name for step in decision.steps]
 
 
 def test_steps_on_missing_metrics_stop_after_the_check() -> None:
-    decision, _ = plan(make_spec(), observe(4, queue=MetricProblem.STALE), QUIET, NOW)
+    decision, _ = plan_and_commit(make_spec(), observe(4, queue=MetricProblem.STALE), QUIET, NOW)
     assert [step.name for step in decision.steps] == ["metrics", "bounds"]
     assert decision.unconstrained_replicas == 4
 
 
 def test_scaling_records_event_recommendation_and_time() -> None:
-    _, state = plan(make_spec(), observe(4, queue=40), QUIET, NOW)
+    _, state = plan_and_commit(make_spec(), observe(4, queue=40), QUIET, NOW)
     assert state.scale_events[-1].delta == 4
     assert state.scale_events[-1].time == NOW
     assert state.last_scale_time == NOW
@@ -331,34 +331,34 @@ def test_scaling_records_event_recommendation_and_time() -> None:
         TimedReplicas(time=NOW - 1000, replicas=0),
         TimedReplicas(time=NOW, replicas=8),
     )
-    _, later = plan(make_spec(), observe(8, queue=40, now=NOW + 300), state, NOW + 300)
+    _, later = plan_and_commit(make_spec(), observe(8, queue=40, now=NOW + 300), state, NOW + 300)
     assert later.recommendations == (TimedReplicas(time=NOW, replicas=8),)
 
 
 def test_holding_keeps_last_scale_time() -> None:
     before = PlannerState(last_scale_time=NOW - 500)
-    _, state = plan(make_spec(), observe(4, queue=20), before, NOW)
+    _, state = plan_and_commit(make_spec(), observe(4, queue=20), before, NOW)
     assert state.last_scale_time == NOW - 500
     assert state.scale_events == ()
 
 
 def test_missing_metrics_record_no_recommendation() -> None:
     before = PlannerState(recommendations=(TimedReplicas(time=NOW - 30, replicas=6),))
-    _, state = plan(make_spec(), observe(4, queue=MetricProblem.NO_DATA), before, NOW)
+    _, state = plan_and_commit(make_spec(), observe(4, queue=MetricProblem.NO_DATA), before, NOW)
     assert state.recommendations == before.recommendations
     assert state.last_scale_time is None
 
 
 def test_shed_state_remembers_when_it_started() -> None:
     spec = make_spec()
-    first, state = plan(spec, observe(8, queue=400), QUIET, NOW)
+    first, state = plan_and_commit(spec, observe(8, queue=400), QUIET, NOW)
     assert first.shed.changed
     assert (state.shed.active, state.shed.since, state.shed.reason) == (True, NOW, "MaxReplicas")
-    second, state = plan(spec, observe(8, queue=120, now=NOW + 15), state, NOW + 15)
+    second, state = plan_and_commit(spec, observe(8, queue=120, now=NOW + 15), state, NOW + 15)
     assert second.shed.active  # 15 per replica: between release (10) and threshold (20)
     assert not second.shed.changed
     assert state.shed.since == NOW
-    third, state = plan(spec, observe(8, queue=40, now=NOW + 30), state, NOW + 30)
+    third, state = plan_and_commit(spec, observe(8, queue=40, now=NOW + 30), state, NOW + 30)
     assert not third.shed.active
     assert third.shed.changed
     assert state.shed.since == NOW + 30
@@ -381,7 +381,7 @@ def test_spike_scales_up_at_once_and_down_after_the_window() -> None:
             gpu=fresh(95 if spike else 20, now=now),
             now=now,
         )
-        decision, state = plan(spec, observation, state, now)
+        decision, state = plan_and_commit(spec, observation, state, now)
         current = decision.desired_replicas
         sizes.append(current)
     assert sizes[:3] == [6, 12, 12]  # +4 then +100%; 12 = ceil(60 / 5)
@@ -393,7 +393,7 @@ def test_spike_scales_up_at_once_and_down_after_the_window() -> None:
 
 
 def test_explain_decision_lists_every_step() -> None:
-    decision, _ = plan(make_spec(), observe(8, queue=400), QUIET, NOW)
+    decision, _ = plan_and_commit(make_spec(), observe(8, queue=400), QUIET, NOW)
     text = explain_decision(decision)
     lines = text.splitlines()
     assert lines[0] == f"AtMaxReplicas: {decision.message}"

@@ -15,10 +15,10 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
-from planner_builders import NOW, make_spec
+from planner_builders import NOW, make_spec, plan_and_commit
 
 from fleetscale.api.inferencepool import InferencePoolSpec
-from fleetscale.planner import behavior, plan
+from fleetscale.planner import behavior
 from fleetscale.planner.types import (
     CapacityLimit,
     Decision,
@@ -177,7 +177,7 @@ def _reasons(decision: Decision) -> list[str]:
 def test_bounds_always_hold(
     spec: InferencePoolSpec, observation: Observation, state: PlannerState
 ) -> None:
-    decision, _ = plan(spec, observation, state, NOW)
+    decision, _ = plan_and_commit(spec, observation, state, NOW)
     assert spec.replicas.min <= decision.desired_replicas <= spec.replicas.max
     assert decision.steps[-1].replicas == decision.desired_replicas
 
@@ -214,8 +214,8 @@ def test_more_load_never_gives_fewer_replicas(
         capacity=observation.capacity,
         replica_startup_seconds=observation.replica_startup_seconds,
     )
-    light, _ = plan(spec, observation, state, NOW)
-    heavy, _ = plan(spec, busier, state, NOW)
+    light, _ = plan_and_commit(spec, observation, state, NOW)
+    heavy, _ = plan_and_commit(spec, busier, state, NOW)
     assert light.desired_replicas <= heavy.desired_replicas
     assert light.unconstrained_replicas <= heavy.unconstrained_replicas
 
@@ -255,7 +255,7 @@ def test_constant_load_converges_and_stays_put(
             gpu_utilization_percent=None if util is None else MetricReading.ok(util, now),
             capacity=capacity,
         )
-        return plan(spec, observation, state, now)
+        return plan_and_commit(spec, observation, state, now)
 
     state, current, sizes, unchanged, index = PlannerState(), start, [start], 0, 0
     while unchanged < settle_ticks:
@@ -293,7 +293,7 @@ def test_constant_load_converges_and_stays_put(
 def test_missing_queue_data_never_moves_the_fleet(
     spec: InferencePoolSpec, observation: Observation, state: PlannerState
 ) -> None:
-    decision, new_state = plan(spec, observation, state, NOW)
+    decision, new_state = plan_and_commit(spec, observation, state, NOW)
     current = observation.current_replicas
     within_bounds = spec.replicas.min <= current <= spec.replicas.max
     if within_bounds:
@@ -313,7 +313,7 @@ def test_missing_queue_data_never_moves_the_fleet(
 def test_unknown_gpu_utilization_never_scales_down(
     spec: InferencePoolSpec, observation: Observation, state: PlannerState
 ) -> None:
-    decision, _ = plan(spec, observation, state, NOW)
+    decision, _ = plan_and_commit(spec, observation, state, NOW)
     if spec.replicas.min <= observation.current_replicas <= spec.replicas.max:
         assert decision.desired_replicas >= observation.current_replicas
 
@@ -322,7 +322,7 @@ def test_unknown_gpu_utilization_never_scales_down(
 def test_shed_only_when_limited(
     spec: InferencePoolSpec, observation: Observation, state: PlannerState
 ) -> None:
-    decision, new_state = plan(spec, observation, state, NOW)
+    decision, new_state = plan_and_commit(spec, observation, state, NOW)
     shed = decision.shed
     if shed.active:
         assert decision.scaling_limited.status
@@ -339,7 +339,7 @@ def test_shed_only_when_limited(
 def test_limited_flag_stops_only_after_release_after_seconds(
     spec: InferencePoolSpec, observation: Observation, state: PlannerState
 ) -> None:
-    decision, new_state = plan(spec, observation, state, NOW)
+    decision, new_state = plan_and_commit(spec, observation, state, NOW)
     hold = spec.shed_load.release_after_seconds
     released = state.shed.active and not decision.shed.active
     if released and decision.shed.reason == "QueueBelowRelease" and hold > 0:
@@ -358,9 +358,9 @@ def test_limited_flag_stops_only_after_release_after_seconds(
 def test_same_inputs_give_the_same_decision(
     spec: InferencePoolSpec, observation: Observation, state: PlannerState
 ) -> None:
-    first = plan(spec, observation, state, NOW)
+    first = plan_and_commit(spec, observation, state, NOW)
     # Equal but distinct inputs, as a restarted operator rebuilds them from status.
-    again = plan(
+    again = plan_and_commit(
         InferencePoolSpec.model_validate(spec.to_wire()),
         Observation(**vars(observation)),
         PlannerState(**vars(state)),
@@ -373,7 +373,7 @@ def test_same_inputs_give_the_same_decision(
 def test_every_reason_is_camel_case(
     spec: InferencePoolSpec, observation: Observation, state: PlannerState
 ) -> None:
-    decision, _ = plan(spec, observation, state, NOW)
+    decision, _ = plan_and_commit(spec, observation, state, NOW)
     for reason in _reasons(decision):
         assert CAMEL_CASE.match(reason), reason
     assert decision.message
@@ -383,7 +383,7 @@ def test_every_reason_is_camel_case(
 def test_remembered_history_stays_small(
     spec: InferencePoolSpec, observation: Observation, state: PlannerState
 ) -> None:
-    _, new_state = plan(spec, observation, state, NOW)
+    _, new_state = plan_and_commit(spec, observation, state, NOW)
     window = behavior.longest_window_seconds(spec.behavior)
     period = behavior.longest_period_seconds(spec.behavior)
     added = [r for r in new_state.recommendations if r not in state.recommendations]

@@ -135,16 +135,17 @@ watches the whole cluster, in a Role of each watched namespace otherwise.
   resources: ["namespaces"]
   verbs: ["list", "watch"]
 # AcceleratorPools (cluster-scoped): GPU node pools shared by InferencePools. kopf lists,
-# watches and patches them; the controller reads one (an InferencePool's capacity) and writes
-# their status.
+# watches (the InferencePools read their allocations from that watch) and patches them; the
+# controller writes their status.
 - apiGroups: ["fleetscale.io"]
   resources: ["acceleratorpools"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: ["fleetscale.io"]
   resources: ["acceleratorpools/status"]
   verbs: ["patch"]
-# An AcceleratorPool observes its nodes, what runs on them, and the demand of every
-# InferencePool that draws from it, in any namespace.
+# An AcceleratorPool observes its nodes and the pods on each of them (a field selector per
+# node; RBAC cannot narrow a list by field, so this is a cluster-wide pod list grant). The
+# demand of its InferencePools comes from the watch of the watched namespaces above.
 - apiGroups: [""]
   resources: ["nodes"]
   verbs: ["list"]
@@ -156,11 +157,6 @@ watches the whole cluster, in a Role of each watched namespace otherwise.
 - apiGroups: ["kopf.dev"]
   resources: ["clusterkopfpeerings"]
   verbs: ["list", "watch", "patch"]
-{{- else }}
-# The demand on an AcceleratorPool comes from InferencePools of every namespace (read only).
-- apiGroups: ["fleetscale.io"]
-  resources: ["inferencepools"]
-  verbs: ["list"]
 {{- end }}
 {{- if .Values.providers.kwok.enabled }}
 # kwok provider: fake GPU nodes are Node objects it lists, creates, deletes, and annotates

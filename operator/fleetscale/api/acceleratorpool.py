@@ -244,7 +244,7 @@ class AcceleratorPoolSpec(ApiModel):
         return self
 
 
-class PoolAllocation(ApiModel):
+class AllocationStatus(ApiModel):
     """What one InferencePool asked of the pool and what it was granted."""
 
     namespace: str
@@ -301,7 +301,7 @@ class AcceleratorPoolStatus(ApiModel):
     """Accelerators on Ready nodes."""
     accelerators_in_use: int | None = None
     """Accelerators requested by pods on Ready nodes."""
-    allocations: tuple[PoolAllocation, ...] = ()
+    allocations: tuple[AllocationStatus, ...] = ()
     """Per InferencePool: demand, grant and cap, highest priority first."""
     empty_nodes: tuple[EmptyNode, ...] = ()
     """Empty Ready nodes and since when (for scaleDownDelaySeconds)."""

@@ -294,6 +294,9 @@ class InferencePoolStatus(ApiModel):
     max_replicas_by_capacity: int | None = None
     """Replicas the accelerator pool can hold for this pool now, if an AcceleratorPool is used
     and caps it (absent while all of the pool's demand fits)."""
+    accelerators_per_replica: int | None = Field(default=None, ge=0)
+    """Accelerators one replica takes: spec.acceleratorsPerReplica, else what the target's pod
+    template requests. The AcceleratorPool plans nodes with it."""
     observed: ObservedMetrics | None = None
     """Last measurement."""
     shed_load: ShedLoadStatus | None = None

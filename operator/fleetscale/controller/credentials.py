@@ -5,7 +5,7 @@ come from files, in a cluster a Secret mounted into the pod. Tokens rotate: the 
 the mounted files in place, so each tick stats the file (cheap) and reads it again only when
 its modification time, size or inode changed; otherwise the cached text is used. A file that
 cannot be read raises ``CredentialFileError`` with the path and the cause, which reconcile
-turns into MetricsAvailable=False (the pool holds its size). Callers: ``controller.reconcile``,
+turns into MetricsAvailable=False (the pool holds its size). Callers: ``inferencepools.measure``,
 tests.
 """
 

@@ -1,37 +1,31 @@
-"""The kopf side of the operator: login, startup/cleanup, and one daemon per InferencePool.
+"""The kopf side of the operator: login, startup/cleanup, indexes, and one daemon per object.
 
-Role: wire kopf to ``reconcile``. Handlers here only parse what kopf hands over, call
-``reconcile``, write the status patch it returns and keep the loop going; every decision,
-Event and metric is made in ``controller.reconcile``. Callers: ``fleetscale run`` (through
+Role: wire kopf to the two controllers. Handlers here only hand what kopf delivers to
+``loop.run_ticks`` with the kind's tick (``inferencepools.reconcile``,
+``acceleratorpools.reconcile_accelerator_pool``) and the kind's status writer; every decision,
+Event and metric is made in the controllers. Callers: ``fleetscale run`` (through
 ``run_operator``) and the integration tests (through kopf's ``KopfRunner`` with
 ``build_registry``'s registry).
 
-Why a daemon per pool, not ``kopf.timer``: a timer's interval is fixed when the handler is
-registered, but ``spec.pollIntervalSeconds`` is per object and may change at any time. A
-daemon is started once per object and sees the live body, so each loop iteration re-reads
-the interval, and a spec change (mode, metrics, bounds) applies at the next tick without a
-restart and without losing the in-flight tick. Ticks are aligned to wall-clock multiples of
-the interval (``next_tick``), and every pool's reconcile of one tick reads the signals under
-that tick, so the signals adapter answers each PromQL once per tick for all of them. Within
-the tick each pool runs at its own stable offset (``tick_offset_seconds``): a thousand pools
-waking at the same instant would queue their Kubernetes reads behind each other and each
-reconcile would take as long as the whole burst. The spread grows with the number of pools
-(``SPREAD_PER_POOL_SECONDS``) up to half the interval, so a small fleet still acts on fresh
-readings. Each daemon reconciles at once when it starts (a new pool or a restarted operator
-does not wait a whole interval).
+Why a daemon per object, not ``kopf.timer``: a timer's interval is fixed when the handler is
+registered, but ``spec.pollIntervalSeconds`` is per object and may change at any time; a daemon
+sees the live body (``loop``). kopf's daemons require a finalizer (kopf adds
+``kopf.zalando.org/KopfFinalizerMarker``) so that a deleted pool's daemon is stopped before the
+object goes; its series are then removed from /metrics.
 
-kopf's daemons require a finalizer (kopf adds ``kopf.zalando.org/KopfFinalizerMarker``) so
-that a deleted pool's daemon is stopped before the object goes; its series are then removed
-from /metrics. With peering enabled (the default), only the active replica runs daemons; a
-standby replica's daemons start when the active one's lease lapses.
+Two watch-fed indexes replace per-tick lists: InferencePool demand by the AcceleratorPool it
+names (``acceleratorpools.demand``), and each AcceleratorPool's published allocations by name
+(``controller.allocations``). kopf fills them from its watches before any daemon starts and
+keeps them current, so neither kind reads the other through the API server.
+
+With peering enabled (the default), only the active replica runs daemons; a standby replica's
+daemons start when the active one's lease lapses.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import math
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -44,68 +38,53 @@ import kubernetes.config
 
 from fleetscale.api import acceleratorpool as apool
 from fleetscale.api.base import GROUP, VERSION
-from fleetscale.api.inferencepool import PLURAL, InferencePoolSpec
-from fleetscale.controller import acceleratorpools
+from fleetscale.api.inferencepool import PLURAL
+from fleetscale.controller.acceleratorpools import (
+    AcceleratorPoolDependencies,
+    AcceleratorPoolRef,
+    reconcile_accelerator_pool,
+)
+from fleetscale.controller.acceleratorpools.demand import demand_of
+from fleetscale.controller.allocations import allocations_index_entry
+from fleetscale.controller.indexes import ALLOCATIONS_INDEX, DEMAND_INDEX, Indexes
+from fleetscale.controller.inferencepools import (
+    InferencePoolDependencies,
+    InferencePoolRef,
+    reconcile,
+)
 from fleetscale.controller.kube import (
     KubernetesStatusWriter,
-    PoolGone,
     StatusWriter,
     connection_info,
     io_executor,
     load_configuration,
     missing_peerings,
 )
-from fleetscale.controller.reconcile import Dependencies, PoolRef, reconcile
-from fleetscale.kubeapi import describe
+from fleetscale.controller.loop import (
+    Schedule,
+    Stopped,
+    TickOutcome,
+    run_ticks,
+    tick_offset_seconds,
+)
 from fleetscale.logs import get_logger
 from fleetscale.metrics import HealthServer, OperatorMetrics
 from fleetscale.settings import Settings
-
-DependenciesFactory = Callable[
-    [kubernetes.client.ApiClient, Settings, OperatorMetrics], Dependencies
-]
 
 _GRACEFUL_STOP_SECONDS = 15.0
 # How long a replica's peering record stays valid without a keep-alive (kopf renews it 5-10 s
 # before): a standby takes over from a crashed or partitioned leader after at most this long,
 # instead of kopf's default 60 s. A clean stop hands over at once either way.
 PEERING_LIFETIME_SECONDS = 20
-_DEFAULT_POLL_INTERVAL_SECONDS = InferencePoolSpec.model_fields["poll_interval_seconds"].default
 
-
-# Spread the pools of one tick over this much time per pool, up to MAX_SPREAD_FRACTION of
-# the interval: at 1,000 pools a 15 s tick spreads over 7.5 s (about 130 reconciles a second).
-SPREAD_PER_POOL_SECONDS = 0.01
-MAX_SPREAD_FRACTION = 0.5
-
-
-def next_tick(now: float, interval_seconds: float) -> float:
-    """The next wall-clock multiple of the interval strictly after ``now``."""
-    return (math.floor(now / interval_seconds) + 1) * interval_seconds
-
-
-def current_tick(now: float, interval_seconds: float) -> float:
-    """The wall-clock multiple of the interval at or before ``now``."""
-    return math.floor(now / interval_seconds) * interval_seconds
-
-
-def tick_offset_seconds(uid: str, interval_seconds: float, pools: int) -> float:
-    """How long after each tick this pool reconciles: a stable share of the tick's spread.
-
-    The share comes from a hash of the pool's uid, so it is the same on every tick and on
-    every operator replica, and the pools fall evenly over the spread.
-    """
-    spread_seconds = min(interval_seconds * MAX_SPREAD_FRACTION, pools * SPREAD_PER_POOL_SECONDS)
-    digest = hashlib.blake2b(uid.encode(), digest_size=8).digest()
-    return spread_seconds * int.from_bytes(digest, "big") / 2**64
-
-
-def poll_interval_seconds(raw_spec: Mapping[str, Any] | None) -> int:
-    """The interval from a raw spec; the default when absent or invalid (reconcile says why)."""
-    value = (raw_spec or {}).get("pollIntervalSeconds", _DEFAULT_POLL_INTERVAL_SECONDS)
-    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 3600:
-        return value
-    return int(_DEFAULT_POLL_INTERVAL_SECONDS)
+DependenciesFactory = Callable[
+    [kubernetes.client.ApiClient, Settings, OperatorMetrics, Indexes],
+    InferencePoolDependencies,
+]
+AcceleratorPoolDependenciesFactory = Callable[
+    [kubernetes.client.ApiClient, InferencePoolDependencies, Indexes],
+    AcceleratorPoolDependencies,
+]
 
 
 @dataclass
@@ -114,21 +93,19 @@ class OperatorRuntime:
 
     settings: Settings
     dependencies_factory: DependenciesFactory
+    accelerator_pool_dependencies_factory: AcceleratorPoolDependenciesFactory | None = None
     configuration_factory: Callable[[], kubernetes.client.Configuration] = load_configuration
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     clock: Callable[[], float] = time.time
-    status_writer_factory: Callable[[kubernetes.client.ApiClient], StatusWriter] = (
-        KubernetesStatusWriter
-    )
-    deps: Dependencies | None = None
+    indexes: Indexes = field(default_factory=Indexes)
+    deps: InferencePoolDependencies | None = None
+    accelerator_pool_deps: AcceleratorPoolDependencies | None = None
     status_writer: StatusWriter | None = None
+    accelerator_pool_status_writer: StatusWriter | None = None
     api_client: kubernetes.client.ApiClient | None = None
     health_server: HealthServer | None = None
-    accelerator_pools: (
-        tuple[acceleratorpools.PoolDependencies, acceleratorpools.StatusPatcher] | None
-    ) = None
     started: bool = False
-    running_pools: int = 0  # pool daemons now running; sizes the spread of each tick
+    running_pools: int = 0  # InferencePool daemons now running; sizes the spread of each tick
     _configuration: kubernetes.client.Configuration | None = None
 
     def configuration(self) -> kubernetes.client.Configuration:
@@ -138,8 +115,15 @@ class OperatorRuntime:
 
     async def start(self) -> None:
         self.api_client = kubernetes.client.ApiClient(self.configuration())
-        self.deps = self.dependencies_factory(self.api_client, self.settings, self.metrics)
-        self.status_writer = self.status_writer_factory(self.api_client)
+        self.deps = self.dependencies_factory(
+            self.api_client, self.settings, self.metrics, self.indexes
+        )
+        if self.accelerator_pool_dependencies_factory is not None:
+            self.accelerator_pool_deps = self.accelerator_pool_dependencies_factory(
+                self.api_client, self.deps, self.indexes
+            )
+        self.status_writer = KubernetesStatusWriter(self.api_client, PLURAL)
+        self.accelerator_pool_status_writer = KubernetesStatusWriter(self.api_client, apool.PLURAL)
         self.health_server = HealthServer(
             self.metrics,
             self.settings.http_port,
@@ -148,21 +132,6 @@ class OperatorRuntime:
         )
         await self.health_server.start()
         self.started = True
-
-    def accelerator_pool_dependencies(
-        self,
-    ) -> tuple[acceleratorpools.PoolDependencies, acceleratorpools.StatusPatcher] | None:
-        """The AcceleratorPool loop's dependencies, built once startup made the shared ones."""
-        if self.api_client is None or self.deps is None:
-            return None
-        if self.accelerator_pools is None:
-            self.accelerator_pools = (
-                acceleratorpools.kubernetes_pool_dependencies(
-                    self.api_client, self.deps.events, self.deps.scaler
-                ),
-                acceleratorpools.AcceleratorPoolStatusWriter(self.api_client),
-            )
-        return self.accelerator_pools
 
     async def stop(self) -> None:
         self.started = False
@@ -237,6 +206,15 @@ def build_registry(runtime: OperatorRuntime) -> kopf.OperatorRegistry:
     async def cleanup(**_: Any) -> None:
         await runtime.stop()
 
+    @kopf.index(GROUP, VERSION, PLURAL, id=DEMAND_INDEX, registry=registry)
+    def demand_by_accelerator_pool(body: kopf.Body, **_: Any) -> dict[str, Any] | None:
+        entry = demand_of(body)
+        return None if entry is None else {entry[0]: entry[1]}
+
+    @kopf.index(GROUP, VERSION, apool.PLURAL, id=ALLOCATIONS_INDEX, registry=registry)
+    def allocations_by_accelerator_pool(name: str, status: kopf.Status, **_: Any) -> dict[str, Any]:
+        return {name: allocations_index_entry(status)}
+
     @kopf.daemon(
         GROUP,
         VERSION,
@@ -253,10 +231,11 @@ def build_registry(runtime: OperatorRuntime) -> kopf.OperatorRegistry:
         namespace: str | None,
         name: str,
         body: kopf.Body,
-        **_: Any,
+        **kwargs: Any,
     ) -> None:
+        runtime.indexes.bind(kwargs)
         # InferencePools are namespaced; the API server never sends one without a namespace.
-        await run_pool_loop(runtime, namespace or "", name, body, stopped)
+        await run_inference_pool_loop(runtime, namespace or "", name, body, stopped)
 
     @kopf.daemon(
         GROUP,
@@ -268,75 +247,69 @@ def build_registry(runtime: OperatorRuntime) -> kopf.OperatorRegistry:
         cancellation_timeout=5.0,
     )
     async def accelerator_pool_daemon(
-        stopped: kopf.DaemonStopped, name: str, body: kopf.Body, **_: Any
+        stopped: kopf.DaemonStopped, name: str, body: kopf.Body, **kwargs: Any
     ) -> None:
-        await acceleratorpools.run_accelerator_pool_loop(
-            name, body, stopped, runtime.accelerator_pool_dependencies, runtime.clock
-        )
+        runtime.indexes.bind(kwargs)
+        await run_accelerator_pool_loop(runtime, name, body, stopped)
 
     return registry
 
 
-async def run_pool_loop(
+def _failure_reporter(
+    runtime: OperatorRuntime, namespace: str, name: str, log: Any
+) -> Callable[[str, str], None]:
+    def report(reason: str, detail: str) -> None:
+        log.warning("tick_failed", reason=reason, detail=detail)
+        runtime.metrics.reconcile_errors_total.labels(namespace, name, reason).inc()
+
+    return report
+
+
+async def run_inference_pool_loop(
     runtime: OperatorRuntime,
     namespace: str,
     name: str,
     body: Mapping[str, Any],
-    stopped: Any,
+    stopped: Stopped,
 ) -> None:
-    """Reconcile one pool at every tick until kopf stops the daemon."""
+    """Reconcile one InferencePool at every tick until kopf stops the daemon."""
     log = get_logger("fleetscale.daemon", namespace=namespace, pool=name)
-    # The status we last wrote, and the resourceVersion the live body had just before the
-    # write: until the watch delivers a newer body, ours is the truth (no stale re-reads).
-    written_status: Mapping[str, Any] | None = None
-    version_before_write: str | None = None
-    tick = current_tick(runtime.clock(), poll_interval_seconds(body.get("spec")))
+    metadata = body.get("metadata") or {}
+    uid = str(metadata.get("uid") or f"{namespace}/{name}")
+
+    async def tick_once(
+        stored: Mapping[str, Any] | None, now: float, tick: float
+    ) -> TickOutcome | None:
+        if runtime.deps is None:
+            return None
+        meta = body.get("metadata") or {}
+        pool = InferencePoolRef(namespace, name, meta.get("uid"), meta.get("generation"))
+        result = await reconcile(
+            pool, dict(body.get("spec") or {}), stored, runtime.deps, now, tick
+        )
+        return TickOutcome(result.status, result.patch)
+
+    async def write(patch: Mapping[str, Any]) -> None:
+        assert runtime.status_writer is not None  # set with deps, before any tick ran
+        await runtime.status_writer.patch_status(namespace, name, patch)
+
+    schedule = Schedule(
+        clock=runtime.clock,
+        offset_seconds=lambda interval: tick_offset_seconds(uid, interval, runtime.running_pools),
+    )
     runtime.running_pools += 1
     try:
-        while not stopped:
-            deps, writer = runtime.deps, runtime.status_writer
-            if deps is None or writer is None:  # startup has not finished; kopf orders it first
-                await stopped.wait(0.1)
-                continue
-            metadata = body.get("metadata", {})
-            live_version = metadata.get("resourceVersion")
-            raw_status = body.get("status")
-            if written_status is not None and live_version == version_before_write:
-                raw_status = written_status
-            pool = PoolRef(
-                namespace=namespace,
-                name=name,
-                uid=metadata.get("uid"),
-                generation=metadata.get("generation"),
-            )
-            result = await reconcile(
-                pool, dict(body.get("spec") or {}), raw_status, deps, runtime.clock(), tick
-            )
-            if result.patch:
-                try:
-                    await writer.patch_status(namespace, name, result.patch)
-                    written_status, version_before_write = result.status, live_version
-                except PoolGone:
-                    break
-                except Exception as error:  # retried at the next tick with the same diff
-                    log.warning(
-                        "status_write_failed", reason="StatusWriteFailed", detail=describe(error)
-                    )
-                    deps.metrics.reconcile_errors_total.labels(
-                        namespace, name, "StatusWriteFailed"
-                    ).inc()
-            now = runtime.clock()
-            interval_seconds = poll_interval_seconds(body.get("spec"))
-            offset_seconds = tick_offset_seconds(
-                str(pool.uid or f"{namespace}/{name}"), interval_seconds, runtime.running_pools
-            )
-            # The next tick whose turn for this pool (tick + offset) is still ahead; never the
-            # tick just run again, whatever the float arithmetic of now - offset gives.
-            tick = next_tick(max(now - offset_seconds, tick), interval_seconds)
-            await stopped.wait(max(0.0, tick + offset_seconds - now))
+        await run_ticks(
+            body,
+            stopped,
+            tick_once,
+            write,
+            schedule,
+            _failure_reporter(runtime, namespace, name, log),
+        )
     finally:
         runtime.running_pools -= 1
-        reason = stopped.reason
+        reason = getattr(stopped, "reason", None)
         if reason is not None and reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
             runtime.metrics.forget_pool(namespace, name)
             if runtime.deps is not None:
@@ -344,7 +317,43 @@ async def run_pool_loop(
             log.info("pool_forgotten", reason="Deleted")
 
 
-def run_operator(settings: Settings, dependencies_factory: DependenciesFactory) -> int:
+async def run_accelerator_pool_loop(
+    runtime: OperatorRuntime, name: str, body: Mapping[str, Any], stopped: Stopped
+) -> None:
+    """Reconcile one AcceleratorPool at every tick until kopf stops the daemon.
+
+    Ticks are aligned to wall-clock multiples of the interval, like the InferencePool daemons,
+    so a pool plans right after the InferencePools on it have reported their demand.
+    """
+    log = get_logger("fleetscale.acceleratorpool", pool=name)
+
+    async def tick_once(
+        stored: Mapping[str, Any] | None, now: float, _tick: float
+    ) -> TickOutcome | None:
+        if runtime.accelerator_pool_deps is None:
+            return None
+        meta = body.get("metadata") or {}
+        pool = AcceleratorPoolRef(name, meta.get("uid"), meta.get("generation"))
+        result = await reconcile_accelerator_pool(
+            pool, body.get("spec") or {}, stored, runtime.accelerator_pool_deps, now
+        )
+        return TickOutcome(result.status, result.patch)
+
+    async def write(patch: Mapping[str, Any]) -> None:
+        assert runtime.accelerator_pool_status_writer is not None
+        await runtime.accelerator_pool_status_writer.patch_status(None, name, patch)
+
+    def failed(reason: str, detail: str) -> None:
+        log.warning("acceleratorpool_tick_failed", reason=reason, detail=detail)
+
+    await run_ticks(body, stopped, tick_once, write, Schedule(clock=runtime.clock), failed)
+
+
+def run_operator(
+    settings: Settings,
+    dependencies_factory: DependenciesFactory,
+    accelerator_pool_dependencies_factory: AcceleratorPoolDependenciesFactory,
+) -> int:
     """Run the operator until SIGINT/SIGTERM (``fleetscale run``).
 
     Returns 1 at once, with one line on stderr, when no cluster credentials can be loaded
@@ -362,6 +371,7 @@ def run_operator(settings: Settings, dependencies_factory: DependenciesFactory) 
     runtime = OperatorRuntime(
         settings=settings,
         dependencies_factory=dependencies_factory,
+        accelerator_pool_dependencies_factory=accelerator_pool_dependencies_factory,
         configuration_factory=lambda: configuration,
     )
     registry = build_registry(runtime)

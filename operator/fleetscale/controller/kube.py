@@ -3,8 +3,8 @@
 Role: load the cluster credentials once (in-cluster ServiceAccount, else KUBECONFIG) into one
 ``kubernetes.client.Configuration`` that feeds both kopf's aiohttp client (through a login
 handler) and the official client the adapters use, so the two never disagree about which
-cluster they talk to. Write an InferencePool's status as a JSON merge patch through the
-``/status`` subresource. Callers: ``controller.handlers``.
+cluster they talk to. Write either kind's status as a JSON merge patch through its ``/status``
+subresource. Callers: ``controller.handlers``.
 """
 
 from __future__ import annotations
@@ -20,44 +20,51 @@ import kubernetes.client
 import kubernetes.config
 from kubernetes.client.exceptions import ApiException
 
-from fleetscale.actuators.rest import MERGE_PATCH, KubeJson, RetryPolicy
 from fleetscale.api.base import GROUP, VERSION
-from fleetscale.api.inferencepool import PLURAL
-
-
-class PoolGone(Exception):  # noqa: N818  (reads as what happened)
-    """The InferencePool was deleted between the tick and the status write."""
+from fleetscale.controller.loop import ObjectGone
+from fleetscale.kubeapi import MERGE_PATCH, KubeJson, RetryPolicy
 
 
 class StatusWriter(Protocol):
-    """Writes an InferencePool's status subresource."""
+    """Writes one kind's status subresource."""
 
-    async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
-        """Apply ``patch`` (JSON merge patch of .status). Raises PoolGone if deleted."""
+    async def patch_status(
+        self, namespace: str | None, name: str, patch: Mapping[str, Any]
+    ) -> None:
+        """Apply ``patch`` (JSON merge patch of .status). Raises ObjectGone if deleted."""
         ...
 
 
 class KubernetesStatusWriter:
-    """StatusWriter through the adapters' JSON client (``KubeJson``: a worker thread, retries).
+    """StatusWriter through the one retrying client (``KubeJson``: a worker thread, retries).
 
     A throttled (429) or failing (5xx) write is retried with backoff like every adapter
     request: thousands of pools starting at once meet the API server's fairness limits.
+    ``namespace`` is None for a cluster-scoped kind.
     """
 
     def __init__(
-        self, api_client: kubernetes.client.ApiClient, retry: RetryPolicy | None = None
+        self,
+        api_client: kubernetes.client.ApiClient,
+        plural: str,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._api = KubeJson(api_client, retry or RetryPolicy())
+        self._plural = plural
 
-    async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
-        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
+    async def patch_status(
+        self, namespace: str | None, name: str, patch: Mapping[str, Any]
+    ) -> None:
+        scope = f"/namespaces/{namespace}" if namespace is not None else ""
+        path = f"/apis/{GROUP}/{VERSION}{scope}/{self._plural}/{name}/status"
         try:
             await self._api.request(
                 "PATCH", path, body={"status": dict(patch)}, content_type=MERGE_PATCH
             )
         except ApiException as error:
             if error.status == 404:
-                raise PoolGone(f"InferencePool {namespace}/{name} no longer exists") from error
+                where = f"{namespace}/{name}" if namespace is not None else name
+                raise ObjectGone(f"{self._plural} {where} no longer exists") from error
             raise
 
 

@@ -1,10 +1,11 @@
-"""Build the controller's dependencies from the real adapters.
+"""Build the controllers' dependencies from the real adapters.
 
-Role: the one place that names the production implementations behind reconcile's ports:
+Role: the one place that names the production implementations behind the controllers' ports:
 Prometheus through prometheus-api-client, the /scale subresource, Events, the shed-flag
-ConfigMap and Secrets through the official kubernetes client (one ``ApiClient`` shared by
-all of them), and the pure planner. Callers: ``fleetscale run`` and the integration tests
-(both hand ``kubernetes_dependencies`` to ``controller.handlers``).
+ConfigMap and Secrets through the official kubernetes client (one ``ApiClient`` shared by all
+of them), the node-pool providers, the watch-fed indexes, and the pure planner.
+Callers: ``fleetscale run`` and the integration tests (both hand these factories to
+``controller.handlers``).
 """
 
 from __future__ import annotations
@@ -15,22 +16,27 @@ from fleetscale.actuators.configmap import ConfigMapShedFlagPublisher
 from fleetscale.actuators.events import KubernetesEventSink
 from fleetscale.actuators.kubernetes_scale import KubernetesScaleActuator
 from fleetscale.actuators.secrets import KubernetesSecretReader
-from fleetscale.controller.acceleratorpools import (
-    AcceleratorPoolCapacity,
-    KubernetesClusterReader,
-)
-from fleetscale.controller.reconcile import Dependencies
+from fleetscale.controller.acceleratorpools import AcceleratorPoolDependencies
+from fleetscale.controller.acceleratorpools.cluster import KubernetesClusterReader
+from fleetscale.controller.acceleratorpools.demand import IndexedDemands
+from fleetscale.controller.allocations import IndexedAllocations
+from fleetscale.controller.indexes import Indexes
+from fleetscale.controller.inferencepools import InferencePoolDependencies
 from fleetscale.metrics import OperatorMetrics
+from fleetscale.nodepools import build_provider
 from fleetscale.planner import plan
 from fleetscale.settings import Settings
 from fleetscale.signals.prometheus import PrometheusSignalSource
 
 
 def kubernetes_dependencies(
-    api_client: kubernetes.client.ApiClient, settings: Settings, metrics: OperatorMetrics
-) -> Dependencies:
-    """Dependencies talking to the cluster ``api_client`` points at and to real Prometheus."""
-    return Dependencies(
+    api_client: kubernetes.client.ApiClient,
+    settings: Settings,
+    metrics: OperatorMetrics,
+    indexes: Indexes,
+) -> InferencePoolDependencies:
+    """InferencePool dependencies talking to the cluster and to real Prometheus."""
+    return InferencePoolDependencies(
         signals=PrometheusSignalSource(),
         scaler=KubernetesScaleActuator(api_client),
         events=KubernetesEventSink(api_client),
@@ -39,5 +45,20 @@ def kubernetes_dependencies(
         settings=settings,
         metrics=metrics,
         plan=plan,
-        capacity=AcceleratorPoolCapacity(KubernetesClusterReader(api_client)),
+        allocations=IndexedAllocations(indexes.allocations),
+    )
+
+
+def kubernetes_accelerator_pool_dependencies(
+    api_client: kubernetes.client.ApiClient,
+    inference_pools: InferencePoolDependencies,
+    indexes: Indexes,
+) -> AcceleratorPoolDependencies:
+    """AcceleratorPool dependencies: the cluster's Nodes and pods, the demand index, the
+    providers, and the same Event sink as the InferencePools."""
+    return AcceleratorPoolDependencies(
+        cluster=KubernetesClusterReader(api_client),
+        demands=IndexedDemands(indexes.demands),
+        provider_for=lambda name, spec: build_provider(name, spec, api_client),
+        events=inference_pools.events,
     )

@@ -4,7 +4,8 @@ Role: from the demand of each InferencePool that draws on one AcceleratorPool an
 pool has, decide how many nodes the pool should have, which empty nodes to release, and how many
 replicas each InferencePool may run now (its ``CapacityLimit``, which the replica planner applies
 and which alone raises ScalingLimited MaxNodes / NodesProvisioning). Pure: no I/O, no clock; time
-is an argument and memory is ``CapacityState``, persisted in the AcceleratorPool's status.
+is an argument and memory is ``CapacityState``, persisted in the AcceleratorPool's status; the
+node request and releases enter it through ``commit.commit_node_actions`` once they happened.
 Callers: the AcceleratorPool controller, the simulator.
 
 The rules, in order:
@@ -44,6 +45,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fleetscale.api.acceleratorpool import AcceleratorPoolSpec
+from fleetscale.planner.demand import InferencePoolDemand
 from fleetscale.planner.types import CapacityLimit, ConditionVerdict
 
 # Reasons (CamelCase; reused as condition reason, Event reason and log field).
@@ -58,38 +60,6 @@ WAITING_FOR_EMPTY_NODES = "WaitingForEmptyNodes"
 
 # Until a node of the pool has been seen going from created to Ready, assume this long.
 DEFAULT_PROVISIONING_SECONDS = 180.0
-
-
-@dataclass(frozen=True)
-class PoolDemand:
-    """What one InferencePool asks of the accelerator pool this tick.
-
-    ``desired_replicas`` is the replica planner's unconstrained demand (``Decision.
-    unconstrained_replicas``) clamped to the InferencePool's replica bounds. The pool plans for
-    ``max(desired_replicas, current_replicas)``: replicas go before nodes, so running replicas
-    keep their place until the replica planner itself removes them (its scale-down
-    stabilization is never bypassed by a capacity cap, except when nodes.max forces it).
-    """
-
-    namespace: str
-    name: str
-    priority: int
-    accelerators_per_replica: int
-    current_replicas: int  # the target's spec.replicas
-    desired_replicas: int
-    ready_replicas: int = 0  # reported in messages only
-    # The pool sheds below its replicas.max: its queue reading, and so desired_replicas, is
-    # only a lower bound on what it needs (``censor``), and it may ask for more next tick.
-    demand_is_lower_bound: bool = False
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.namespace, self.name)
-
-    @property
-    def planned_replicas(self) -> int:
-        """The replicas the pool makes room for."""
-        return max(self.desired_replicas, self.current_replicas)
 
 
 @dataclass(frozen=True)
@@ -132,7 +102,7 @@ class CapacityState:
 
 
 @dataclass(frozen=True)
-class PoolAllocation:
+class InferencePoolAllocation:
     """Demand, grant and cap of one InferencePool."""
 
     namespace: str
@@ -152,9 +122,10 @@ class PoolAllocation:
 class CapacityPlan:
     """The decision for one AcceleratorPool: plain commands for the provider, plus reasons."""
 
+    current_nodes: int  # the size before this tick: the provider's, or the nodes that exist
     desired_nodes: int  # the provider's target size after this tick
     release_nodes: tuple[str, ...]  # empty nodes to remove (prefer_removal, then shrink)
-    allocations: tuple[PoolAllocation, ...]  # priority order
+    allocations: tuple[InferencePoolAllocation, ...]  # priority order
     ready_nodes: int
     provisioning_nodes: int  # expected and not Ready (registered or not)
     failed_nodes: tuple[str, ...]  # failed Node objects (all, this tick)
@@ -227,7 +198,7 @@ class _Bins:
         return placed
 
 
-def nodes_needed(demands: Sequence[PoolDemand], accelerators_per_node: int) -> int:
+def nodes_needed(demands: Sequence[InferencePoolDemand], accelerators_per_node: int) -> int:
     """Nodes that hold every pool's desired replicas, packed first-fit decreasing."""
     bins = _Bins(accelerators_per_node, limit=None)
     for demand in sorted(demands, key=lambda d: -d.accelerators_per_replica):
@@ -235,12 +206,12 @@ def nodes_needed(demands: Sequence[PoolDemand], accelerators_per_node: int) -> i
     return bins.count
 
 
-def _priority_order(demands: Sequence[PoolDemand]) -> list[PoolDemand]:
+def _priority_order(demands: Sequence[InferencePoolDemand]) -> list[InferencePoolDemand]:
     return sorted(demands, key=lambda d: (-d.priority, d.namespace, d.name))
 
 
 def _held_below_lower_bounds(
-    demands: Sequence[PoolDemand], at_node_limit: bool
+    demands: Sequence[InferencePoolDemand], at_node_limit: bool
 ) -> dict[tuple[str, str], int]:
     """What each pool may plan for: at nodes.max, a pool of lower priority than one whose
     demand is only a lower bound is held at its current replicas.
@@ -262,7 +233,7 @@ def _held_below_lower_bounds(
 
 
 def _grant(
-    demands: Sequence[PoolDemand],
+    demands: Sequence[InferencePoolDemand],
     accelerators_per_node: int,
     node_limit: int,
     keep: Mapping[tuple[str, str], int] | None = None,
@@ -302,7 +273,7 @@ def _provisioning_estimate(nodes: Sequence[NodeView]) -> float:
 
 def plan_capacity(
     spec: AcceleratorPoolSpec,
-    demands: Sequence[PoolDemand],
+    demands: Sequence[InferencePoolDemand],
     observation: CapacityObservation,
     state: CapacityState,
     now: float,
@@ -396,16 +367,17 @@ def plan_capacity(
     scaling_limited = _scaling_limited(allocations)
     ready_verdict = _ready(ready, failed, unregistered_failed, timeout)
 
+    # What was observed; the node request and the releases are added by ``commit`` once the
+    # provider has taken them.
     new_state = CapacityState(
-        empty_since={name: since for name, since in empty_since.items() if name not in release},
+        empty_since=empty_since,
         failed_nodes=frozenset(n.name for n in failed),
-        scale_up_requested_at=(
-            now if desired > current_size else (requested_at if unregistered else None)
-        ),
-        last_scale_time=now if desired != current_size else state.last_scale_time,
-        releasing={**still_releasing, **dict.fromkeys([*release_failed, *release], now)},
+        scale_up_requested_at=requested_at if unregistered else None,
+        last_scale_time=state.last_scale_time,
+        releasing=still_releasing,
     )
     plan = CapacityPlan(
+        current_nodes=current_size,
         desired_nodes=desired,
         release_nodes=tuple(release_failed + release),
         allocations=allocations,
@@ -444,7 +416,7 @@ def _seconds_until_more(
 
 
 def _allocation(
-    demand: PoolDemand,
+    demand: InferencePoolDemand,
     granted: int,
     runnable: int,
     seconds_until_more: float | None,
@@ -452,7 +424,7 @@ def _allocation(
     budget_reduced: bool,
     per_node: int,
     max_nodes: int,
-) -> PoolAllocation:
+) -> InferencePoolAllocation:
     r = demand.accelerators_per_replica
     who = f"{demand.namespace}/{demand.name}"
     if runnable < granted:
@@ -500,7 +472,7 @@ def _allocation(
         message=message,
         seconds_until_more=seconds_until_more if reason == NODES_PROVISIONING else None,
     )
-    return PoolAllocation(
+    return InferencePoolAllocation(
         namespace=demand.namespace,
         name=demand.name,
         priority=demand.priority,
@@ -539,7 +511,7 @@ def _summary(
     return HOLDING, f"{healthy} node(s) Ready or coming hold the demand ({needed} needed)"
 
 
-def _scaling_limited(allocations: Sequence[PoolAllocation]) -> ConditionVerdict:
+def _scaling_limited(allocations: Sequence[InferencePoolAllocation]) -> ConditionVerdict:
     limited = [a for a in allocations if a.limit.reason != CAPACITY_AVAILABLE]
     if not limited:
         return ConditionVerdict(False, CAPACITY_AVAILABLE, "every InferencePool's demand fits")

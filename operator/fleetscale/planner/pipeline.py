@@ -26,10 +26,12 @@ depth; otherwise the reason of the step that kept the size (``WithinTolerance``,
 ``AtMinReplicas``, a capacity reason such as ``MaxNodes`` ...).
 
 State: with usable metrics the raw ask (step 4, or ``shedding``) is recorded in
-``recommendations``; any change of size is recorded in ``scale_events`` and sets
-``last_scale_time``. Histories are pruned every tick. Missing metrics record no
-recommendation. The spec's ``mode`` is not read here: the controller does not act in DryRun
-and does not call the planner when Paused.
+``recommendations``; missing metrics record none. A change of size is *not* recorded here: the
+caller records it with ``commit.commit_scale`` once the target has actually been resized (as
+the HPA stores a scale event only after its update succeeded), so a failed or skipped write
+(DryRun) never counts against the rate policies. Histories are pruned every tick. The spec's
+``mode`` is not read here: the controller does not act in DryRun and does not call the planner
+when Paused.
 """
 
 from __future__ import annotations
@@ -93,12 +95,12 @@ def plan(
         queue_depth, current, metrics_spec.queue_depth, metrics_spec.tolerance
     )
     queue_step = raw_queue_step
-    honest = censor.gateway_not_capping(
+    queue_uncapped = censor.gateway_not_capping(
         spec.shed_load, state.shed, observation.queue_depth, observation.ready_replicas
     )
     queue_bound = (
         None
-        if honest
+        if queue_uncapped
         else censor.queue_bound(spec.shed_load, state.shed, observation.ready_replicas)
     )
     if queue_bound is not None and queue_depth > queue_bound and raw_queue_step.replicas > current:
@@ -132,7 +134,7 @@ def plan(
         *([gpu_step] if gpu_step is not None else []),
         combined,
     ]
-    if not honest and censor.censored(state.shed, observation.queue_depth):
+    if not queue_uncapped and censor.censored(state.shed, observation.queue_depth):
         combined = censor.shedding_step(
             combined,
             current_replicas=current,
@@ -173,7 +175,7 @@ def plan(
         unconstrained_replicas=combined.replicas,
     )
     new_state = replace(
-        _after_scaling(state, desired - current, spec, now, shed_decision),
+        _after_tick(state, spec, now, shed_decision),
         recommendations=behavior.record_recommendation(
             history, combined.replicas, spec.behavior, now
         ),
@@ -234,7 +236,7 @@ def _hold_without_metrics(
         shed=shed_decision,
         unconstrained_replicas=current,
     )
-    return decision, _after_scaling(state, desired - current, spec, now, shed_decision)
+    return decision, _after_tick(state, spec, now, shed_decision)
 
 
 def _shed(
@@ -261,19 +263,16 @@ def _shed(
     )
 
 
-def _after_scaling(
-    state: PlannerState,
-    delta: int,
-    spec: InferencePoolSpec,
-    now: float,
-    shed_decision: ShedDecision,
+def _after_tick(
+    state: PlannerState, spec: InferencePoolSpec, now: float, shed_decision: ShedDecision
 ) -> PlannerState:
-    """The state after this tick's change of size (if any) and shed decision."""
+    """The state after this tick's shed decision, with the scale history pruned (a change of
+    size is recorded by ``commit.commit_scale`` once it happened)."""
     return PlannerState(
         recommendations=state.recommendations,
-        scale_events=behavior.record_scale_event(state.scale_events, delta, spec.behavior, now),
+        scale_events=behavior.record_scale_event(state.scale_events, 0, spec.behavior, now),
         shed=shed.next_shed_state(state.shed, shed_decision, now),
-        last_scale_time=now if delta != 0 else state.last_scale_time,
+        last_scale_time=state.last_scale_time,
     )
 
 

@@ -78,6 +78,9 @@ class Observation:
     capacity: CapacityLimit | None = None
     # Expected seconds until a newly started replica serves (model load). Used for Retry-After.
     replica_startup_seconds: float | None = None
+    # The spec's value, else the target's pod template (None: unknown). Reported, and what the
+    # AcceleratorPool plans accelerators with; the replica planner does not use it.
+    accelerators_per_replica: int | None = None
 
 
 @dataclass(frozen=True)

@@ -38,18 +38,17 @@ from fleetscale.api.inferencepool import (
 )
 from fleetscale.planner import plan
 from fleetscale.planner.capacity import (
-    CAPACITY_AVAILABLE,
     CapacityObservation,
     CapacityState,
     NodeView,
-    PoolDemand,
     plan_capacity,
 )
+from fleetscale.planner.commit import commit_node_actions, commit_scale
+from fleetscale.planner.demand import inference_pool_demand
+from fleetscale.planner.observe import GPU, QUEUE, PublishedAllocation, TargetSize, observe
 from fleetscale.planner.types import (
-    CapacityLimit,
     MetricProblem,
     MetricReading,
-    Observation,
     PlannerState,
 )
 from fleetscale.sim.model import SimConfig
@@ -59,6 +58,7 @@ UtilizationMetric = Literal["dcgm", "kv-cache"]
 
 NAMESPACE = "sim"
 POOL_NAME = "model"
+ACCELERATOR_POOL_NAME = "gpus"
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ class FleetscaleSettings:
             target_ref=TargetRef(name="vllm"),
             replicas=ReplicaBounds(min=config.min_replicas, max=config.max_replicas),
             accelerators_per_replica=config.model.accelerators_per_replica,
-            accelerator_pool_ref=LocalObjectRef(name="gpus"),
+            accelerator_pool_ref=LocalObjectRef(name=ACCELERATOR_POOL_NAME),
             metrics=MetricsSpec(
                 queue_depth=QueueDepthMetric(
                     query="sum(vllm:num_requests_waiting)",
@@ -175,45 +175,54 @@ class FleetscalePolicy:
         self.shed_queue_per_replica = self.spec.shed_load.queue_per_replica_threshold
         self.state = PlannerState()
         self.capacity_state = CapacityState()
-        self.capacity: CapacityLimit | None = None
+        # No allocation before the first AcceleratorPool tick: the first poll runs uncapped,
+        # as the simulated fleet starts with its nodes already planned.
+        self.allocation: PublishedAllocation | None = None
         self.decisions = 0
 
-    def _readings(self, view: FleetView) -> tuple[MetricReading, MetricReading | None]:
+    def _readings(self, view: FleetView) -> dict[str, MetricReading]:
+        """What a Prometheus scrape of the simulated fleet shows, by signal name."""
         sample = view.sample
         if sample is None:
-            return MetricReading.failed(MetricProblem.NO_DATA, "no sample yet"), None
-        queue = MetricReading.ok(sample.queue_depth, sample.sampled_at)
+            return {QUEUE: MetricReading.failed(MetricProblem.NO_DATA, "no sample yet")}
+        readings = {QUEUE: MetricReading.ok(sample.queue_depth, sample.sampled_at)}
         metric = self.settings.utilization_metric
-        if metric is None:
-            return queue, None
-        value = (
-            sample.gpu_utilization_percent if metric == "dcgm" else sample.kv_cache_usage_percent
-        )
-        if value is None:
-            return queue, MetricReading.failed(MetricProblem.NO_DATA, "no Ready replica")
-        return queue, MetricReading.ok(value, sample.sampled_at)
+        if metric is not None:
+            value = (
+                sample.gpu_utilization_percent
+                if metric == "dcgm"
+                else sample.kv_cache_usage_percent
+            )
+            readings[GPU] = (
+                MetricReading.failed(MetricProblem.NO_DATA, "no Ready replica")
+                if value is None
+                else MetricReading.ok(value, sample.sampled_at)
+            )
+        return readings
 
     def decide(self, view: FleetView) -> Action:
-        queue, utilization = self._readings(view)
-        observation = Observation(
-            current_replicas=view.desired_replicas,
-            ready_replicas=view.ready_replicas,
-            queue_depth=queue,
-            gpu_utilization_percent=utilization,
-            capacity=self.capacity,
+        # The same observe -> plan -> commit as the InferencePool controller; every action
+        # succeeds in the simulator, so every decision is committed.
+        observation = observe(
+            self.spec,
+            TargetSize(view.desired_replicas, view.ready_replicas),
+            self._readings(view),
+            self.allocation,
+            pending_seconds=self.interval_seconds,
             replica_startup_seconds=view.replica_startup_seconds,
         )
-        decision, self.state = plan(self.spec, observation, self.state, view.now)
+        decision, state = plan(self.spec, observation, self.state, view.now)
+        self.state = commit_scale(state, decision.scale_delta, self.spec.behavior, view.now)
         self.decisions += 1
-        bounds = self.spec.replicas
-        demand = PoolDemand(
-            namespace=NAMESPACE,
-            name=POOL_NAME,
-            priority=self.spec.priority,
-            accelerators_per_replica=self.spec.accelerators_per_replica or 1,
+        demand = inference_pool_demand(
+            NAMESPACE,
+            POOL_NAME,
+            self.spec,
             current_replicas=decision.desired_replicas,
-            desired_replicas=max(bounds.min, min(bounds.max, decision.unconstrained_replicas)),
             ready_replicas=view.ready_replicas,
+            asked_replicas=decision.unconstrained_replicas,
+            shedding=decision.shed.active,
+            observed_accelerators_per_replica=observation.accelerators_per_replica,
         )
         nodes = tuple(
             NodeView(
@@ -227,18 +236,26 @@ class FleetscalePolicy:
             )
             for node in view.nodes
         )
-        capacity_plan, self.capacity_state = plan_capacity(
+        capacity_plan, capacity_state = plan_capacity(
             self.pool_spec,
             [demand],
             CapacityObservation(nodes=nodes, requested_nodes=len(nodes)),
             self.capacity_state,
             view.now,
         )
-        limit = capacity_plan.limit_for(NAMESPACE, POOL_NAME)
-        # A pool whose whole demand fits is not a limit: its cap equals the demand it was
-        # planned for, and passing it on would hold the next scale-up back by one poll and
-        # raise ScalingLimited with the reason CapacityAvailable.
-        self.capacity = None if limit is None or limit.reason == CAPACITY_AVAILABLE else limit
+        self.capacity_state = commit_node_actions(
+            capacity_state,
+            capacity_plan,
+            resized=capacity_plan.desired_nodes != capacity_plan.current_nodes,
+            released=capacity_plan.release_nodes,
+            now=view.now,
+        )
+        # What the AcceleratorPool publishes in its status; the next poll observes it.
+        self.allocation = PublishedAllocation(
+            accelerator_pool=ACCELERATOR_POOL_NAME,
+            exists=True,
+            limit=capacity_plan.limit_for(NAMESPACE, POOL_NAME),
+        )
         return Action(
             desired_replicas=decision.desired_replicas,
             shed=decision.shed.active,

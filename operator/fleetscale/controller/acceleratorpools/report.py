@@ -1,0 +1,204 @@
+"""The report step of an AcceleratorPool tick: status and Events, as plain data.
+
+Role: from the stored status, the plan, what the provider took and the state committed after
+it, compute the AcceleratorPool's status (node counts, each InferencePool's allocation, the
+planner's memory, conditions Ready / ScalingLimited / ProviderError) and the Events to post
+(NodesRequested, NodesReleased, ProvisioningFailed, the provider's error once per reason).
+Pure. Callers: ``tick``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from fleetscale.api.acceleratorpool import (
+    AcceleratorPoolSpec,
+    AcceleratorPoolStatus,
+    AllocationStatus,
+    EmptyNode,
+)
+from fleetscale.api.base import Condition
+from fleetscale.controller.acceleratorpools.execute import NodeOutcome
+from fleetscale.controller.acceleratorpools.ports import AcceleratorPoolRef
+from fleetscale.controller.conditions import (
+    READY,
+    EventRecord,
+    find_condition,
+    set_condition,
+    whole_seconds,
+)
+from fleetscale.nodepools.base import ProviderError
+from fleetscale.planner.capacity import (
+    CapacityPlan,
+    CapacityState,
+    InferencePoolAllocation,
+    NodeView,
+)
+
+SCALING_LIMITED = "ScalingLimited"
+PROVIDER_ERROR = "ProviderError"
+PROVIDER_REACHABLE = "ProviderReachable"  # ProviderError=False: the provider answered
+CONDITION_ORDER = (READY, SCALING_LIMITED, PROVIDER_ERROR)
+
+
+@dataclass(frozen=True)
+class AcceleratorPoolReport:
+    """What one AcceleratorPool tick shows."""
+
+    status: AcceleratorPoolStatus
+    reason: str
+    events: tuple[EventRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class NodeTick:
+    """Everything a planned AcceleratorPool tick knew."""
+
+    pool: AcceleratorPoolRef
+    spec: AcceleratorPoolSpec
+    stored: AcceleratorPoolStatus
+    nodes: Sequence[NodeView]
+    requested_nodes: int  # the provider's size before this tick
+    plan: CapacityPlan
+    committed: CapacityState
+    outcome: NodeOutcome
+    now: float
+
+    @property
+    def problem(self) -> ProviderError | None:
+        return self.outcome.error
+
+
+def _set(
+    conditions: Iterable[Condition],
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str,
+    tick: NodeTick,
+) -> tuple[Condition, ...]:
+    return set_condition(
+        conditions, type_, status, reason, message, tick.now, tick.pool.generation, CONDITION_ORDER
+    )
+
+
+def report_invalid(
+    pool: AcceleratorPoolRef, stored: AcceleratorPoolStatus, message: str, now: float
+) -> AcceleratorPoolReport:
+    """Ready=False (InvalidSpec); the rest of the status (the memory) stays as it was."""
+    reason = "InvalidSpec"
+    previous = find_condition(stored.conditions, READY)
+    conditions = set_condition(
+        stored.conditions, READY, False, reason, message, now, pool.generation, CONDITION_ORDER
+    )
+    changed = previous is None or (previous.reason, previous.message) != (reason, message)
+    status = stored.model_copy(
+        update={"conditions": conditions, "observed_generation": pool.generation}
+    )
+    events = (EventRecord("Warning", reason, message),) if changed else ()
+    return AcceleratorPoolReport(status=status, reason=reason, events=events)
+
+
+def report_plan(tick: NodeTick) -> AcceleratorPoolReport:
+    """The report of a planned tick."""
+    plan, state, problem = tick.plan, tick.committed, tick.problem
+    size = plan.desired_nodes if tick.outcome.applied else tick.requested_nodes
+    status = AcceleratorPoolStatus(
+        observed_generation=tick.pool.generation,
+        provider=tick.spec.provider.kind,
+        nodes=size,
+        ready_nodes=plan.ready_nodes,
+        provisioning_nodes=plan.provisioning_nodes,
+        failed_nodes=len(plan.failed_nodes) + plan.unregistered_failed,
+        desired_nodes=size,
+        accelerators=sum(v.accelerators_allocatable for v in tick.nodes if v.ready),
+        accelerators_in_use=sum(v.accelerators_in_use for v in tick.nodes if v.ready),
+        allocations=tuple(allocation_status(a) for a in plan.allocations),
+        empty_nodes=_timed_nodes(state.empty_since.items()),
+        failed_node_names=tuple(sorted(state.failed_nodes)),
+        releasing_nodes=_timed_nodes(state.releasing.items()),
+        scale_up_requested_at=_whole_seconds(state.scale_up_requested_at),
+        last_scale_time=_whole_seconds(state.last_scale_time),
+        last_decision_reason=plan.reason if problem is None else problem.reason,
+        last_decision_message=plan.message if problem is None else problem.message,
+        conditions=_conditions(tick),
+    )
+    return AcceleratorPoolReport(
+        status=status, reason=status.last_decision_reason or plan.reason, events=_events(tick)
+    )
+
+
+def allocation_status(allocation: InferencePoolAllocation) -> AllocationStatus:
+    """One InferencePool's allocation as the status publishes it."""
+    limit = allocation.limit
+    return AllocationStatus(
+        namespace=allocation.namespace,
+        name=allocation.name,
+        priority=allocation.priority,
+        accelerators_per_replica=allocation.accelerators_per_replica,
+        desired_replicas=allocation.desired_replicas,
+        granted_replicas=allocation.granted_replicas,
+        max_replicas=limit.max_replicas,
+        accelerators=allocation.accelerators,
+        reason=limit.reason,
+        message=limit.message,
+        seconds_until_more=(
+            math.ceil(limit.seconds_until_more) if limit.seconds_until_more is not None else None
+        ),
+    )
+
+
+def _whole_seconds(epoch_seconds: float | None) -> datetime | None:
+    return None if epoch_seconds is None else whole_seconds(epoch_seconds)
+
+
+def _timed_nodes(entries: Iterable[tuple[str, float]]) -> tuple[EmptyNode, ...]:
+    return tuple(EmptyNode(name=n, since=whole_seconds(t)) for n, t in sorted(entries))
+
+
+def _conditions(tick: NodeTick) -> tuple[Condition, ...]:
+    plan, problem = tick.plan, tick.problem
+    conditions = _set(
+        tick.stored.conditions,
+        READY,
+        plan.ready.status,
+        plan.ready.reason,
+        plan.ready.message,
+        tick,
+    )
+    limited = plan.scaling_limited
+    conditions = _set(
+        conditions, SCALING_LIMITED, limited.status, limited.reason, limited.message, tick
+    )
+    if problem is not None:
+        return _set(conditions, PROVIDER_ERROR, True, problem.reason, problem.message, tick)
+    message = f"{tick.spec.provider.kind} provider answers"
+    return _set(conditions, PROVIDER_ERROR, False, PROVIDER_REACHABLE, message, tick)
+
+
+def _events(tick: NodeTick) -> tuple[EventRecord, ...]:
+    plan, outcome, problem = tick.plan, tick.outcome, tick.problem
+    events: list[EventRecord] = []
+    if outcome.applied and plan.desired_nodes > tick.requested_nodes - len(plan.release_nodes):
+        events.append(EventRecord("Normal", "NodesRequested", plan.message))
+    if outcome.released:
+        released = ", ".join(outcome.released)
+        events.append(EventRecord("Normal", "NodesReleased", f"Released empty node(s): {released}"))
+    events.extend(
+        EventRecord(
+            "Warning",
+            "ProvisioningFailed",
+            f"Node {node} did not become Ready within provisioningTimeoutSeconds; it is not "
+            "counted as coming capacity and is released",
+        )
+        for node in plan.newly_failed
+    )
+    previous = find_condition(tick.stored.conditions, PROVIDER_ERROR)
+    if problem is not None and (
+        previous is None or previous.status != "True" or previous.reason != problem.reason
+    ):
+        events.append(EventRecord("Warning", problem.reason, problem.message))
+    return tuple(events)

@@ -1,0 +1,145 @@
+"""An InferencePool's status as the planner's memory: read it back, write it out.
+
+Role: pure conversions between ``InferencePoolStatus`` and ``PlannerState`` (so a restarted
+operator continues exactly where the last one stopped), the shed flag's status form, readings
+rounded for ``kubectl get`` columns, and the rule that a moved sample time alone is not worth a
+write. Callers: the InferencePool tick (``tick``, ``report``), ``fleetscale explain``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from fleetscale.api.inferencepool import (
+    InferencePoolStatus,
+    Recommendation,
+    ScaleEvent,
+    ShedLoadStatus,
+)
+from fleetscale.controller.conditions import (
+    find_condition,
+    merge_patch,
+    optional_datetime,
+    optional_epoch,
+    owned_fields,
+    parse_owned,
+    to_datetime,
+    to_epoch,
+)
+from fleetscale.planner.types import PlannerState, ShedState, TimedDelta, TimedReplicas
+
+METRICS_AVAILABLE = "MetricsAvailable"
+SCALING_LIMITED = "ScalingLimited"
+SHED_LOAD = "ShedLoad"
+
+# The reason of the ShedLoad condition while a DryRun pool would shed: the flag itself stays
+# off (gateways read it), so the planner's hysteresis is restored from this condition instead.
+DRY_RUN_WOULD_SHED = "DryRunWouldShed"
+
+# The observed readings are printed in `kubectl get` columns (Queue, GPU%): status shows them
+# rounded. The planner and the gauges always use the unrounded readings.
+QUEUE_DEPTH_DECIMALS = 2
+GPU_PERCENT_DECIMALS = 2
+
+STATUS_FIELDS = owned_fields(InferencePoolStatus)
+
+
+def parse_status(raw: Mapping[str, Any] | None) -> tuple[InferencePoolStatus, str | None]:
+    """The typed status (empty, with the problem, when it does not validate)."""
+    return parse_owned(InferencePoolStatus, raw)
+
+
+def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> dict[str, Any]:
+    """The merge patch from the stored status to ``desired`` (our fields only)."""
+    return merge_patch(current, desired, STATUS_FIELDS)
+
+
+def rounded(value: float | None, decimals: int) -> float | None:
+    """``value`` rounded for display in status; None stays None."""
+    return None if value is None else round(value, decimals)
+
+
+def planner_state_from_status(status: InferencePoolStatus, dry_run: bool) -> PlannerState:
+    """What the planner remembered at the end of the last tick."""
+    shed = ShedState()
+    if dry_run:
+        condition = find_condition(status.conditions, SHED_LOAD)
+        if condition is not None and condition.reason == DRY_RUN_WOULD_SHED:
+            shed = ShedState(
+                active=True,
+                since=to_epoch(condition.last_transition_time),
+                reason=DRY_RUN_WOULD_SHED,
+                release_candidate_since=_release_candidate_since(status.shed_load),
+                published=False,
+            )
+    elif status.shed_load is not None:
+        shed = ShedState(
+            active=status.shed_load.active,
+            since=optional_epoch(status.shed_load.since),
+            reason=status.shed_load.reason or ShedState().reason,
+            release_candidate_since=_release_candidate_since(status.shed_load),
+        )
+    return PlannerState(
+        recommendations=tuple(
+            TimedReplicas(time=to_epoch(entry.time), replicas=entry.replicas)
+            for entry in status.recommendations
+        ),
+        scale_events=tuple(
+            TimedDelta(time=to_epoch(entry.time), delta=entry.delta)
+            for entry in status.scale_events
+        ),
+        shed=shed,
+        last_scale_time=optional_epoch(status.last_scale_time),
+    )
+
+
+def _release_candidate_since(shed_load: ShedLoadStatus | None) -> float | None:
+    if shed_load is None:
+        return None
+    return optional_epoch(shed_load.release_candidate_since)
+
+
+def history_fields(state: PlannerState) -> dict[str, Any]:
+    """The planner's histories in status form."""
+    return {
+        "recommendations": tuple(
+            Recommendation(time=to_datetime(entry.time), replicas=entry.replicas)
+            for entry in state.recommendations
+        ),
+        "scale_events": tuple(
+            ScaleEvent(time=to_datetime(entry.time), delta=entry.delta)
+            for entry in state.scale_events
+        ),
+        "last_scale_time": optional_datetime(state.last_scale_time),
+    }
+
+
+def shed_status(state: ShedState, retry_after_seconds: int | None) -> ShedLoadStatus:
+    return ShedLoadStatus(
+        active=state.active,
+        reason=state.reason,
+        since=optional_datetime(state.since),
+        retry_after_seconds=retry_after_seconds if state.active else None,
+        release_candidate_since=release_candidate_time(state),
+    )
+
+
+def release_candidate_time(state: ShedState) -> datetime | None:
+    """``ShedState.release_candidate_since`` in status form (also kept in DryRun's status)."""
+    since = state.release_candidate_since
+    return to_datetime(since) if state.active and since is not None else None
+
+
+def worth_writing(patch: Mapping[str, Any]) -> dict[str, Any]:
+    """``patch``, or nothing when all it would do is move ``observed.sampledAt``.
+
+    Every tick samples Prometheus anew, so the sample time alone changes every tick; writing it
+    would re-write every pool's status every poll (API load that grows with the number of
+    pools) while telling nobody anything new. Staleness is reported by the MetricsAvailable
+    condition, which changes when it matters.
+    """
+    if set(patch) == {"observed"} and set(patch["observed"]) == {"sampledAt"}:
+        return {}
+    return dict(patch)

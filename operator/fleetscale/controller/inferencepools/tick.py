@@ -1,0 +1,224 @@
+"""One tick of one InferencePool: validate -> measure/observe -> plan -> execute -> commit ->
+report.
+
+Role: the control loop of a pool as a plain async function over its ports
+(``InferencePoolDependencies``) with the clock passed in as ``now``, so it runs the same under
+kopf and in tests with the in-package fakes. Each step is a function with plain-data inputs and
+outputs:
+
+1. validate: the spec, or Ready=False (InvalidSpec); Paused stops here (Ready=False, Paused).
+2. measure (``measure``, I/O) and observe (``planner.observe``, pure): the planner's input.
+3. plan (``planner.plan``, pure): the decision and the planner's next memory.
+4. execute (``execute``): the writes the decision asks for, and what actually happened.
+5. commit (``planner.commit``, pure): a change of size enters the rate policies' history only
+   if the write succeeded.
+6. report (``report``, pure) and publish: status, Events, metrics, one log line.
+
+It never raises: any failure becomes a condition, an Event, a log line and a metric, and the next
+tick retries. It returns the rendered status and the merge patch to get there; the caller writes
+the patch (empty when nothing changed). Callers: ``controller.handlers`` (the kopf daemon),
+tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from fleetscale.actuators.base import TargetNotFound
+from fleetscale.api.inferencepool import InferencePoolSpec, InferencePoolStatus
+from fleetscale.controller.conditions import READY, find_condition, plain_validation_error
+from fleetscale.controller.inferencepools.execute import commands, execute
+from fleetscale.controller.inferencepools.measure import Sensors, measure
+from fleetscale.controller.inferencepools.memory import (
+    parse_status,
+    planner_state_from_status,
+    status_patch,
+    worth_writing,
+)
+from fleetscale.controller.inferencepools.ports import InferencePoolDependencies, InferencePoolRef
+from fleetscale.controller.inferencepools.report import (
+    PAUSED,
+    ObservedReadings,
+    Report,
+    Tick,
+    report_decision,
+    report_not_ready,
+)
+from fleetscale.logs import get_logger
+from fleetscale.planner.commit import commit_scale
+from fleetscale.planner.observe import observe
+from fleetscale.planner.types import Decision
+
+INVALID_SPEC = "InvalidSpec"
+TARGET_NOT_FOUND = "TargetNotFound"
+RECONCILE_ERROR = "ReconcileError"
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    """What one tick produced."""
+
+    status: dict[str, Any]  # the full rendered status (our fields)
+    patch: dict[str, Any]  # merge patch from the stored status; empty = nothing to write
+    reason: str  # the decisive reason of this tick (also the Ready/decision reason)
+    decision: Decision | None = None
+
+
+@dataclass(frozen=True)
+class NotReady:
+    """Why a tick stops before deciding."""
+
+    reason: str
+    message: str
+
+
+def validate(raw_spec: Mapping[str, Any]) -> InferencePoolSpec | NotReady:
+    """The typed spec, or why the pool is not reconciled (invalid, Paused)."""
+    try:
+        spec = InferencePoolSpec.model_validate(raw_spec)
+    except ValidationError as error:
+        message = f"The spec is invalid and the pool is skipped: {plain_validation_error(error)}"
+        return NotReady(INVALID_SPEC, message)
+    if spec.mode == "Paused":
+        return NotReady(PAUSED, "Paused by spec.mode: nothing is read, decided or changed.")
+    return spec
+
+
+def sensors_of(deps: InferencePoolDependencies) -> Sensors:
+    return Sensors(
+        signals=deps.signals,
+        scaler=deps.scaler,
+        secrets=deps.secrets,
+        settings=deps.settings,
+        allocations=deps.allocations,
+        credential_files=deps.credential_files,
+        monotonic=deps.monotonic,
+    )
+
+
+async def reconcile(
+    pool: InferencePoolRef,
+    raw_spec: Mapping[str, Any],
+    raw_status: Mapping[str, Any] | None,
+    deps: InferencePoolDependencies,
+    now: float,
+    tick: float | None = None,
+) -> ReconcileResult:
+    """Run one tick for one pool. Never raises for anything that goes wrong inside.
+
+    ``now`` is the decision time (epoch seconds); ``tick`` is the scheduled tick shared by
+    pools with the same interval, used to share Prometheus queries (default: ``now``).
+    """
+    started = deps.monotonic()
+    log = get_logger("fleetscale.reconcile", namespace=pool.namespace, pool=pool.name)
+    stored, status_problem = parse_status(raw_status)
+    if status_problem:
+        log.warning("status_unreadable", reason="StatusUnreadable", detail=status_problem)
+    try:
+        report = await _decide_and_act(pool, raw_spec, stored, deps, now, tick or now)
+    except Exception as error:  # a bad pool must never stop the others
+        log.exception("reconcile_failed", reason=RECONCILE_ERROR)
+        message = f"Reconcile failed, retrying at the next tick: {type(error).__name__}: {error}"
+        report = report_not_ready(pool, stored, RECONCILE_ERROR, message, now)
+    wire = report.status.to_wire()
+    patch = status_patch(raw_status, wire)
+    if report.decision is not None:
+        patch = worth_writing(patch)
+    try:
+        await publish(pool, report, deps, log, changed=bool(patch))
+    finally:
+        deps.metrics.reconcile_duration_seconds.observe(deps.monotonic() - started)
+    return ReconcileResult(status=wire, patch=patch, reason=report.reason, decision=report.decision)
+
+
+async def _decide_and_act(
+    pool: InferencePoolRef,
+    raw_spec: Mapping[str, Any],
+    stored: InferencePoolStatus,
+    deps: InferencePoolDependencies,
+    now: float,
+    tick: float,
+) -> Report:
+    spec = validate(raw_spec)
+    if isinstance(spec, NotReady):
+        return report_not_ready(pool, stored, spec.reason, spec.message, now)
+    try:
+        measured = await measure(pool.namespace, pool.name, spec, sensors_of(deps), tick)
+    except TargetNotFound as error:
+        target = spec.target_ref
+        message = f"Cannot scale {target.kind} {target.name}: {error}"
+        return report_not_ready(pool, stored, TARGET_NOT_FOUND, message, now)
+    if measured.query_seconds is not None:
+        deps.metrics.metric_query_duration_seconds.observe(measured.query_seconds)
+    observation = observe(
+        spec,
+        measured.target,
+        measured.readings,
+        measured.allocation,
+        pending_seconds=float(spec.poll_interval_seconds),
+    )
+    state = planner_state_from_status(stored, dry_run=spec.mode == "DryRun")
+    decision, planned = deps.plan(spec, observation, state, now)
+    outcome = await execute(pool, commands(pool, spec, decision, planned), deps)
+    committed = commit_scale(
+        planned, outcome.applied_delta(decision.current_replicas), spec.behavior, now
+    )
+    facts = Tick(pool, spec, stored, observation, decision, committed, outcome, now)
+    return report_decision(facts, measured.target, ObservedReadings.of(observation, spec, now))
+
+
+async def publish(
+    pool: InferencePoolRef,
+    report: Report,
+    deps: InferencePoolDependencies,
+    log: Any,
+    *,
+    changed: bool,
+) -> None:
+    """Post the report's Events, set its metrics and log the tick.
+
+    One line per change at info (warning when the pool is not reconciled); the unchanged ticks
+    of a steady fleet (every pool, every poll) only at debug, where they cost nothing unless
+    asked for.
+    """
+    for event in report.events:
+        await deps.events.post(pool.involved, event.type, event.reason, event.message)
+    metrics, labels = deps.metrics, (pool.namespace, pool.name)
+    for reason in report.errors:
+        metrics.reconcile_errors_total.labels(*labels, reason).inc()
+    for problem in report.query_problems:
+        metrics.metric_query_errors_total.labels(problem).inc()
+    metrics.set_observed(
+        pool.namespace,
+        pool.name,
+        report.observed_queue_depth,
+        report.observed_gpu_utilization_percent,
+    )
+    gauges, decision = report.gauges, report.decision
+    if gauges is None or decision is None:
+        ready = find_condition(report.status.conditions, READY)
+        level = log.debug if not changed else log.info if report.reason == PAUSED else log.warning
+        level("not_reconciled", reason=report.reason, detail=ready.message if ready else "")
+        return
+    metrics.decisions_total.labels(*labels, decision.reason).inc()
+    metrics.desired_replicas.labels(*labels).set(gauges.desired_replicas)
+    metrics.current_replicas.labels(*labels).set(gauges.current_replicas)
+    metrics.shed_active.labels(*labels).set(1 if gauges.shed_active else 0)
+    metrics.shed_retry_after_seconds.labels(*labels).set(gauges.retry_after_seconds)
+    queue = report.observed_queue_depth
+    (log.info if changed else log.debug)(
+        "decided",
+        reason=decision.reason,
+        current_replicas=decision.current_replicas,
+        desired_replicas=decision.desired_replicas,
+        ready_replicas=report.status.ready_replicas,
+        queue_depth=queue,
+        queue_problem=report.query_problems[0] if queue is None and report.query_problems else None,
+        accelerators_per_replica=report.status.accelerators_per_replica,
+        shed=decision.shed.active,
+        detail=decision.message,
+    )

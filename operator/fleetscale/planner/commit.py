@@ -1,0 +1,56 @@
+"""The commit step: record in the planners' memory only what was actually done.
+
+Role: the planners decide (``plan``, ``plan_capacity``) without knowing whether the adapters
+will manage to carry the decision out; their new state leaves every action out. Once the
+controller has executed, these functions add what succeeded: a change of replicas to the rate
+policies' history, a node request or release to the node planner's memory. A failed write, a
+DryRun or a refused action therefore never counts (the HPA likewise stores a scale event only
+after its update succeeded). Pure. Callers: the InferencePool and AcceleratorPool controllers,
+the simulator (where every action succeeds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import replace
+
+from fleetscale.api.inferencepool import Behavior
+from fleetscale.planner.behavior import record_scale_event
+from fleetscale.planner.capacity import CapacityPlan, CapacityState
+from fleetscale.planner.types import PlannerState
+
+
+def commit_scale(
+    state: PlannerState, applied_delta: int, behavior: Behavior, now: float
+) -> PlannerState:
+    """``state`` with a change of ``applied_delta`` replicas made at ``now`` (0: none made)."""
+    if applied_delta == 0:
+        return state
+    return replace(
+        state,
+        scale_events=record_scale_event(state.scale_events, applied_delta, behavior, now),
+        last_scale_time=now,
+    )
+
+
+def commit_node_actions(
+    state: CapacityState,
+    plan: CapacityPlan,
+    *,
+    resized: bool,
+    released: Collection[str],
+    now: float,
+) -> CapacityState:
+    """``state`` with the node actions that succeeded at ``now``.
+
+    ``resized``: the provider took ``plan.desired_nodes`` (a size that differed from
+    ``plan.current_nodes``). ``released``: the nodes the provider was told to remove.
+    """
+    requested_more = resized and plan.desired_nodes > plan.current_nodes
+    return replace(
+        state,
+        scale_up_requested_at=now if requested_more else state.scale_up_requested_at,
+        last_scale_time=now if resized else state.last_scale_time,
+        empty_since={n: t for n, t in state.empty_since.items() if n not in released},
+        releasing={**state.releasing, **dict.fromkeys(released, now)},
+    )
