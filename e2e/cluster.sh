@@ -134,6 +134,21 @@ EOF
   echo "${STATE}/kwokctl.yaml"
 }
 
+# Writes are audited (who, which verb, on what, from which User-Agent), so tests can tell which
+# operator replica wrote what: the HA scenarios check that only the leader ever writes.
+audit_policy() {
+  cat >"${STATE}/audit-policy.yaml" <<'POLICY'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    verbs: ["create", "update", "patch", "delete", "deletecollection"]
+  - level: None
+POLICY
+  echo "${STATE}/audit-policy.yaml"
+}
+
 kwokctl_create_args() {
   printf '%s\n' \
     --config "$(kwokctl_config)" \
@@ -148,6 +163,7 @@ kwokctl_create_args() {
     --kwok-controller-binary "${KWOK_BIN_DIR}/kwok" \
     --kube-authorization=true \
     --kube-admission=true \
+    --kube-audit-policy "$(audit_policy)" \
     --quiet-pull \
     --wait 3m
 }
@@ -393,6 +409,7 @@ export FLEETSCALE_E2E_KUBE_VERSION=${KUBE_VERSION}
 export FLEETSCALE_E2E_OPERATOR=process
 export FLEETSCALE_E2E_OPERATOR_KUBECONFIG=${STATE}/operator.kubeconfig
 export FLEETSCALE_E2E_OPERATOR_NAMESPACE=${CHART_NS}
+export FLEETSCALE_E2E_AUDIT_LOG=${KWOK_WORKDIR}/clusters/${CLUSTER}/logs/audit.log
 EOF
 }
 

@@ -35,6 +35,7 @@ from e2e_support import (
     delete_pools,
     dns_label,
     http,
+    replica_env,
     vllm_deployment,
     wait_until,
 )
@@ -68,6 +69,7 @@ def e2e_env() -> E2EEnv:
         prometheus_targets_dir=os.environ.get("FLEETSCALE_E2E_PROMETHEUS_TARGETS_DIR"),
         kubectl=os.environ.get("FLEETSCALE_E2E_KUBECTL", "kubectl"),
         helm=os.environ.get("FLEETSCALE_E2E_HELM", "helm"),
+        audit_log=os.environ.get("FLEETSCALE_E2E_AUDIT_LOG"),
     )
 
 
@@ -187,8 +189,7 @@ def operator_session(
     FLEETSCALE_E2E_OPERATOR=process (default): `python -m fleetscale run` started
     here, authenticated with FLEETSCALE_E2E_OPERATOR_KUBECONFIG (the chart's
     ServiceAccount; `e2e/cluster.sh up` writes it), else with KUBECONFIG, electing
-    itself through the chart's peering object (FLEETSCALE_E2E_OPERATOR_PEERING,
-    default fleetscale; empty runs standalone).
+    itself leader on the chart's Lease in the release namespace, as a pod would.
     FLEETSCALE_E2E_OPERATOR=helm: the chart's Deployment that is already running
     in FLEETSCALE_E2E_OPERATOR_NAMESPACE (kind).
     """
@@ -202,11 +203,7 @@ def operator_session(
             prometheus_url=e2e_env.prometheus_url,
             namespaces=[],
             log_path=log_dir / "operator.log",
-            extra_env={
-                "FLEETSCALE_PEERING": os.environ.get(
-                    "FLEETSCALE_E2E_OPERATOR_PEERING", "fleetscale"
-                )
-            },
+            extra_env=replica_env("e2e-session"),
         )
     elif mode == "helm":
         op = OperatorInCluster(

@@ -258,7 +258,7 @@ def operator_process(env: dict[str, str], state_dir: Path) -> Iterator[subproces
             "FLEETSCALE_NAMESPACES": NAMESPACE,
             "FLEETSCALE_LOG_FORMAT": "json",
             "FLEETSCALE_HTTP_PORT": "0",
-            "FLEETSCALE_PEERING": "",
+            "FLEETSCALE_LEADER_ELECTION": "false",
         }
     )
     log_path = state_dir / "demo-operator.log"

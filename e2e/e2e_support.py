@@ -73,6 +73,7 @@ class E2EEnv:
     prometheus_targets_dir: str | None
     kubectl: str
     helm: str
+    audit_log: str | None = None  # the API server's audit log of writes, when it keeps one
 
 
 @dataclass
@@ -494,3 +495,73 @@ def delete_pools(kube: Kube, namespace: str, timeout: float) -> list[str]:
             if e.status != 404:
                 raise
     return left
+
+
+def replica_env(identity: str) -> dict[str, str]:
+    """The environment the chart gives one operator replica: leader election on the chart's
+    Lease in the release namespace, held under the pod's name (``identity`` here)."""
+    return {
+        "FLEETSCALE_LEADER_ELECTION": "true",
+        "FLEETSCALE_LEASE_NAME": "fleetscale",
+        "FLEETSCALE_LEASE_NAMESPACE": os.environ.get(
+            "FLEETSCALE_E2E_OPERATOR_NAMESPACE", "fleetscale-system"
+        ),
+        "FLEETSCALE_IDENTITY": identity,
+    }
+
+
+@dataclass(frozen=True)
+class AuditedWrite:
+    """One write the API server audited."""
+
+    at: float  # epoch seconds, the API server's clock (this machine's)
+    verb: str
+    uri: str
+    user_agent: str
+    code: int | None
+
+
+class AuditLog:
+    """The API server's audit log of writes (e2e/cluster.sh's policy logs every write)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def size(self) -> int:
+        """The current end of the log: read from here on with ``writes(since=...)``."""
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def writes(self, since: int = 0, by: str | None = None) -> list[AuditedWrite]:
+        """Writes logged after byte offset ``since``; ``by``: the operator replica whose
+        identity its User-Agent names (``fleetscale/<version> (<identity>)``)."""
+        if not self.path.exists():
+            return []
+        with self.path.open("rb") as log:
+            log.seek(since)
+            lines = log.read().decode(errors="replace").splitlines()
+        found = []
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a line still being written
+            agent = str(event.get("userAgent") or "")
+            if by is not None and f"({by})" not in agent:
+                continue
+            stamp = str(event.get("stageTimestamp") or event.get("requestReceivedTimestamp"))
+            found.append(
+                AuditedWrite(
+                    at=_rfc3339(stamp),
+                    verb=str(event.get("verb")),
+                    uri=str(event.get("requestURI")),
+                    user_agent=agent,
+                    code=(event.get("responseStatus") or {}).get("code"),
+                )
+            )
+        return found
+
+
+def _rfc3339(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()

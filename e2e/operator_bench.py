@@ -5,8 +5,9 @@ Role: ``make bench-operator``. For each pool count in ``$FLEETSCALE_BENCH_POOLS`
 nodes) in the e2e control plane (etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler and kwok, from ``e2e/cluster.sh``), all pools sharing a handful of distinct
 PromQL queries answered by a small counting Prometheus stub, runs ``python -m fleetscale run``
-as a subprocess (JSON logs, no peering, the chart's ServiceAccount), waits until every pool
-has reported once plus one more tick, then measures a steady window:
+as a subprocess (JSON logs, one replica without leader election, the chart's
+ServiceAccount), waits until every pool has reported once plus one more tick, then measures
+a steady window:
 
 - reconcile latency p50/p99: the operator's fleetscale_reconcile_duration_seconds histogram
   (its /metrics), as upper bounds of the buckets holding the quantile;
@@ -376,7 +377,7 @@ def measure(env: dict[str, str], pools: int, out: Path, *, clean_up: bool = True
         "FLEETSCALE_NAMESPACES": NAMESPACE,
         "FLEETSCALE_LOG_FORMAT": "json",
         "FLEETSCALE_HTTP_PORT": str(port),
-        "FLEETSCALE_PEERING": "",
+        "FLEETSCALE_LEADER_ELECTION": "false",
         "PYTHONPATH": str(REPO / "operator"),
     }
     with log_path.open("wb") as log_file:

@@ -26,7 +26,7 @@ from e2e_support import (
     spec_replicas,
     wait_until,
 )
-from fleetscale.controller.handlers import PEERING_LIFETIME_SECONDS
+from fleetscale.settings import Settings
 from pools import (
     condition,
     condition_is,
@@ -260,7 +260,7 @@ def test_restarted_operator_continues_the_stabilization_window(
     before = get_pool(kube, namespace, "llama")["status"].get("recommendations") or []
     assert any(r["replicas"] == 6 for r in before), f"no history in status: {before}"
 
-    # A clean restart (SIGTERM: the operator leaves the peering object on its way out).
+    # A clean restart (SIGTERM: the operator releases its Lease on the way out).
     operator.restart()
 
     # The window started before the restart: a restarted operator that forgot it would
@@ -275,9 +275,9 @@ def test_restarted_operator_continues_the_stabilization_window(
     wait_until(lambda: spec_replicas(kube, namespace, "vllm") == 1, 30, "scale-down to 1")
 
 
-# A crashed operator's entry in the peering object is honoured this long, and a replacement
-# with the same priority pauses until it expires.
-PEERING_LIFETIME = PEERING_LIFETIME_SECONDS
+# How long a crashed replica's Lease is honoured before another replica may take over; the
+# same replica restarted (same pod name) renews its own Lease at once.
+LEASE_DURATION = Settings().lease_duration_seconds
 
 
 def test_operator_recovers_from_a_crash(
@@ -302,11 +302,11 @@ def test_operator_recovers_from_a_crash(
     fleet_load.set_load(namespace, "vllm", 30)
     wait_until(
         lambda: spec_replicas(kube, namespace, "vllm") == 6,
-        PEERING_LIFETIME + 60,
+        LEASE_DURATION + 60,
         "the replacement operator to scale up",
     )
     elapsed = time.monotonic() - crashed
-    assert elapsed <= PEERING_LIFETIME + 30, f"the replacement acted {elapsed:.0f}s after the crash"
+    assert elapsed <= LEASE_DURATION + 30, f"the replacement acted {elapsed:.0f}s after the crash"
 
 
 def test_dry_run_decides_and_reports_but_never_acts(

@@ -16,12 +16,9 @@ from fleetscale import __version__
 
 def _cmd_crd(args: argparse.Namespace) -> int:
     from fleetscale.api.crdgen import crd_manifest, render_yaml
-    from fleetscale.api.peering import peering_crds
     from fleetscale.api.resources import ALL_CRDS
 
     rendered = {f"{spec.name}.yaml": render_yaml(crd_manifest(spec)) for spec in ALL_CRDS}
-    # kopf's peering CRDs ship beside ours: HA (one active replica) needs them installed.
-    rendered |= {f"{name}.yaml": render_yaml(crd) for name, crd in peering_crds().items()}
     if args.write is None and args.check is None:
         sys.stdout.write("---\n".join(rendered.values()))
         return 0
@@ -63,7 +60,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 "log_format": args.log_format,
                 "log_level": args.log_level,
                 "http_port": args.http_port,
-                "peering": args.peering,
+                "leader_election": args.leader_election,
+                "lease_name": args.lease_name,
+                "lease_namespace": args.lease_namespace,
+                "identity": args.identity,
             },
         )
     except SettingsError as error:
@@ -184,8 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR [FLEETSCALE_LOG_LEVEL]")
     run.add_argument("--http-port", help="/metrics, /healthz, /readyz port [FLEETSCALE_HTTP_PORT]")
     run.add_argument(
-        "--peering",
-        help='kopf peering name; "" runs standalone [FLEETSCALE_PEERING]',
+        "--leader-election",
+        help="true (default): elect one acting replica on a Lease; false: act alone "
+        "[FLEETSCALE_LEADER_ELECTION]",
+    )
+    run.add_argument("--lease-name", help="the Lease's name [FLEETSCALE_LEASE_NAME]")
+    run.add_argument(
+        "--lease-namespace",
+        help="the Lease's namespace (default: the pod's own) [FLEETSCALE_LEASE_NAMESPACE]",
+    )
+    run.add_argument(
+        "--identity",
+        help="this replica's holder identity (default: the pod name) [FLEETSCALE_IDENTITY]",
     )
     run.set_defaults(handler=_cmd_run)
 

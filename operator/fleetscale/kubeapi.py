@@ -18,6 +18,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import urllib3
 from kubernetes.client import ApiClient
@@ -140,3 +141,30 @@ class KubeJson:
 def api_root(api_version: str) -> str:
     """``v1`` -> ``/api/v1``; ``apps/v1`` -> ``/apis/apps/v1``."""
     return f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+
+
+# Requests that change something in the cluster; everything else only reads.
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class NotLeader(Exception):  # noqa: N818  (reads as the reason the write was refused)
+    """A write was refused because this process does not hold leadership now."""
+
+
+class FencedApiClient(ApiClient):
+    """An ``ApiClient`` that sends a write only while ``may_write()`` is true.
+
+    Every adapter (``KubeJson`` and the generated per-kind APIs alike) sends its requests
+    through ``call_api``; checking there, at the last moment before the request leaves, means
+    no code path can write for a replica that has lost its lease, whatever it was doing when
+    the lease lapsed. Reads are never fenced: a standby keeps its view warm.
+    """
+
+    def __init__(self, configuration: Any, may_write: Callable[[], bool]) -> None:
+        super().__init__(configuration)
+        self.may_write = may_write
+
+    def call_api(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if method.upper() in WRITE_METHODS and not self.may_write():
+            raise NotLeader(f"{method} {urlsplit(url).path} refused: not the leader")
+        return super().call_api(method, url, *args, **kwargs)

@@ -98,6 +98,11 @@ class OperatorMetrics:
             (*pool_labels, "reason"),
             registry=self.registry,
         )
+        self.leader = Gauge(
+            "fleetscale_leader",
+            "1 while this replica holds the leader Lease and acts, else 0 (a standby).",
+            registry=self.registry,
+        )
         self._per_pool = (
             self.desired_replicas,
             self.current_replicas,
@@ -117,6 +122,13 @@ class OperatorMetrics:
             for labels in _label_sets(counter):
                 if labels[:2] == (namespace, pool):
                     counter.remove(*labels)
+
+    def forget_all_pools(self) -> None:
+        """Drop every pool's gauges: a replica that stops acting (lost its lease) no longer
+        knows them, and a stale 1 in ``fleetscale_shed_active`` would keep gateways
+        shedding. The new leader publishes them from its first tick."""
+        for gauge in self._per_pool:
+            gauge.clear()
 
     def set_observed(
         self, namespace: str, pool: str, queue_depth: float | None, gpu_percent: float | None

@@ -3,7 +3,7 @@
 Role: one validated, immutable object built from ``FLEETSCALE_*`` environment variables, with
 command-line flags of ``fleetscale run`` taking precedence. A bad value is reported as one
 plain line naming the variable or flag, never as a traceback. Callers: ``fleetscale run``
-(cli.py), the controller (default Prometheus URL, peering, HTTP port), tests.
+(cli.py), the controller (default Prometheus URL, leader election, HTTP port), tests.
 
 Environment variables (flags in brackets):
     FLEETSCALE_PROMETHEUS_URL  [--prometheus-url]  default Prometheus for pools that name none
@@ -16,27 +16,49 @@ Environment variables (flags in brackets):
     FLEETSCALE_LOG_FORMAT      [--log-format]  json (default) or console
     FLEETSCALE_LOG_LEVEL       [--log-level]   DEBUG, INFO (default), WARNING, ERROR
     FLEETSCALE_HTTP_PORT       [--http-port]   /metrics, /healthz, /readyz; default 8080, 0 = any
-    FLEETSCALE_PEERING         [--peering]     kopf peering name, default "fleetscale";
-                                               empty runs standalone (no leader election)
+    FLEETSCALE_LEADER_ELECTION [--leader-election]  true (default): replicas elect one leader
+                               on a coordination.k8s.io Lease and only it acts; false: this
+                               process acts alone (one replica only)
+    FLEETSCALE_LEASE_NAME      [--lease-name]  the Lease, default "fleetscale"
+    FLEETSCALE_LEASE_NAMESPACE [--lease-namespace]  its namespace; default: the pod's own
+                               namespace (in a cluster), else "default"
+    FLEETSCALE_IDENTITY        [--identity]  this replica's holder identity; default: the pod
+                               name (the chart sets it), else host name and a random suffix
+    FLEETSCALE_LEASE_DURATION_SECONDS   how long a standby waits before taking over [15]
+    FLEETSCALE_RENEW_DEADLINE_SECONDS   a leader that has not renewed for this long stops
+                                        acting [10]
+    FLEETSCALE_RETRY_PERIOD_SECONDS     how often the Lease is renewed or tried [2]
 """
 
 from __future__ import annotations
 
 import os
 import re
+import socket
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 LogFormat = Literal["json", "console"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 ENV_PREFIX = "FLEETSCALE_"
-DEFAULT_PEERING_NAME = "fleetscale"
-# The rule the API server applies to namespace names.
+DEFAULT_LEASE_NAME = "fleetscale"
+# Where a pod finds its own namespace.
+SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+# The rules the API server applies to namespace names and to most object names.
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 # Field name -> (environment variable, command-line flag), for error messages and parsing.
 _SOURCES: dict[str, tuple[str, str]] = {
@@ -50,7 +72,13 @@ _SOURCES: dict[str, tuple[str, str]] = {
     "log_format": ("FLEETSCALE_LOG_FORMAT", "--log-format"),
     "log_level": ("FLEETSCALE_LOG_LEVEL", "--log-level"),
     "http_port": ("FLEETSCALE_HTTP_PORT", "--http-port"),
-    "peering": ("FLEETSCALE_PEERING", "--peering"),
+    "leader_election": ("FLEETSCALE_LEADER_ELECTION", "--leader-election"),
+    "lease_name": ("FLEETSCALE_LEASE_NAME", "--lease-name"),
+    "lease_namespace": ("FLEETSCALE_LEASE_NAMESPACE", "--lease-namespace"),
+    "identity": ("FLEETSCALE_IDENTITY", "--identity"),
+    "lease_duration_seconds": ("FLEETSCALE_LEASE_DURATION_SECONDS", "--lease-duration-seconds"),
+    "renew_deadline_seconds": ("FLEETSCALE_RENEW_DEADLINE_SECONDS", "--renew-deadline-seconds"),
+    "retry_period_seconds": ("FLEETSCALE_RETRY_PERIOD_SECONDS", "--retry-period-seconds"),
 }
 
 
@@ -76,8 +104,16 @@ class Settings(BaseModel):
     log_level: LogLevel = "INFO"
     http_port: int = Field(default=8080, ge=0, le=65535)
     """Port of the /metrics, /healthz and /readyz server; 0 picks a free port (tests)."""
-    peering: str = DEFAULT_PEERING_NAME
-    """kopf peering name for leader election between replicas; empty means standalone."""
+    leader_election: bool = True
+    """Elect one acting replica on a Lease (the chart runs two); False: act alone."""
+    lease_name: str = DEFAULT_LEASE_NAME
+    lease_namespace: str | None = None
+    """None: the pod's own namespace (in a cluster), else "default"."""
+    identity: str | None = None
+    """Holder identity in the Lease; None: host name and a random suffix."""
+    lease_duration_seconds: float = Field(default=15.0, gt=0, le=3600)
+    renew_deadline_seconds: float = Field(default=10.0, gt=0, le=3600)
+    retry_period_seconds: float = Field(default=2.0, gt=0, le=3600)
 
     @field_validator("namespaces")
     @classmethod
@@ -86,6 +122,33 @@ class Settings(BaseModel):
             if not _DNS_LABEL.fullmatch(name):
                 raise ValueError(f"{name!r} is not a valid namespace name (DNS-1123 label)")
         return value
+
+    @field_validator("lease_name")
+    @classmethod
+    def _valid_lease_name(cls, value: str) -> str:
+        if not _DNS_SUBDOMAIN.fullmatch(value):
+            raise ValueError(f"{value!r} is not a valid Lease name (DNS-1123 subdomain)")
+        return value
+
+    @field_validator("lease_namespace")
+    @classmethod
+    def _valid_lease_namespace(cls, value: str | None) -> str | None:
+        if value is not None and not _DNS_LABEL.fullmatch(value):
+            raise ValueError(f"{value!r} is not a valid namespace name (DNS-1123 label)")
+        return value
+
+    @model_validator(mode="after")
+    def _lease_timing_holds(self) -> Settings:
+        # A leader must stop acting (renew deadline) before a standby may take over (lease
+        # duration), and renew more than once per deadline.
+        duration, deadline = self.lease_duration_seconds, self.renew_deadline_seconds
+        if self.leader_election and not duration > deadline > self.retry_period_seconds:
+            raise ValueError(
+                "FLEETSCALE_LEASE_DURATION_SECONDS > FLEETSCALE_RENEW_DEADLINE_SECONDS > "
+                "FLEETSCALE_RETRY_PERIOD_SECONDS must hold, got "
+                f"{duration:g} > {deadline:g} > {self.retry_period_seconds:g}"
+            )
+        return self
 
     @field_validator("prometheus_bearer_token_file", "prometheus_ca_file")
     @classmethod
@@ -99,9 +162,18 @@ class Settings(BaseModel):
     def clusterwide(self) -> bool:
         return not self.namespaces
 
-    @property
-    def standalone(self) -> bool:
-        return not self.peering
+    def resolved_lease_namespace(self) -> str:
+        """The Lease's namespace: as set, else the pod's own, else "default"."""
+        if self.lease_namespace is not None:
+            return self.lease_namespace
+        try:
+            return SERVICE_ACCOUNT_NAMESPACE_FILE.read_text(encoding="utf-8").strip() or "default"
+        except OSError:
+            return "default"
+
+    def resolved_identity(self) -> str:
+        """This replica's holder identity: as set, else host name and a random suffix."""
+        return self.identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
 
 
 def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -113,7 +185,13 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         raw = raw.strip()
         if field_name == "namespaces":
             values[field_name] = tuple(part.strip() for part in raw.split(",") if part.strip())
-        elif field_name in ("prometheus_url", "prometheus_bearer_token_file", "prometheus_ca_file"):
+        elif field_name in (
+            "prometheus_url",
+            "prometheus_bearer_token_file",
+            "prometheus_ca_file",
+            "lease_namespace",
+            "identity",
+        ):
             values[field_name] = raw or None
         else:
             values[field_name] = raw
@@ -148,9 +226,12 @@ def load_settings(
 def _explain(error: ValidationError, flags_given: Mapping[str, Any]) -> str:
     problems = []
     for item in error.errors():
-        field_name = str(item["loc"][0]) if item["loc"] else ""
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if not item["loc"]:  # a rule across settings: the message names them
+            problems.append(message)
+            continue
+        field_name = str(item["loc"][0])
         variable, flag = _SOURCES.get(field_name, (field_name, field_name))
         source = flag if field_name in flags_given else variable
-        message = str(item["msg"]).removeprefix("Value error, ")
         problems.append(f"{source}={item.get('input')!r}: {message}")
     return "invalid setting: " + "; ".join(problems)

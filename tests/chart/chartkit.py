@@ -335,8 +335,8 @@ MATRIX = [
         id="observability",
     ),
     pytest.param(
-        {"replicaCount": 1, "operator": {"peering": {"name": ""}}},
-        id="single-standalone",
+        {"replicaCount": 1, "operator": {"leaderElection": {"enabled": False}}},
+        id="single-without-election",
     ),
     pytest.param(
         {

@@ -62,7 +62,9 @@ def kf(path: str, snippet: str) -> Evidence:
 KOPF_WATCHES = kf("_core/reactor/queueing.py", "watching.infinite_watch(")
 KOPF_LISTS = kf("_cogs/clients/watching.py", "fetching.")
 KOPF_PATCHES = kf("_core/actions/application.py", "patching.patch_obj(")
-KOPF_PEERING_PATCH = kf("_core/engines/peering.py", "patching.patch_obj(")
+# kopf patches an object only to remove the finalizer earlier releases put on it (fleetscale's
+# handlers need none any more).
+KOPF_REMOVES_FINALIZER = kf("_core/reactor/processing.py", "finalizers.allow_deletion")
 KOPF_EVENTS = kf("_cogs/clients/events.py", "await api.post(")
 SCALE = "actuators/kubernetes_scale.py"
 EVENTS = "actuators/events.py"
@@ -75,7 +77,8 @@ PLACEHOLDER = "nodepools/placeholder.py"
 GRANTS: tuple[Grant, ...] = (
     Grant(
         "watched", "fleetscale.io", "inferencepools", ("list", "watch", "patch"),
-        (KOPF_LISTS, KOPF_WATCHES, KOPF_PATCHES, fs("controller/handlers.py", "@kopf.daemon(")),
+        (KOPF_LISTS, KOPF_WATCHES, KOPF_PATCHES, KOPF_REMOVES_FINALIZER,
+         fs(HANDLERS, "@kopf.on.event(GROUP, VERSION, PLURAL")),
     ),
     Grant(
         "watched", "fleetscale.io", "inferencepools/status", ("patch",),
@@ -114,14 +117,14 @@ GRANTS: tuple[Grant, ...] = (
     ),
     Grant(
         "cluster", "fleetscale.io", "acceleratorpools", ("list", "watch", "patch"),
-        (KOPF_LISTS, KOPF_WATCHES, KOPF_PATCHES,
-         fs(HANDLERS, "await run_accelerator_pool_loop("),
+        (KOPF_LISTS, KOPF_WATCHES, KOPF_PATCHES, KOPF_REMOVES_FINALIZER,
+         fs(HANDLERS, "@kopf.on.event(GROUP, VERSION, apool.PLURAL"),
          fs(HANDLERS, "@kopf.index(GROUP, VERSION, apool.PLURAL")),
     ),
     Grant(
         "cluster", "fleetscale.io", "acceleratorpools/status", ("patch",),
         (fs("controller/kube.py", '"PATCH", path, body={"status"'),
-         fs(HANDLERS, "KubernetesStatusWriter(self.api_client, apool.PLURAL)")),
+         fs("controller/runtime.py", "KubernetesStatusWriter(self.api_client, apool.PLURAL)")),
     ),
     Grant(
         "cluster", "", "nodes", ("list",),
@@ -131,16 +134,6 @@ GRANTS: tuple[Grant, ...] = (
         "cluster", "", "pods", ("list",),
         (fs(APOOLS, '"GET", "/api/v1/pods", query={"fieldSelector": selector}'),
          fs(PLACEHOLDER, "self._core.list_pod_for_all_namespaces")),
-    ),
-    Grant(
-        "cluster", "kopf.dev", "clusterkopfpeerings", ("list", "watch", "patch"),
-        (KOPF_LISTS, KOPF_WATCHES, KOPF_PEERING_PATCH),
-        feature="clusterwide",
-    ),
-    Grant(
-        "watched", "kopf.dev", "kopfpeerings", ("list", "watch", "patch"),
-        (KOPF_LISTS, KOPF_WATCHES, KOPF_PEERING_PATCH),
-        feature="namespaced",
     ),
     Grant(
         "cluster", "", "namespaces", ("list", "watch"),
@@ -205,6 +198,13 @@ SECRETS_EVIDENCE = (
     fs("actuators/secrets.py", '"GET", f"/api/v1/namespaces/{namespace}/secrets/{name}"'),
 )
 EXTRA_SCALE_EVIDENCE = (fs(SCALE, '"PUT", scale_path'),)
+# Leader election (on by default): one Lease in the release namespace, read, created, renewed.
+LEASE_NAME = "fleetscale"
+LEASE_EVIDENCE = (
+    fs("election/store.py", 'self._api.request("GET", f"{self._collection}/{self.name}")'),
+    fs("election/store.py", 'self._write("POST", self._collection, body)'),
+    fs("election/store.py", 'self._write("PUT", f"{self._collection}/{self.name}", body)'),
+)
 
 
 def _features(values: dict[str, Any]) -> set[str]:
@@ -250,6 +250,13 @@ def expected(values: dict[str, Any]) -> set[Permission]:
             result.add((where, target["apiGroup"], target["resource"], "get", ()))
             for verb in ("get", "update"):
                 result.add((where, target["apiGroup"], f"{target['resource']}/scale", verb, ()))
+    election = values.get("operator", {}).get("leaderElection", {})
+    if election.get("enabled", True):
+        lease = election.get("leaseName", LEASE_NAME)
+        release = f"ns:{RELEASE_NAMESPACE}"
+        result.add((release, "coordination.k8s.io", "leases", "create", ()))
+        for verb in ("get", "update"):
+            result.add((release, "coordination.k8s.io", "leases", verb, (lease,)))
     secret_names = tuple(values.get("prometheus", {}).get("secretNames") or ())
     if secret_names:
         for where in watched:
@@ -295,7 +302,7 @@ def test_every_grant_is_backed_by_a_call_in_the_code(grant: Grant) -> None:
 
 
 def test_optional_grants_are_backed_too() -> None:
-    for evidence in (*SECRETS_EVIDENCE, *EXTRA_SCALE_EVIDENCE):
+    for evidence in (*SECRETS_EVIDENCE, *EXTRA_SCALE_EVIDENCE, *LEASE_EVIDENCE):
         assert evidence.found(), evidence
 
 

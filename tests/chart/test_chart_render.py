@@ -145,7 +145,12 @@ def test_operator_settings_come_from_values() -> None:
                 "logFormat": "console",
                 "logLevel": "WARNING",
                 "httpPort": 9000,
-                "peering": {"name": "gpu-fleet"},
+                "leaderElection": {
+                    "leaseName": "gpu-fleet",
+                    "leaseDurationSeconds": 30,
+                    "renewDeadlineSeconds": 20,
+                    "retryPeriodSeconds": 4,
+                },
             },
         }
     )
@@ -155,14 +160,26 @@ def test_operator_settings_come_from_values() -> None:
     assert env["FLEETSCALE_LOG_FORMAT"] == "console"
     assert env["FLEETSCALE_LOG_LEVEL"] == "WARNING"
     assert env["FLEETSCALE_HTTP_PORT"] == "9000"
-    assert env["FLEETSCALE_PEERING"] == "gpu-fleet"
+    assert env["FLEETSCALE_LEADER_ELECTION"] == "true"
+    assert env["FLEETSCALE_LEASE_NAME"] == "gpu-fleet"
+    assert (
+        env["FLEETSCALE_LEASE_DURATION_SECONDS"],
+        env["FLEETSCALE_RENEW_DEADLINE_SECONDS"],
+        env["FLEETSCALE_RETRY_PERIOD_SECONDS"],
+    ) == ("30", "20", "4")
 
 
 def test_the_env_the_chart_sets_is_what_the_operator_reads() -> None:
     from fleetscale import settings
 
-    env = {e["name"]: e["value"] for e in operator_container(render({}))["env"]}
-    fleetscale_env = {name: value for name, value in env.items() if name.startswith("FLEETSCALE_")}
+    env = {e["name"]: e for e in operator_container(render({}))["env"]}
+    # The downward API fills these in a pod; here, values a pod would get.
+    pod_fields = {"metadata.name": "fleetscale-7d9c6-x2k4q", "metadata.namespace": "fleetscale"}
+    fleetscale_env = {
+        name: e["value"] if "value" in e else pod_fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
+        for name, e in env.items()
+        if name.startswith("FLEETSCALE_")
+    }
     read = {variable for variable, _flag in settings._SOURCES.values()}
     assert set(fleetscale_env) <= read, f"the operator ignores {set(fleetscale_env) - read}"
     # And the defaults the chart writes are values the operator accepts.
@@ -200,7 +217,11 @@ def test_default_prometheus_credentials_are_mounted_secrets_named_in_the_env() -
 
     read = {variable for variable, _flag in settings._SOURCES.values()}
     assert {name for name in env if name.startswith("FLEETSCALE_")} <= read
-    assert all("valueFrom" not in e for e in container["env"])
+    # Nothing comes from the Secrets through the environment: only the pod's own name and
+    # namespace (the Lease holder and its namespace) come from the downward API.
+    from_fields = {e["name"] for e in container["env"] if "valueFrom" in e}
+    assert from_fields == {"FLEETSCALE_IDENTITY", "FLEETSCALE_LEASE_NAMESPACE"}
+    assert all("fieldRef" in e["valueFrom"] for e in container["env"] if "valueFrom" in e)
 
 
 def test_without_credential_secrets_nothing_is_mounted_or_set() -> None:
@@ -212,27 +233,47 @@ def test_without_credential_secrets_nothing_is_mounted_or_set() -> None:
     assert [v["name"] for v in pod["volumes"]] == ["tmp"]
 
 
-def test_defaults_run_two_replicas_with_one_active_through_peering() -> None:
+def test_defaults_run_two_replicas_that_elect_one_leader_on_a_lease() -> None:
     objects = render({})
     deployment = one(objects, "Deployment")
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
-    peering = one(objects, "ClusterKopfPeering")
-    env = {e["name"]: e.get("value") for e in operator_container(objects)["env"]}
-    assert env["FLEETSCALE_PEERING"] == peering["metadata"]["name"] == "fleetscale"
+    env = {e["name"]: e for e in operator_container(objects)["env"]}
+    assert env["FLEETSCALE_LEADER_ELECTION"]["value"] == "true"
+    assert env["FLEETSCALE_LEASE_NAME"]["value"] == "fleetscale"
+    # Each replica holds the Lease under its own pod name, in its own namespace.
+    assert env["FLEETSCALE_IDENTITY"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    namespace_ref = env["FLEETSCALE_LEASE_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert namespace_ref == "metadata.namespace"
     pdb = one(objects, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
     anti = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
     term = anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
     assert term["topologyKey"] == "kubernetes.io/hostname"
+    # No kopf peering any more: nothing of kopf.dev is rendered.
+    assert not [obj for obj in objects if obj["apiVersion"].startswith("kopf.dev")]
 
 
-def test_namespaced_mode_peers_in_each_watched_namespace() -> None:
-    objects = render({"operator": {"watchNamespaces": ["team-a", "team-b"]}})
-    peerings = by_kind(objects, "KopfPeering")
-    assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
-    assert not by_kind(objects, "ClusterKopfPeering")
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param({}, id="clusterwide"),
+        pytest.param({"operator": {"watchNamespaces": ["team-a", "team-b"]}}, id="namespaced"),
+    ],
+)
+def test_the_lease_is_granted_in_the_release_namespace_only(values: dict[str, Any]) -> None:
+    objects = render(values)
+    role = next(
+        r for r in by_kind(objects, "Role") if r["metadata"]["name"].endswith("leader-election")
+    )
+    assert role["metadata"]["namespace"] == RELEASE_NAMESPACE
+    assert {
+        (tuple(rule["verbs"]), tuple(rule.get("resourceNames", ()))) for rule in role["rules"]
+    } == {
+        (("create",), ()),
+        (("get", "update"), ("fleetscale",)),
+    }
 
 
 def test_single_replica_has_no_disruption_budget_that_would_block_drains() -> None:
@@ -240,11 +281,34 @@ def test_single_replica_has_no_disruption_budget_that_would_block_drains() -> No
     assert not by_kind(objects, "PodDisruptionBudget")
 
 
-def test_standalone_with_several_replicas_is_refused(tmp_path: Path) -> None:
-    values = values_file({"replicaCount": 2, "operator": {"peering": {"name": ""}}}, tmp_path)
-    result = run_helm("template", RELEASE, "--kube-version", KUBE_VERSION, "-f", str(values))
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        pytest.param(
+            {"replicaCount": 2, "operator": {"leaderElection": {"enabled": False}}},
+            "every replica would act on the same pools",
+            id="no-election-two-replicas",
+        ),
+        pytest.param(
+            {"operator": {"leaderElection": {"leaseDurationSeconds": 10}}},
+            "leaseDurationSeconds > renewDeadlineSeconds > retryPeriodSeconds",
+            id="standby-could-take-over-while-the-leader-acts",
+        ),
+    ],
+)
+def test_values_that_let_two_replicas_act_are_refused(
+    values: dict[str, Any], message: str, tmp_path: Path
+) -> None:
+    result = run_helm(
+        "template",
+        RELEASE,
+        "--kube-version",
+        KUBE_VERSION,
+        "-f",
+        str(values_file(values, tmp_path)),
+    )
     assert result.returncode != 0
-    assert "every replica would act on the same pools" in result.stderr
+    assert message in result.stderr
 
 
 def test_optional_objects_are_off_by_default() -> None:
@@ -256,7 +320,8 @@ def test_optional_objects_are_off_by_default() -> None:
         "Deployment",
         "Service",
         "PodDisruptionBudget",
-        "ClusterKopfPeering",
+        "Role",
+        "RoleBinding",
     }
 
 
@@ -303,7 +368,10 @@ def test_chart_crds_are_byte_identical_to_the_generated_crds() -> None:
     assert sorted(shipped) == sorted(generated), "run `make crds` and commit both folders"
     differing = [name for name in generated if generated[name] != shipped[name]]
     assert not differing, f"run `make crds`: chart copy differs for {differing}"
-    assert {"kopfpeerings.kopf.dev.yaml", "clusterkopfpeerings.kopf.dev.yaml"} <= set(shipped)
+    assert sorted(shipped) == [
+        "acceleratorpools.fleetscale.io.yaml",
+        "inferencepools.fleetscale.io.yaml",
+    ]
 
 
 def test_chart_version_and_app_version_follow_the_package() -> None:

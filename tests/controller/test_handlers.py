@@ -25,6 +25,8 @@ from fleetscale.actuators.fake import (
 )
 from fleetscale.controller.handlers import (
     OperatorRuntime,
+    _inference_pool_deleted,
+    _inference_pool_loop,
     kopf_settings,
     run_inference_pool_loop,
 )
@@ -37,6 +39,7 @@ from fleetscale.controller.loop import (
     poll_interval_seconds,
     tick_offset_seconds,
 )
+from fleetscale.controller.workers import Workers
 from fleetscale.metrics import OperatorMetrics
 from fleetscale.planner import plan
 from fleetscale.settings import Settings
@@ -146,7 +149,7 @@ def runtime() -> OperatorRuntime:
     scaler = FakeScaleActuator(follow_immediately=True)
     for name in ("a", "b"):
         scaler.add(ScaleTargetRef("serving", "apps/v1", "Deployment", f"vllm-{name}"), 2)
-    settings = Settings(prometheus_url="http://prom:9090", peering="")
+    settings = Settings(prometheus_url="http://prom:9090", leader_election=False)
     metrics = OperatorMetrics()
     deps = InferencePoolDependencies(
         signals=signals,
@@ -310,16 +313,86 @@ async def test_later_ticks_write_only_what_changed(runtime: OperatorRuntime) -> 
 
 @pytest.mark.looptime
 async def test_a_deleted_pool_loses_its_metrics(runtime: OperatorRuntime) -> None:
+    workers = Workers(
+        "InferencePool", _inference_pool_loop(runtime), _inference_pool_deleted(runtime)
+    )
+    await workers.observe(None, body("a", 15))
+    labels = {"namespace": "serving", "pool": "a"}
+    await asyncio.sleep(1)
+    assert runtime.metrics.registry.get_sample_value("fleetscale_desired_replicas", labels)
+    await workers.observe("DELETED", body("a", 15))
+    assert ("serving", "a") not in workers
+    assert runtime.metrics.registry.get_sample_value("fleetscale_desired_replicas", labels) is None
+
+
+@pytest.mark.looptime
+async def test_a_changed_spec_reaches_the_running_loop(runtime: OperatorRuntime) -> None:
+    workers = Workers("InferencePool", _inference_pool_loop(runtime))
+    await workers.observe(None, body("a", 15))
+    await asyncio.sleep(10)  # ticks at EPOCH
+    await workers.observe("MODIFIED", body("a", 60))  # a new body, as the watch delivers it
+    await asyncio.sleep(120)
+    await workers.stop_all(grace_seconds=5)
+    ticks = [call.tick for call in _signals(runtime).calls]
+    # The wait under way when the spec changed (to EPOCH + 30) is kept; then every 60 s.
+    assert ticks == [EPOCH, EPOCH + 15, EPOCH + 30, EPOCH + 60, EPOCH + 120]
+
+
+class Gate:
+    """A leadership gate the test opens and closes."""
+
+    def __init__(self, open_: bool) -> None:
+        self.open = open_
+        self._opened = asyncio.Event()
+        if open_:
+            self._opened.set()
+
+    def admits(self) -> bool:
+        return self.open
+
+    def set(self, open_: bool) -> None:
+        self.open = open_
+        if open_:
+            self._opened.set()
+        else:
+            self._opened.clear()
+
+    async def wait_admitted(self, stopped: Any) -> None:
+        waiter = asyncio.ensure_future(self._opened.wait())
+        stopper = asyncio.ensure_future(stopped.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        stopper.cancel()
+
+
+@pytest.mark.looptime
+async def test_a_standby_reads_and_writes_nothing_and_acts_at_once_when_it_leads(
+    runtime: OperatorRuntime,
+) -> None:
+    gate = Gate(open_=False)
+    runtime.gate = gate
+    writer = runtime.status_writer
+    assert isinstance(writer, RecordingStatusWriter)
     stopped = Stopped()
     loop = asyncio.create_task(
         run_inference_pool_loop(runtime, "serving", "a", body("a", 15), stopped)
     )
-    await asyncio.sleep(1)
-    labels = {"namespace": "serving", "pool": "a"}
-    assert runtime.metrics.registry.get_sample_value("fleetscale_desired_replicas", labels)
-    stopped.set(kopf.DaemonStoppingReason.RESOURCE_DELETED)
+    await asyncio.sleep(50)  # a standby through three ticks
+    assert _signals(runtime).calls == []
+    assert writer.patches == []
+    gate.set(True)  # the lease is acquired at EPOCH + 57
+    await asyncio.sleep(0)
+    await asyncio.sleep(0.5)
+    ticks = [call.tick for call in _signals(runtime).calls]
+    assert ticks == [EPOCH + 45], "acts at once, under the current tick, not at the next one"
+    assert writer.patches
+    gate.set(False)  # lost: nothing more from this replica
+    written = len(writer.patches)
+    await asyncio.sleep(60)
+    assert [call.tick for call in _signals(runtime).calls] == [EPOCH + 45]
+    assert len(writer.patches) == written
+    stopped.set(kopf.DaemonStoppingReason.OPERATOR_EXITING)
     await loop
-    assert runtime.metrics.registry.get_sample_value("fleetscale_desired_replicas", labels) is None
 
 
 @pytest.mark.looptime
@@ -332,11 +405,12 @@ async def test_the_loop_ends_when_the_pool_is_gone(runtime: OperatorRuntime) -> 
     )
 
 
-def test_peering_is_on_by_default_and_off_when_empty() -> None:
-    default = kopf_settings(Settings())
-    assert (default.peering.name, default.peering.standalone) == ("fleetscale", False)
-    assert default.peering.lifetime == 20  # a crashed leader is replaced within 20 s
-    assert kopf_settings(Settings(peering="")).peering.standalone is True
+def test_kopf_runs_standalone_and_posts_nothing() -> None:
+    """fleetscale elects its own leader; kopf itself must not write (a standby writes
+    nothing), so it neither peers nor posts Events."""
+    kopf_config = kopf_settings(Settings())
+    assert kopf_config.peering.standalone is True
+    assert kopf_config.posting.enabled is False
 
 
 def test_kopf_gets_the_same_credentials_as_the_official_client() -> None:

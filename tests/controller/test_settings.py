@@ -9,16 +9,23 @@ import pytest
 from fleetscale.settings import Settings, SettingsError, load_settings
 
 
-def test_defaults_watch_the_cluster_with_json_logs_and_peering() -> None:
+def test_defaults_watch_the_cluster_with_json_logs_and_leader_election() -> None:
     settings = load_settings({})
     assert settings == Settings()
     assert settings.clusterwide
-    assert not settings.standalone
-    assert (settings.log_format, settings.http_port, settings.peering) == (
+    assert settings.leader_election
+    assert (settings.log_format, settings.http_port, settings.lease_name) == (
         "json",
         8080,
         "fleetscale",
     )
+    # client-go's defaults: a leader stops acting 5 s before a standby may take over.
+    assert (
+        settings.lease_duration_seconds,
+        settings.renew_deadline_seconds,
+        settings.retry_period_seconds,
+    ) == (15, 10, 2)
+    assert settings.resolved_identity() != settings.resolved_identity()  # unique when unset
 
 
 def test_environment_is_read() -> None:
@@ -29,7 +36,10 @@ def test_environment_is_read() -> None:
             "FLEETSCALE_LOG_FORMAT": "Console",
             "FLEETSCALE_LOG_LEVEL": "debug",
             "FLEETSCALE_HTTP_PORT": "9100",
-            "FLEETSCALE_PEERING": "",
+            "FLEETSCALE_LEADER_ELECTION": "false",
+            "FLEETSCALE_LEASE_NAME": "gpu-fleet",
+            "FLEETSCALE_LEASE_NAMESPACE": "ops",
+            "FLEETSCALE_IDENTITY": "fleetscale-7d9c6-x2k4q",
         }
     )
     assert settings.prometheus_url == "http://prom.monitoring:9090"
@@ -39,7 +49,9 @@ def test_environment_is_read() -> None:
         "DEBUG",
         9100,
     )
-    assert settings.standalone
+    assert not settings.leader_election
+    assert (settings.lease_name, settings.resolved_lease_namespace()) == ("gpu-fleet", "ops")
+    assert settings.resolved_identity() == "fleetscale-7d9c6-x2k4q"
 
 
 def test_flags_override_environment() -> None:
@@ -60,6 +72,14 @@ def test_flags_override_environment() -> None:
         pytest.param({"FLEETSCALE_LOG_FORMAT": "xml"}, {}, "FLEETSCALE_LOG_FORMAT", id="format"),
         pytest.param({}, {"prometheus_url": "prom:9090"}, "--prometheus-url", id="url-scheme"),
         pytest.param({"FLEETSCALE_NAMESPACES": "Team_A"}, {}, "FLEETSCALE_NAMESPACES", id="ns"),
+        pytest.param({}, {"leader_election": "maybe"}, "--leader-election", id="election-flag"),
+        pytest.param({"FLEETSCALE_LEASE_NAME": "../x"}, {}, "FLEETSCALE_LEASE_NAME", id="lease"),
+        pytest.param(
+            {"FLEETSCALE_LEASE_DURATION_SECONDS": "10"},
+            {},
+            "FLEETSCALE_LEASE_DURATION_SECONDS > FLEETSCALE_RENEW_DEADLINE_SECONDS",
+            id="standby-could-take-over-while-the-leader-acts",
+        ),
     ],
 )
 def test_bad_values_are_one_line_naming_the_source(

@@ -31,6 +31,7 @@ from fleetscale.controller.wiring import (
     kubernetes_dependencies,
 )
 from fleetscale.settings import Settings
+from support.kube_emulator import LeaseEmulation
 from support.prometheus_server import PrometheusServer
 
 POOLS = kmock.resource("fleetscale.io/v1alpha1/inferencepools")
@@ -84,6 +85,7 @@ class Cluster:
             kind="CustomResourceDefinition", namespaced=False, verbs={"list", "watch", "get"}
         )
         self._serve_scale_subresource()
+        self.leases = LeaseEmulation(server)
 
     @property
     def url(self) -> str:
@@ -118,20 +120,6 @@ class Cluster:
             "kind": "InferencePool",
             "metadata": _metadata(namespace, name),
             "spec": copy.deepcopy(dict(spec)),
-        }
-
-    def add_cluster_peering(self, name: str) -> None:
-        """kopf's ClusterKopfPeering CRD and object, as the Helm chart installs them."""
-        resource = kmock.resource("kopf.dev/v1/clusterkopfpeerings")
-        self.server.resources[resource] = kmock.ResourceInfo(
-            kind="ClusterKopfPeering",
-            namespaced=False,
-            verbs={"list", "watch", "get", "patch", "create"},
-        )
-        self.server.objects[resource, None, name] = {
-            "apiVersion": "kopf.dev/v1",
-            "kind": "ClusterKopfPeering",
-            "metadata": _metadata(None, name),
         }
 
     async def delete_pool(self, namespace: str, name: str) -> None:
@@ -267,11 +255,12 @@ async def running_operator(
     cluster: Cluster,
     prometheus: PrometheusServer,
     namespaces: tuple[str, ...] = (),
-    peering: str = "",
+    identity: str = "replica-a",
 ) -> AsyncIterator[OperatorHandle]:
-    """The operator as `fleetscale run` starts it (standalone by default) for the block."""
+    """The operator as `fleetscale run` starts it (electing itself on the Lease) for the
+    block; ``identity`` names the replica, so two blocks can run two replicas."""
     settings = Settings(
-        prometheus_url=prometheus.url, namespaces=namespaces, http_port=0, peering=peering
+        prometheus_url=prometheus.url, namespaces=namespaces, http_port=0, identity=identity
     )
     configuration = kubernetes.client.Configuration()
     configuration.host = cluster.url
@@ -283,7 +272,7 @@ async def running_operator(
     )
     scope = [arg for namespace in namespaces for arg in ("--namespace", namespace)] or ["-A"]
     runner = KopfRunner(
-        ["run", *(["--peering", peering] if peering else ["--standalone"]), *scope],
+        ["run", "--standalone", *scope],
         registry=build_registry(runtime),
         settings=kopf_settings(settings),
         timeout=60,

@@ -1,4 +1,4 @@
-"""`python -m fleetscale run` as a process: KUBECONFIG, peering fallback, probes, JSON logs.
+"""`python -m fleetscale run` as a process: KUBECONFIG, leader election, probes, JSON logs.
 
 The same command the container and the e2e suite run, pointed by a kubeconfig file at kmock's
 emulator; it must start, serve /healthz, /readyz and /metrics, scale a pool, log JSON lines
@@ -68,7 +68,6 @@ async def test_the_command_runs_the_operator_and_stops_on_sigterm(
     prometheus.set_value(QUEUE, 20)
     cluster.add_deployment(NS, "vllm-llama", replicas=1)
     cluster.add_pool(NS, "llama", pool_spec("vllm-llama", QUEUE))
-    cluster.add_cluster_peering("fleetscale")  # peering is on by default: one active replica
     kubeconfig = tmp_path / "kubeconfig"
     _kubeconfig(kubeconfig, cluster.url)
     port = _free_port()
@@ -122,7 +121,12 @@ async def test_the_command_runs_the_operator_and_stops_on_sigterm(
     assert decided
     assert decided[0]["pool"] == "llama"
     assert decided[0]["namespace"] == NS
-    assert not [r for r in records if r["event"] == "peering_missing"]
+    # Leader election is on by default: it took the Lease, and gave it up on SIGTERM.
+    assert [r["event"] for r in records if r["event"].startswith("leadership_")] == [
+        "leadership_acquired",
+        "leadership_lost",
+    ]
+    assert cluster.leases.holder("default", "fleetscale") is None
     # kopf's own records come through the same renderer.
     assert any(r.get("logger", "").startswith("kopf") for r in records)
 
@@ -153,6 +157,6 @@ def test_a_taken_port_stops_the_operator_with_exit_1(
         taken.listen()
         port = taken.getsockname()[1]
 
-        assert main(["run", "--http-port", str(port), "--peering", ""]) == 1
+        assert main(["run", "--http-port", str(port), "--leader-election", "false"]) == 1
 
     assert "fleetscale run: the operator stopped" in capsys.readouterr().err

@@ -280,36 +280,38 @@ async def test_a_restarted_operator_continues_the_stabilization_window(
     assert "ScaledDown" in cluster.event_reasons(NS, "llama")
 
 
-async def test_with_peering_but_no_peering_object_it_waits_and_says_why(
+def _writes_by(cluster: Cluster, identity: str) -> list[str]:
+    """The write requests a replica sent (it names itself in its User-Agent)."""
+    return [
+        f"{request.method} {request.url.path}"
+        for request in cluster.server
+        if str(request.method).upper().rsplit(".", 1)[-1] not in ("GET", "HEAD")
+        and f"({identity})" in (request.headers.get("User-Agent") or "")
+    ]
+
+
+async def test_two_replicas_elect_one_and_the_standby_takes_over_on_a_clean_stop(
     cluster: Cluster, prometheus: PrometheusServer
 ) -> None:
-    prometheus.set_value(QUEUE, 40)
+    """The chart's default, two replicas: one leads and acts, the other writes nothing at all
+    (not the pool, not its status, not even the Lease); stopping the leader hands over."""
+    prometheus.set_value(QUEUE, 20)
     cluster.add_deployment(NS, "vllm-llama", replicas=1)
     cluster.add_pool(NS, "llama", pool_spec("vllm-llama", QUEUE))
-
-    async with running_operator(cluster, prometheus, peering="fleetscale") as operator:
-        await eventually(lambda: operator.runtime.started, what="the operator to start")
-        await asyncio.sleep(3)  # several ticks' worth
-
-    # kopf keeps a peered operator paused without its peering object: nothing was touched,
-    # and the log says what is missing and how to fix it.
-    assert cluster.replicas(NS, "vllm-llama") == 1
-    assert cluster.status(NS, "llama") == {}
-    assert "peering_missing" in operator.runner.output
-    assert "ClusterKopfPeering fleetscale not found" in operator.runner.output
-
-
-async def test_a_deleted_pool_is_released_and_its_metrics_removed(
-    cluster: Cluster, prometheus: PrometheusServer
-) -> None:
+    async with running_operator(cluster, prometheus, identity="replica-a") as first:
+        await eventually(lambda: cluster.replicas(NS, "vllm-llama") == 4, what="scale to 4")
+        async with running_operator(cluster, prometheus, identity="replica-b") as second:
+            await eventually(lambda: second.runtime.started, what="the standby to start")
+            prometheus.set_value(QUEUE, 40)
+            await eventually(lambda: cluster.replicas(NS, "vllm-llama") == 8, what="scale to 8")
+            assert first.metric("fleetscale_leader") == 1
+            assert second.metric("fleetscale_leader") == 0
+            assert _writes_by(cluster, "replica-b") == []
+            assert cluster.leases.holder("default", "fleetscale") == "replica-a"
+        # The standby stopped; now the leader stops and releases the Lease.
+    assert cluster.leases.holder("default", "fleetscale") is None
     prometheus.set_value(QUEUE, 10)
-    cluster.add_deployment(NS, "vllm-llama", replicas=2)
-    cluster.add_pool(NS, "llama", pool_spec("vllm-llama", QUEUE))
-    series = 'fleetscale_desired_replicas{namespace="serving",pool="llama"}'
-
-    async with running_operator(cluster, prometheus) as operator:
-        await eventually(lambda: operator.metric(series) == 2, what="the pool's series")
-        assert cluster.pool(NS, "llama")["metadata"]["finalizers"]  # kopf guards its daemon
-        await cluster.delete_pool(NS, "llama")
-        await eventually(lambda: cluster.pool_gone(NS, "llama"), what="the finalizer released")
-        await eventually(lambda: operator.metric(series) is None, what="the series removed")
+    async with running_operator(cluster, prometheus, identity="replica-b") as successor:
+        await eventually(lambda: cluster.replicas(NS, "vllm-llama") == 2, what="scale to 2")
+        assert successor.metric("fleetscale_leader") == 1
+    assert _writes_by(cluster, "replica-b")

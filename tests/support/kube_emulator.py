@@ -148,3 +148,70 @@ class ScaleSubresource:
 
 def _next_version(raw: Mapping[str, Any]) -> str:
     return str(int(raw.get("metadata", {}).get("resourceVersion", "1")) + 1)
+
+
+LEASES = "coordination.k8s.io/v1/leases"
+
+
+@dataclass
+class LeaseEmulation:
+    """Serves ``coordination.k8s.io/v1`` Leases as the API server does for leader election:
+    create fails when the Lease exists (409), an update must carry the resourceVersion it
+    read (409 otherwise), every write gets a new resourceVersion. kmock's own object store
+    assigns no versions and serves no PUT, so two electors would both win there."""
+
+    emulator: kmock.KubernetesEmulator
+    leases: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    writes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (verb, body)
+    _version: int = 0
+
+    def __post_init__(self) -> None:
+        leases = self.emulator[kmock.resource(LEASES)]
+        leases[kmock.method.GET] ** 1 << self._get
+        leases[kmock.method.POST] ** 1 << self._create
+        leases[kmock.method.PUT] ** 1 << self._update
+
+    def holder(self, namespace: str, name: str) -> str | None:
+        lease = self.leases.get((namespace, name))
+        return None if lease is None else (lease.get("spec") or {}).get("holderIdentity")
+
+    def _stored(self, key: tuple[str, str]) -> dict[str, Any]:
+        if key not in self.leases:
+            raise kmock.KubernetesError(
+                status=404, reason="NotFound", message=f'leases "{key[1]}" not found'
+            )
+        return self.leases[key]
+
+    def _get(self, request: kmock.Request) -> dict[str, Any]:
+        return self._stored((request.namespace or "", request.name or ""))
+
+    def _store(self, verb: str, key: tuple[str, str], body: Mapping[str, Any]) -> dict[str, Any]:
+        self._version += 1
+        stored = {**body, "metadata": {**(body.get("metadata") or {}),
+                                       "resourceVersion": str(self._version)}}  # fmt: skip
+        self.leases[key] = stored
+        self.writes.append((verb, stored))
+        return stored
+
+    def _create(self, request: kmock.Request) -> dict[str, Any]:
+        body = request.data or {}
+        key = (request.namespace or "", (body.get("metadata") or {}).get("name", ""))
+        if key in self.leases:
+            raise kmock.KubernetesError(
+                status=409, reason="AlreadyExists", message=f'leases "{key[1]}" already exists'
+            )
+        return self._store("create", key, body)
+
+    def _update(self, request: kmock.Request) -> dict[str, Any]:
+        key = (request.namespace or "", request.name or "")
+        stored = self._stored(key)
+        body = request.data or {}
+        sent = (body.get("metadata") or {}).get("resourceVersion")
+        if sent != stored["metadata"]["resourceVersion"]:
+            raise kmock.KubernetesError(
+                status=409,
+                reason="Conflict",
+                message=f'Operation cannot be fulfilled on leases "{key[1]}": the object has '
+                "been modified; please apply your changes to the latest version and try again",
+            )
+        return self._store("update", key, body)

@@ -77,8 +77,8 @@ Rules on namespaced resources of the watched namespaces: in a ClusterRole when t
 watches the whole cluster, in a Role of each watched namespace otherwise.
 */}}
 {{- define "fleetscale.rules.watched" -}}
-# InferencePools: kopf lists and watches them and patches its finalizer and annotations; the
-# controller patches their status.
+# InferencePools: kopf lists and watches them (patch only lets it remove the finalizer that
+# earlier releases put on them); the controller patches their status.
 - apiGroups: ["fleetscale.io"]
   resources: ["inferencepools"]
   verbs: ["list", "watch", "patch"]
@@ -134,9 +134,9 @@ watches the whole cluster, in a Role of each watched namespace otherwise.
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
-# AcceleratorPools (cluster-scoped): GPU node pools shared by InferencePools. kopf lists,
-# watches (the InferencePools read their allocations from that watch) and patches them; the
-# controller writes their status.
+# AcceleratorPools (cluster-scoped): GPU node pools shared by InferencePools. kopf lists and
+# watches them (the InferencePools read their allocations from that watch; patch only lets it
+# remove the finalizer earlier releases put on them); the controller writes their status.
 - apiGroups: ["fleetscale.io"]
   resources: ["acceleratorpools"]
   verbs: ["list", "watch", "patch"]
@@ -152,12 +152,7 @@ watches the whole cluster, in a Role of each watched namespace otherwise.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]
-{{- if include "fleetscale.clusterwide" . }}
-# Leader election between the replicas (kopf peering, cluster-wide).
-- apiGroups: ["kopf.dev"]
-  resources: ["clusterkopfpeerings"]
-  verbs: ["list", "watch", "patch"]
-{{- end }}
+
 {{- if .Values.providers.kwok.enabled }}
 # kwok provider: fake GPU nodes are Node objects it lists, creates, deletes, and annotates
 # (prefer to remove these first).

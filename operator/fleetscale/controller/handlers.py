@@ -1,25 +1,18 @@
-"""The kopf side of the operator: login, startup/cleanup, indexes, and one daemon per object.
+"""The kopf side of the operator: login, startup/cleanup, indexes, and the watch events.
 
-Role: wire kopf to the two controllers. Handlers here only hand what kopf delivers to
-``loop.run_ticks`` with the kind's tick (``inferencepools.reconcile``,
-``acceleratorpools.reconcile_accelerator_pool``) and the kind's status writer; every decision,
-Event and metric is made in the controllers. Callers: ``fleetscale run`` (through
-``run_operator``) and the integration tests (through kopf's ``KopfRunner`` with
-``build_registry``'s registry).
+Role: wire kopf to the two controllers. kopf watches InferencePools and AcceleratorPools and
+does three things with what it sees: it keeps two indexes current (InferencePool demand by the
+AcceleratorPool it names; each AcceleratorPool's published allocations by name), and hands
+every event to the kind's ``Workers``, which run one ``loop.run_ticks`` per object with the
+kind's tick (``inferencepools.reconcile``, ``acceleratorpools.reconcile_accelerator_pool``).
+Every decision, Event and metric is made in the controllers. kopf itself writes nothing to the
+objects it watches (no finalizers, no annotations), so a standby replica writes nothing.
+Callers: ``fleetscale run`` (through ``run_operator``) and the integration tests (through
+kopf's ``KopfRunner`` with ``build_registry``'s registry).
 
-Why a daemon per object, not ``kopf.timer``: a timer's interval is fixed when the handler is
-registered, but ``spec.pollIntervalSeconds`` is per object and may change at any time; a daemon
-sees the live body (``loop``). kopf's daemons require a finalizer (kopf adds
-``kopf.zalando.org/KopfFinalizerMarker``) so that a deleted pool's daemon is stopped before the
-object goes; its series are then removed from /metrics.
-
-Two watch-fed indexes replace per-tick lists: InferencePool demand by the AcceleratorPool it
-names (``acceleratorpools.demand``), and each AcceleratorPool's published allocations by name
-(``controller.allocations``). kopf fills them from its watches before any daemon starts and
-keeps them current, so neither kind reads the other through the API server.
-
-With peering enabled (the default), only the active replica runs daemons; a standby replica's
-daemons start when the active one's lease lapses.
+High availability: every replica watches (its indexes and loops stay warm); only the leader
+of the ``coordination.k8s.io`` Lease ticks (``leadership.LeadershipGate``), and every write
+the adapters send passes the same check at the last moment (``kubeapi.FencedApiClient``).
 """
 
 from __future__ import annotations
@@ -27,39 +20,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
-import kubernetes.client
 import kubernetes.config
 
 from fleetscale.api import acceleratorpool as apool
 from fleetscale.api.base import GROUP, VERSION
 from fleetscale.api.inferencepool import PLURAL
-from fleetscale.controller.acceleratorpools import (
-    AcceleratorPoolDependencies,
-    AcceleratorPoolRef,
-    reconcile_accelerator_pool,
-)
+from fleetscale.controller.acceleratorpools import AcceleratorPoolRef, reconcile_accelerator_pool
 from fleetscale.controller.acceleratorpools.demand import demand_of
 from fleetscale.controller.allocations import allocations_index_entry
-from fleetscale.controller.indexes import ALLOCATIONS_INDEX, DEMAND_INDEX, Indexes
-from fleetscale.controller.inferencepools import (
-    InferencePoolDependencies,
-    InferencePoolRef,
-    reconcile,
-)
-from fleetscale.controller.kube import (
-    KubernetesStatusWriter,
-    StatusWriter,
-    connection_info,
-    io_executor,
-    load_configuration,
-    missing_peerings,
-)
+from fleetscale.controller.indexes import ALLOCATIONS_INDEX, DEMAND_INDEX
+from fleetscale.controller.inferencepools import InferencePoolRef, reconcile
+from fleetscale.controller.kube import connection_info, io_executor, load_configuration
 from fleetscale.controller.loop import (
     Schedule,
     Stopped,
@@ -67,119 +42,49 @@ from fleetscale.controller.loop import (
     run_ticks,
     tick_offset_seconds,
 )
+from fleetscale.controller.runtime import (
+    GRACEFUL_STOP_SECONDS,
+    AcceleratorPoolDependenciesFactory,
+    DependenciesFactory,
+    OperatorRuntime,
+)
+from fleetscale.controller.workers import ObjectKey, StopFlag, Workers
 from fleetscale.logs import get_logger
-from fleetscale.metrics import HealthServer, OperatorMetrics
 from fleetscale.settings import Settings
 
-_GRACEFUL_STOP_SECONDS = 15.0
-# How long a replica's peering record stays valid without a keep-alive (kopf renews it 5-10 s
-# before): a standby takes over from a crashed or partitioned leader after at most this long,
-# instead of kopf's default 60 s. A clean stop hands over at once either way.
-PEERING_LIFETIME_SECONDS = 20
-
-DependenciesFactory = Callable[
-    [kubernetes.client.ApiClient, Settings, OperatorMetrics, Indexes],
-    InferencePoolDependencies,
+__all__ = [
+    "OperatorRuntime",
+    "build_registry",
+    "kopf_settings",
+    "run_accelerator_pool_loop",
+    "run_inference_pool_loop",
+    "run_operator",
 ]
-AcceleratorPoolDependenciesFactory = Callable[
-    [kubernetes.client.ApiClient, InferencePoolDependencies, Indexes],
-    AcceleratorPoolDependencies,
-]
-
-
-@dataclass
-class OperatorRuntime:
-    """What the handlers share: built before kopf starts, completed by the startup handler."""
-
-    settings: Settings
-    dependencies_factory: DependenciesFactory
-    accelerator_pool_dependencies_factory: AcceleratorPoolDependenciesFactory | None = None
-    configuration_factory: Callable[[], kubernetes.client.Configuration] = load_configuration
-    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
-    clock: Callable[[], float] = time.time
-    indexes: Indexes = field(default_factory=Indexes)
-    deps: InferencePoolDependencies | None = None
-    accelerator_pool_deps: AcceleratorPoolDependencies | None = None
-    status_writer: StatusWriter | None = None
-    accelerator_pool_status_writer: StatusWriter | None = None
-    api_client: kubernetes.client.ApiClient | None = None
-    health_server: HealthServer | None = None
-    started: bool = False
-    running_pools: int = 0  # InferencePool daemons now running; sizes the spread of each tick
-    _configuration: kubernetes.client.Configuration | None = None
-
-    def configuration(self) -> kubernetes.client.Configuration:
-        if self._configuration is None:
-            self._configuration = self.configuration_factory()
-        return self._configuration
-
-    async def start(self) -> None:
-        self.api_client = kubernetes.client.ApiClient(self.configuration())
-        self.deps = self.dependencies_factory(
-            self.api_client, self.settings, self.metrics, self.indexes
-        )
-        if self.accelerator_pool_dependencies_factory is not None:
-            self.accelerator_pool_deps = self.accelerator_pool_dependencies_factory(
-                self.api_client, self.deps, self.indexes
-            )
-        self.status_writer = KubernetesStatusWriter(self.api_client, PLURAL)
-        self.accelerator_pool_status_writer = KubernetesStatusWriter(self.api_client, apool.PLURAL)
-        self.health_server = HealthServer(
-            self.metrics,
-            self.settings.http_port,
-            is_alive=lambda: True,  # answering at all proves the event loop is not stuck
-            is_ready=lambda: self.started,
-        )
-        await self.health_server.start()
-        self.started = True
-
-    async def stop(self) -> None:
-        self.started = False
-        if self.deps is not None:
-            await self.deps.signals.close()
-        if self.health_server is not None:
-            await self.health_server.stop()
-        if self.api_client is not None:
-            await asyncio.to_thread(self.api_client.close)
 
 
 def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
-    """kopf's settings for fleetscale."""
+    """kopf's settings for fleetscale: standalone (fleetscale elects its own leader)."""
     operator_settings = kopf.OperatorSettings()
-    # fleetscale posts its own Events with plain-words messages; kopf's would duplicate them.
+    # fleetscale posts its own Events with plain-words messages; kopf posts none (a standby
+    # must not write, and kopf's would duplicate ours).
+    operator_settings.posting.enabled = False
     operator_settings.posting.level = logging.WARNING
-    if settings.peering:
-        operator_settings.peering.name = settings.peering
-        operator_settings.peering.standalone = False
-        operator_settings.peering.lifetime = PEERING_LIFETIME_SECONDS
-    else:
-        operator_settings.peering.standalone = True
-    # Leave room for the daemons' graceful stop before kopf gives up on exiting.
-    operator_settings.process.ultimate_exiting_timeout = _GRACEFUL_STOP_SECONDS + 15
+    operator_settings.peering.standalone = True
+    # Leave room for the loops' graceful stop before kopf gives up on exiting.
+    operator_settings.process.ultimate_exiting_timeout = GRACEFUL_STOP_SECONDS + 15
     return operator_settings
-
-
-async def _warn_about_missing_peering(runtime: OperatorRuntime) -> None:
-    settings = runtime.settings
-    if not settings.peering or runtime.api_client is None:
-        return
-    missing = await missing_peerings(runtime.api_client, settings.peering, settings.namespaces)
-    if missing:
-        get_logger("fleetscale.operator").warning(
-            "peering_missing",
-            reason="PeeringMissing",
-            detail=(
-                f"{', '.join(missing)} not found: kopf keeps the operator paused until it exists. "
-                "Install the chart's kopf.dev CRDs and peering object, or set "
-                "FLEETSCALE_PEERING= (empty) to run a single replica standalone."
-            ),
-        )
 
 
 def build_registry(runtime: OperatorRuntime) -> kopf.OperatorRegistry:
     """A kopf registry with fleetscale's handlers bound to ``runtime`` (no global state)."""
     registry = kopf.OperatorRegistry()
+    _lifecycle_handlers(registry, runtime)
+    _index_handlers(registry, runtime)
+    _event_handlers(registry, runtime)
+    return registry
 
+
+def _lifecycle_handlers(registry: kopf.OperatorRegistry, runtime: OperatorRuntime) -> None:
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
         return connection_info(runtime.configuration())
@@ -193,19 +98,29 @@ def build_registry(runtime: OperatorRuntime) -> kopf.OperatorRegistry:
             raise kopf.PermanentError(
                 f"cannot serve /metrics and probes on port {runtime.settings.http_port}: {error}"
             ) from error
-        port = runtime.health_server.bound_port if runtime.health_server else None
+        runtime.inference_pools = Workers(
+            "InferencePool", _inference_pool_loop(runtime), _inference_pool_deleted(runtime)
+        )
+        runtime.accelerator_pools = Workers("AcceleratorPool", _accelerator_pool_loop(runtime))
+        settings = runtime.settings
         get_logger("fleetscale.operator").info(
             "operator_started",
-            http_port=port,
-            namespaces=list(runtime.settings.namespaces) or "all",
-            peering=runtime.settings.peering or "standalone",
+            http_port=runtime.health_server.bound_port if runtime.health_server else None,
+            namespaces=list(settings.namespaces) or "all",
+            leader_election=(
+                f"Lease {settings.resolved_lease_namespace()}/{settings.lease_name} as "
+                f"{runtime.elector.identity}"
+                if runtime.elector is not None
+                else "off"
+            ),
         )
-        await _warn_about_missing_peering(runtime)
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
         await runtime.stop()
 
+
+def _index_handlers(registry: kopf.OperatorRegistry, runtime: OperatorRuntime) -> None:
     @kopf.index(GROUP, VERSION, PLURAL, id=DEMAND_INDEX, registry=registry)
     def demand_by_accelerator_pool(body: kopf.Body, **_: Any) -> dict[str, Any] | None:
         entry = demand_of(body)
@@ -215,44 +130,23 @@ def build_registry(runtime: OperatorRuntime) -> kopf.OperatorRegistry:
     def allocations_by_accelerator_pool(name: str, status: kopf.Status, **_: Any) -> dict[str, Any]:
         return {name: allocations_index_entry(status)}
 
-    @kopf.daemon(
-        GROUP,
-        VERSION,
-        PLURAL,
-        id="pool",
-        registry=registry,
-        # On exit or pause, let an in-flight tick finish (its Prometheus reads time out in
-        # seconds) so a scale write is never left without its status and Event; then cancel.
-        cancellation_backoff=_GRACEFUL_STOP_SECONDS,
-        cancellation_timeout=5.0,
-    )
-    async def pool_daemon(
-        stopped: kopf.DaemonStopped,
-        namespace: str | None,
-        name: str,
-        body: kopf.Body,
-        **kwargs: Any,
-    ) -> None:
-        runtime.indexes.bind(kwargs)
-        # InferencePools are namespaced; the API server never sends one without a namespace.
-        await run_inference_pool_loop(runtime, namespace or "", name, body, stopped)
 
-    @kopf.daemon(
-        GROUP,
-        VERSION,
-        apool.PLURAL,
-        id="acceleratorpool",
-        registry=registry,
-        cancellation_backoff=_GRACEFUL_STOP_SECONDS,
-        cancellation_timeout=5.0,
-    )
-    async def accelerator_pool_daemon(
-        stopped: kopf.DaemonStopped, name: str, body: kopf.Body, **kwargs: Any
-    ) -> None:
+def _event_handlers(registry: kopf.OperatorRegistry, runtime: OperatorRuntime) -> None:
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def inference_pool_event(type: str | None, body: kopf.Body, **kwargs: Any) -> None:
         runtime.indexes.bind(kwargs)
-        await run_accelerator_pool_loop(runtime, name, body, stopped)
+        if runtime.inference_pools is not None:
+            await runtime.inference_pools.observe(type, _plain(body))
 
-    return registry
+    @kopf.on.event(GROUP, VERSION, apool.PLURAL, registry=registry)
+    async def accelerator_pool_event(type: str | None, body: kopf.Body, **kwargs: Any) -> None:
+        runtime.indexes.bind(kwargs)
+        if runtime.accelerator_pools is not None:
+            await runtime.accelerator_pools.observe(type, _plain(body))
+
+
+def _plain(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: body[key] for key in body}
 
 
 def _failure_reporter(
@@ -265,6 +159,38 @@ def _failure_reporter(
     return report
 
 
+def _inference_pool_loop(
+    runtime: OperatorRuntime,
+) -> Callable[[ObjectKey, dict[str, Any], StopFlag], Any]:
+    def loop(key: ObjectKey, body: dict[str, Any], stopped: StopFlag) -> Any:
+        return run_inference_pool_loop(runtime, key[0], key[1], body, stopped)
+
+    return loop
+
+
+def _inference_pool_deleted(
+    runtime: OperatorRuntime,
+) -> Callable[[ObjectKey, Mapping[str, Any]], Any]:
+    async def deleted(key: ObjectKey, _body: Mapping[str, Any]) -> None:
+        runtime.metrics.forget_pool(*key)
+        if runtime.deps is not None:
+            runtime.deps.published_flags.pop(key, None)
+        get_logger("fleetscale.daemon", namespace=key[0], pool=key[1]).info(
+            "pool_forgotten", reason="Deleted"
+        )
+
+    return deleted
+
+
+def _accelerator_pool_loop(
+    runtime: OperatorRuntime,
+) -> Callable[[ObjectKey, dict[str, Any], StopFlag], Any]:
+    def loop(key: ObjectKey, body: dict[str, Any], stopped: StopFlag) -> Any:
+        return run_accelerator_pool_loop(runtime, key[1], body, stopped)
+
+    return loop
+
+
 async def run_inference_pool_loop(
     runtime: OperatorRuntime,
     namespace: str,
@@ -272,7 +198,7 @@ async def run_inference_pool_loop(
     body: Mapping[str, Any],
     stopped: Stopped,
 ) -> None:
-    """Reconcile one InferencePool at every tick until kopf stops the daemon."""
+    """Reconcile one InferencePool at every tick until it is deleted or the operator exits."""
     log = get_logger("fleetscale.daemon", namespace=namespace, pool=name)
     metadata = body.get("metadata") or {}
     uid = str(metadata.get("uid") or f"{namespace}/{name}")
@@ -284,9 +210,8 @@ async def run_inference_pool_loop(
             return None
         meta = body.get("metadata") or {}
         pool = InferencePoolRef(namespace, name, meta.get("uid"), meta.get("generation"))
-        result = await reconcile(
-            pool, dict(body.get("spec") or {}), stored, runtime.deps, now, tick
-        )
+        spec = dict(body.get("spec") or {})
+        result = await reconcile(pool, spec, stored, runtime.deps, now, tick)
         return TickOutcome(result.status, result.patch)
 
     async def write(patch: Mapping[str, Any]) -> None:
@@ -296,33 +221,22 @@ async def run_inference_pool_loop(
     schedule = Schedule(
         clock=runtime.clock,
         offset_seconds=lambda interval: tick_offset_seconds(uid, interval, runtime.running_pools),
+        gate=runtime.gate,
     )
+    failed = _failure_reporter(runtime, namespace, name, log)
     runtime.running_pools += 1
     try:
-        await run_ticks(
-            body,
-            stopped,
-            tick_once,
-            write,
-            schedule,
-            _failure_reporter(runtime, namespace, name, log),
-        )
+        await run_ticks(body, stopped, tick_once, write, schedule, failed)
     finally:
         runtime.running_pools -= 1
-        reason = getattr(stopped, "reason", None)
-        if reason is not None and reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
-            runtime.metrics.forget_pool(namespace, name)
-            if runtime.deps is not None:
-                runtime.deps.published_flags.pop((namespace, name), None)
-            log.info("pool_forgotten", reason="Deleted")
 
 
 async def run_accelerator_pool_loop(
     runtime: OperatorRuntime, name: str, body: Mapping[str, Any], stopped: Stopped
 ) -> None:
-    """Reconcile one AcceleratorPool at every tick until kopf stops the daemon.
+    """Reconcile one AcceleratorPool at every tick until it is deleted or the operator exits.
 
-    Ticks are aligned to wall-clock multiples of the interval, like the InferencePool daemons,
+    Ticks are aligned to wall-clock multiples of the interval, like the InferencePool loops,
     so a pool plans right after the InferencePools on it have reported their demand.
     """
     log = get_logger("fleetscale.acceleratorpool", pool=name)
@@ -346,7 +260,8 @@ async def run_accelerator_pool_loop(
     def failed(reason: str, detail: str) -> None:
         log.warning("acceleratorpool_tick_failed", reason=reason, detail=detail)
 
-    await run_ticks(body, stopped, tick_once, write, Schedule(clock=runtime.clock), failed)
+    schedule = Schedule(clock=runtime.clock, gate=runtime.gate)
+    await run_ticks(body, stopped, tick_once, write, schedule, failed)
 
 
 def run_operator(
@@ -379,8 +294,7 @@ def run_operator(
         kopf.run(
             registry=registry,
             settings=kopf_settings(settings),
-            standalone=settings.standalone,
-            peering_name=settings.peering or None,
+            standalone=True,
             namespaces=list(settings.namespaces),
             clusterwide=settings.clusterwide,
         )

@@ -9,9 +9,7 @@ subresource. Callers: ``controller.handlers``.
 
 from __future__ import annotations
 
-import asyncio
-import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -114,56 +112,3 @@ def connection_info(configuration: kubernetes.client.Configuration) -> kopf.Conn
         certificate_path=configuration.cert_file,
         private_key_path=configuration.key_file,
     )
-
-
-async def missing_peerings(
-    api_client: kubernetes.client.ApiClient, name: str, namespaces: tuple[str, ...]
-) -> list[str]:
-    """The kopf peering objects that do not exist, described for a log line.
-
-    With a peering name set, kopf treats peering as mandatory and keeps the operator paused
-    until the object exists, which looks like an operator that silently does nothing.
-    Cluster-wide operators use a ClusterKopfPeering, namespaced ones a KopfPeering per
-    namespace. A permission error is not reported as missing (we cannot tell).
-    """
-    api = kubernetes.client.CustomObjectsApi(api_client)
-    missing: list[str] = []
-
-    async def check(description: str, list_objects: Callable[[], Any]) -> None:
-        # A list (not a get): the chart grants kopf list/watch/patch on peerings, not get.
-        try:
-            listing = await asyncio.to_thread(list_objects)
-        except ApiException as error:
-            if error.status == 404:  # the CRD itself is not installed
-                missing.append(description)
-            return
-        names = {item.get("metadata", {}).get("name") for item in listing.get("items", [])}
-        if name not in names:
-            missing.append(description)
-
-    group, version = "kopf.dev", "v1"
-    selector = f"metadata.name={name}"
-    if not namespaces:
-        await check(
-            f"ClusterKopfPeering {name}",
-            functools.partial(
-                api.list_cluster_custom_object,
-                group,
-                version,
-                "clusterkopfpeerings",
-                field_selector=selector,
-            ),
-        )
-    for namespace in namespaces:
-        await check(
-            f"KopfPeering {namespace}/{name}",
-            functools.partial(
-                api.list_namespaced_custom_object,
-                group,
-                version,
-                namespace,
-                "kopfpeerings",
-                field_selector=selector,
-            ),
-        )
-    return missing

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fleetscale.kubeapi import describe
@@ -49,6 +49,26 @@ class Stopped(Protocol):
     def __bool__(self) -> bool: ...
 
     def wait(self, timeout: float | None = None) -> Awaitable[Any]: ...
+
+
+class Gate(Protocol):
+    """Whether this replica may act on the object now (it leads), and a way to wait for it."""
+
+    def admits(self) -> bool: ...
+
+    async def wait_admitted(self, stopped: Stopped) -> None:
+        """Return once admitted, or once ``stopped`` is set."""
+        ...
+
+
+class AlwaysAdmitted:
+    """The gate of an operator that acts alone (no leader election)."""
+
+    def admits(self) -> bool:
+        return True
+
+    async def wait_admitted(self, stopped: Stopped) -> None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -97,10 +117,12 @@ def poll_interval_seconds(raw_spec: Mapping[str, Any] | None) -> int:
 
 @dataclass(frozen=True)
 class Schedule:
-    """When an object ticks: its interval (from the live spec) and its offset in the tick."""
+    """When an object ticks: its interval (from the live spec), its offset in the tick, and
+    the gate that says whether this replica acts at all."""
 
     clock: Callable[[], float]
     offset_seconds: Callable[[float], float] = lambda _interval: 0.0
+    gate: Gate = field(default_factory=AlwaysAdmitted)
 
 
 async def run_ticks(
@@ -115,12 +137,18 @@ async def run_ticks(
 
     A tick that raises, or a status write that fails, is reported through
     ``on_failure(reason, detail)`` (``ReconcileError``, ``StatusWriteFailed``) and retried at
-    the next tick: one bad tick never ends the loop.
+    the next tick: one bad tick never ends the loop. While the gate does not admit this
+    replica (a standby), nothing is read or written; once admitted it ticks at once.
     """
     written: Mapping[str, Any] | None = None
     version_before_write: str | None = None
     tick = current_tick(schedule.clock(), poll_interval_seconds(body.get("spec")))
     while not stopped:
+        if not schedule.gate.admits():
+            await schedule.gate.wait_admitted(stopped)
+            written = None  # another replica may have written meanwhile: trust the watch
+            tick = current_tick(schedule.clock(), poll_interval_seconds(body.get("spec")))
+            continue
         live_version = (body.get("metadata") or {}).get("resourceVersion")
         stored = body.get("status")
         if written is not None and live_version == version_before_write:
@@ -133,7 +161,7 @@ async def run_ticks(
         if outcome is None:  # the operator's startup has not finished; kopf orders it first
             await stopped.wait(_NOT_STARTED_RETRY_SECONDS)
             continue
-        if outcome.patch:
+        if outcome.patch and schedule.gate.admits():
             try:
                 await write_status(outcome.patch)
                 written, version_before_write = outcome.status, live_version

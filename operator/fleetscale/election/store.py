@@ -1,0 +1,164 @@
+"""Where a Lease is read and written: the ``coordination.k8s.io/v1`` API, or memory.
+
+Role: the port of the elector (``LeaseStore``): read the Lease, create it, update it with the
+``resourceVersion`` that was read (optimistic concurrency: a replica that lost the race gets
+``LeaseConflict``). ``KubernetesLeaseStore`` speaks to the API server through its own,
+unfenced client (the elector must write while the operator's fence is down);
+``FakeLeaseStore`` keeps one record in memory, can be shared by several electors in a test,
+and injects failures. Callers: ``elector``, ``controller.handlers``, tests.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from kubernetes.client import ApiClient
+
+from fleetscale.election.lease import LeaseRecord
+from fleetscale.kubeapi import KubeJson, RetryPolicy, status_of
+
+GROUP_VERSION = "coordination.k8s.io/v1"
+
+
+class LeaseConflict(Exception):  # noqa: N818  (the name is the contract)
+    """Another replica wrote the Lease first (HTTP 409), or created it first."""
+
+
+class LeaseStore(Protocol):
+    """Reads and writes one Lease."""
+
+    async def get(self) -> LeaseRecord | None:
+        """The Lease, or None when it does not exist. Raises on API failure."""
+        ...
+
+    async def create(self, record: LeaseRecord) -> LeaseRecord:
+        """Create it; LeaseConflict if it exists already. Returns what was stored."""
+        ...
+
+    async def update(self, record: LeaseRecord) -> LeaseRecord:
+        """Replace it if its resourceVersion is still ``record.resource_version``;
+        LeaseConflict otherwise. Returns what was stored."""
+        ...
+
+
+def _micro_time(epoch: float | None) -> str | None:
+    """metav1.MicroTime: RFC3339 with microseconds."""
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _epoch(text: Any) -> float | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+
+
+def record_of(lease: Mapping[str, Any]) -> LeaseRecord:
+    """A Lease object from the API server as a record."""
+    spec = lease.get("spec") or {}
+    return LeaseRecord(
+        holder=spec.get("holderIdentity") or None,
+        lease_duration_seconds=int(spec.get("leaseDurationSeconds") or 0),
+        acquire_time=_epoch(spec.get("acquireTime")),
+        renew_time=_epoch(spec.get("renewTime")),
+        transitions=int(spec.get("leaseTransitions") or 0),
+        resource_version=(lease.get("metadata") or {}).get("resourceVersion"),
+    )
+
+
+def lease_body(namespace: str, name: str, record: LeaseRecord) -> dict[str, Any]:
+    """A record as the Lease object the API server takes."""
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+    if record.resource_version is not None:
+        metadata["resourceVersion"] = record.resource_version
+    spec = {
+        "holderIdentity": record.holder,
+        "leaseDurationSeconds": record.lease_duration_seconds,
+        "acquireTime": _micro_time(record.acquire_time),
+        "renewTime": _micro_time(record.renew_time),
+        "leaseTransitions": record.transitions,
+    }
+    return {"apiVersion": GROUP_VERSION, "kind": "Lease", "metadata": metadata, "spec": spec}
+
+
+class KubernetesLeaseStore:
+    """``LeaseStore`` over the API server.
+
+    One attempt per call, bounded by ``request_timeout_seconds``: the elector retries on its
+    own schedule, and a renewal that waits in retries past the deadline is worth nothing.
+    """
+
+    def __init__(
+        self, api_client: ApiClient, namespace: str, name: str, request_timeout_seconds: float
+    ) -> None:
+        retry = RetryPolicy(attempts=1, request_timeout_seconds=request_timeout_seconds)
+        self._api = KubeJson(api_client, retry)
+        self.namespace, self.name = namespace, name
+        self._collection = f"/apis/{GROUP_VERSION}/namespaces/{namespace}/leases"
+
+    async def get(self) -> LeaseRecord | None:
+        try:
+            return record_of(await self._api.request("GET", f"{self._collection}/{self.name}"))
+        except Exception as error:
+            if status_of(error) == 404:
+                return None
+            raise
+
+    async def create(self, record: LeaseRecord) -> LeaseRecord:
+        body = lease_body(self.namespace, self.name, replace(record, resource_version=None))
+        return await self._write("POST", self._collection, body)
+
+    async def update(self, record: LeaseRecord) -> LeaseRecord:
+        body = lease_body(self.namespace, self.name, record)
+        return await self._write("PUT", f"{self._collection}/{self.name}", body)
+
+    async def _write(self, method: str, path: str, body: Mapping[str, Any]) -> LeaseRecord:
+        try:
+            return record_of(await self._api.request(method, path, body=body))
+        except Exception as error:
+            if status_of(error) == 409:
+                raise LeaseConflict(
+                    f"Lease {self.namespace}/{self.name} was written first"
+                ) from error
+            raise
+
+
+@dataclass
+class FakeLeaseStore:
+    """``LeaseStore`` in memory; share one between electors to test who wins."""
+
+    record: LeaseRecord | None = None
+    fail_next: int = 0  # the next this many calls raise ConnectionError (an unreachable API)
+    writes: list[tuple[str, LeaseRecord]] = field(default_factory=list)
+    _versions: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def _maybe_fail(self) -> None:
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            raise ConnectionError("the API server cannot be reached")
+
+    async def get(self) -> LeaseRecord | None:
+        self._maybe_fail()
+        return self.record
+
+    async def create(self, record: LeaseRecord) -> LeaseRecord:
+        self._maybe_fail()
+        if self.record is not None:
+            raise LeaseConflict("exists")
+        return self._store("create", record)
+
+    async def update(self, record: LeaseRecord) -> LeaseRecord:
+        self._maybe_fail()
+        if self.record is None or self.record.resource_version != record.resource_version:
+            raise LeaseConflict("stale resourceVersion")
+        return self._store("update", record)
+
+    def _store(self, verb: str, record: LeaseRecord) -> LeaseRecord:
+        self.record = replace(record, resource_version=str(next(self._versions)))
+        self.writes.append((verb, self.record))
+        return self.record
