@@ -37,7 +37,7 @@ from fleetscale.actuators.base import (
 from fleetscale.api.base import GROUP, VERSION, Condition
 from fleetscale.api.inferencepool import PLURAL, InferencePoolSpec, InferencePoolStatus
 from fleetscale.controller.credentials import CredentialFiles
-from fleetscale.controller.reconcile import prometheus_endpoint
+from fleetscale.controller.reconcile import pool_queries, prometheus_endpoint
 from fleetscale.controller.status import (
     parse_status,
     plain_validation_error,
@@ -130,19 +130,24 @@ async def explain_pool(
         raise ExplainError(f"cannot read the target {target}: {error}") from None
 
     metrics = spec.metrics
-    gpu_query = metrics.gpu_utilization.query if metrics.gpu_utilization is not None else None
     endpoint = await prometheus_endpoint(namespace, spec, secrets, settings, CredentialFiles())
-    if isinstance(endpoint, MetricReading):
-        queue = endpoint
-        gpu = endpoint if gpu_query is not None else None
-    else:
-        queries = [MetricQuery(endpoint, metrics.queue_depth.query)]
-        if gpu_query is not None:
-            queries.append(MetricQuery(endpoint, gpu_query))
-        readings = await signals.read(queries, now)
-        missing = MetricReading.failed(MetricProblem.QUERY_FAILED, "no reading returned")
-        queue = readings.get(queries[0], missing)
-        gpu = readings.get(queries[1], missing) if gpu_query is not None else None
+    # The queries as the operator sends them (limited to the namespace when it enforces that).
+    wanted = pool_queries(namespace, spec, endpoint, settings)
+    to_read = [query for query in wanted.values() if isinstance(query, MetricQuery)]
+    readings = await signals.read(to_read, now) if to_read else {}
+    missing = MetricReading.failed(MetricProblem.QUERY_FAILED, "no reading returned")
+    observed = {
+        name: query if isinstance(query, MetricReading) else readings.get(query, missing)
+        for name, query in wanted.items()
+    }
+    queue, gpu = observed["queue"], observed.get("gpu")
+    sent = {name: query.promql for name, query in wanted.items() if isinstance(query, MetricQuery)}
+    queue_query = sent.get("queue", metrics.queue_depth.query)
+    gpu_query = (
+        sent.get("gpu", metrics.gpu_utilization.query)
+        if metrics.gpu_utilization is not None
+        else None
+    )
 
     observation = Observation(
         current_replicas=scale.spec_replicas,
@@ -157,7 +162,7 @@ async def explain_pool(
         scale=scale,
         queue=queue,
         gpu=gpu,
-        queue_query=metrics.queue_depth.query,
+        queue_query=queue_query,
         gpu_query=gpu_query,
         prometheus_url=None if isinstance(endpoint, MetricReading) else endpoint.url,
     )

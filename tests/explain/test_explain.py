@@ -44,6 +44,7 @@ POOL = "llama"
 QUEUE = 'sum(vllm:num_requests_waiting{model_name="llama"})'
 GPU = 'avg(DCGM_FI_DEV_GPU_UTIL{pod=~"vllm-.*"})'
 NOW = 1_800_000_000.0
+POOL_URL = "http://prometheus.monitoring:9090"  # on the allow-list of explain's settings
 POOLS = "fleetscale.io/v1alpha1/inferencepools"
 TARGET = ScaleTargetRef(NS, "apps/v1", "Deployment", "vllm")
 
@@ -54,7 +55,7 @@ def spec(**overrides: Any) -> dict[str, Any]:
         "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "vllm"},
         "replicas": {"min": 1, "max": 8},
         "metrics": {
-            "prometheus": {"url": "http://prometheus.monitoring:9090"},
+            "prometheus": {"url": POOL_URL},
             "queueDepth": {"query": QUEUE, "targetPerReplica": 5},
             "gpuUtilization": {"query": GPU, "targetPercent": 85},
         },
@@ -106,7 +107,7 @@ async def explain(
         scaler=scaler,
         signals=signals,
         secrets=secrets or FakeSecretReader(),
-        settings=Settings(prometheus_url=default_url),
+        settings=Settings(prometheus_url=default_url, prometheus_allowed_urls=(POOL_URL,)),
         now=NOW,
     )
 
@@ -187,7 +188,7 @@ async def test_agrees_with_what_the_controller_decides(
         events=FakeEventSink(),
         shed_publisher=FakeShedFlagPublisher(),
         secrets=FakeSecretReader(),
-        settings=Settings(),
+        settings=Settings(prometheus_allowed_urls=(POOL_URL,)),
         metrics=OperatorMetrics(),
         plan=plan,
     )
@@ -370,7 +371,11 @@ async def test_explain_command_reads_the_cluster_and_prometheus_and_writes_nothi
         )
 
         explanation = await explain_live(
-            NS, POOL, Settings(), str(kubeconfig_for(kmock, tmp_path / "kubeconfig")), None
+            NS,
+            POOL,
+            Settings(prometheus_allowed_urls=(prometheus.url,)),
+            str(kubeconfig_for(kmock, tmp_path / "kubeconfig")),
+            None,
         )
 
         assert prometheus.query_count(QUEUE) == 1

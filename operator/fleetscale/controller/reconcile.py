@@ -59,7 +59,9 @@ from fleetscale.planner.types import (
     PlannerState,
 )
 from fleetscale.settings import Settings
-from fleetscale.signals.base import MetricQuery, PrometheusEndpoint, SignalSource
+from fleetscale.signals.base import MetricQuery, PrometheusEndpoint, Refusal, SignalSource
+from fleetscale.signals.endpoints import allowed_base_url
+from fleetscale.signals.scoping import enforce_namespace
 
 PlanFn = Callable[
     [InferencePoolSpec, Observation, PlannerState, float], tuple[Decision, PlannerState]
@@ -373,7 +375,9 @@ async def prometheus_endpoint(
     the operator's default URL; its token and CA come from the pool's Secret refs when set,
     else from the operator's credential files. A missing URL, Secret or file is treated as
     metrics being unavailable: the planner then holds the size (never scales down blind) and
-    MetricsAvailable=False says why. Callers: reconcile, and ``fleetscale explain``.
+    MetricsAvailable=False says why. A URL outside the operator's allow-list (or not a plain
+    base URL) is refused before anything is read (QueryRefused). Callers: reconcile, and
+    ``fleetscale explain``.
     """
     source = spec.metrics.prometheus
     url = (source.url if source is not None else None) or settings.prometheus_url
@@ -381,6 +385,11 @@ async def prometheus_endpoint(
         return MetricReading.failed(
             MetricProblem.QUERY_FAILED,
             "no Prometheus URL: set spec.metrics.prometheus.url or FLEETSCALE_PROMETHEUS_URL",
+        )
+    allowed_url = allowed_base_url(url, settings.allowed_prometheus_urls)
+    if isinstance(allowed_url, Refusal):
+        return MetricReading.failed(
+            MetricProblem.QUERY_REFUSED, f"spec.metrics.prometheus.url: {allowed_url.reason}"
         )
     # The operator's own credential files go only to the operator's default URL: a pool that
     # names its own Prometheus authenticates with its own Secrets, never with ours.
@@ -403,7 +412,7 @@ async def prometheus_endpoint(
             MetricProblem.QUERY_FAILED, f"cannot read Prometheus credentials: {error}"
         )
     return PrometheusEndpoint(
-        url=url,
+        url=allowed_url,
         bearer_token=token,
         ca_pem=ca_pem,
         timeout_seconds=source.timeout_seconds if source is not None else 5.0,
@@ -413,18 +422,43 @@ async def prometheus_endpoint(
 async def _queries(
     pool: PoolRef, spec: InferencePoolSpec, deps: Dependencies
 ) -> dict[str, MetricQuery | MetricReading]:
-    """The queries of this pool, or, when no endpoint can be built, the reading explaining why."""
-    names = ("queue", "gpu") if spec.metrics.gpu_utilization is not None else ("queue",)
+    """The queries of this pool, or, for each that cannot be sent, the reading explaining why."""
     endpoint = await prometheus_endpoint(
         pool.namespace, spec, deps.secrets, deps.settings, deps.credential_files
     )
-    if isinstance(endpoint, MetricReading):
-        return dict.fromkeys(names, endpoint)
-    queries: dict[str, MetricQuery | MetricReading] = {
-        "queue": MetricQuery(endpoint=endpoint, promql=spec.metrics.queue_depth.query)
-    }
+    return pool_queries(pool.namespace, spec, endpoint, deps.settings)
+
+
+def pool_queries(
+    namespace: str,
+    spec: InferencePoolSpec,
+    endpoint: PrometheusEndpoint | MetricReading,
+    settings: Settings,
+) -> dict[str, MetricQuery | MetricReading]:
+    """The queries of a pool by signal ("queue", "gpu"), each a query to send or a reading.
+
+    A reading stands for a query that cannot be sent: the endpoint's problem, or, with
+    ``enforce_namespace`` on, a query that cannot be limited to the pool's namespace
+    (QueryRefused). Sent queries are the limited ones. Pure. Callers: reconcile, and
+    ``fleetscale explain`` (so it shows what the operator sends).
+    """
+    promqls = {"queue": ("queueDepth", spec.metrics.queue_depth.query)}
     if spec.metrics.gpu_utilization is not None:
-        queries["gpu"] = MetricQuery(endpoint=endpoint, promql=spec.metrics.gpu_utilization.query)
+        promqls["gpu"] = ("gpuUtilization", spec.metrics.gpu_utilization.query)
+    if isinstance(endpoint, MetricReading):
+        return dict.fromkeys(promqls, endpoint)
+    queries: dict[str, MetricQuery | MetricReading] = {}
+    for name, (field_name, promql) in promqls.items():
+        if settings.enforce_namespace:
+            scoped = enforce_namespace(promql, namespace, settings.namespace_label)
+            if isinstance(scoped, Refusal):
+                queries[name] = MetricReading.failed(
+                    MetricProblem.QUERY_REFUSED,
+                    f"spec.metrics.{field_name}.query is refused: {scoped.reason}",
+                )
+                continue
+            promql = scoped
+        queries[name] = MetricQuery(endpoint=endpoint, promql=promql)
     return queries
 
 
