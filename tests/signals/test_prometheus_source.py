@@ -398,3 +398,18 @@ async def test_the_deadline_is_sent_to_prometheus_too(
     await read_one(source, at(prometheus, QUEUE, timeout_seconds=2.5))
     [request] = prometheus.requests
     assert request.params["timeout"] == "2.5"  # float seconds, as its API accepts
+
+
+async def test_sessions_within_the_limit_are_kept_and_reuse_their_connections() -> None:
+    async with PrometheusServer() as a, PrometheusServer() as b, PrometheusServer() as c:
+        for server in (a, b, c):
+            server.set_value(QUEUE, 1, SAMPLED_AT)
+        source = PrometheusSignalSource(max_urls=4)
+        try:
+            for server in (a, b, c):
+                await read_one(source, at(server, QUEUE), tick=TICK)
+            await read_one(source, at(a, QUEUE), tick=TICK + 15)
+        finally:
+            await source.close()
+    first, again = (r.client_port for r in a.requests)
+    assert first == again

@@ -47,6 +47,7 @@ class RecordedQuery:
     params: Mapping[str, str]
     authorization: str | None
     received_at: float  # wall clock, seconds since the epoch
+    client_port: int | None = None  # the same port again means a reused connection
 
 
 @dataclass(frozen=True)
@@ -410,6 +411,7 @@ class PrometheusServer:
                 params=params,
                 authorization=authorization,
                 received_at=time.time(),
+                client_port=_client_port(request),
             )
         )
         if self.bearer_token is not None and authorization != f"Bearer {self.bearer_token}":
@@ -451,6 +453,11 @@ class PrometheusServer:
             log.ended_at = time.monotonic()
             async with self._streams_changed:
                 self._streams_changed.notify_all()
+
+
+def _client_port(request: web.Request) -> int | None:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return int(peer[1]) if isinstance(peer, tuple) and len(peer) >= 2 else None
 
 
 def _success(result_type: str, result: Any) -> dict[str, Any]:

@@ -330,8 +330,12 @@ class PrometheusSignalSource:
         if server is None:
             server = self._servers[base_url] = _Server(base_url, self._slots_per_url)
             idle = [url for url, s in self._servers.items() if s.in_flight == 0 and s is not server]
-            for url in idle[: max(0, len(self._servers) - self._max_urls)]:
-                await self._servers.pop(url).session.close()
+            # Taken out of the map before the first await, so no query can pick one up while
+            # the others are being closed; a busy server stays until a later call.
+            surplus = max(0, len(self._servers) - self._max_urls)
+            retired = [self._servers.pop(url) for url in idle[:surplus]]
+            for old in retired:
+                await old.session.close()
         self._servers.move_to_end(base_url)
         return server
 
