@@ -175,6 +175,31 @@ async def test_plans_from_the_memory_kept_in_the_status(
     assert "the operator would hold 8" in text
 
 
+async def test_shows_the_queries_as_the_operator_sends_them_when_it_enforces_namespaces(
+    scaler: FakeScaleActuator, signals: FakeSignalSource
+) -> None:
+    scoped_queue = 'sum(vllm:num_requests_waiting{model_name="llama",namespace="models"})'
+    signals.set_value(scoped_queue, 40, sampled_at=NOW - 5)
+    pool_spec = spec()
+    pool_spec["metrics"]["gpuUtilization"]["query"] = 'avg(DCGM_FI_DEV_GPU_UTIL{namespace="x"})'
+    explanation = await explain_pool(
+        NS,
+        POOL,
+        body(pool_spec),
+        scaler=scaler,
+        signals=signals,
+        secrets=FakeSecretReader(),
+        settings=Settings(prometheus_allowed_urls=(POOL_URL,), enforce_namespace=True),
+        now=NOW,
+    )
+    [read] = signals.calls
+    assert [q.promql for q in read.queries] == [scoped_queue]  # the refused one is not sent
+    assert explanation.live.queue_query == scoped_queue
+    assert explanation.live.queue.value == 40
+    assert explanation.live.gpu.problem is MetricProblem.QUERY_REFUSED
+    assert 'matches namespace="x"' in render_text(explanation)
+
+
 async def test_agrees_with_what_the_controller_decides(
     scaler: FakeScaleActuator, signals: FakeSignalSource
 ) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 
 import promql_parser
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fleetscale.actuators.base import ScaleTargetRef
 from fleetscale.actuators.fake import (
@@ -141,6 +143,73 @@ def test_another_label_name_can_carry_the_namespace() -> None:
 def test_enforcement_is_off_by_default_and_on_by_a_setting() -> None:
     assert not load_settings({}).enforce_namespace
     assert load_settings({"FLEETSCALE_ENFORCE_NAMESPACE": "true"}).enforce_namespace
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_matcher = st.builds(
+    lambda label, op, value: f"{label}{op}{_quoted(value)}",
+    st.sampled_from(["namespace", "pod", "job", "model_name"]),
+    st.sampled_from(["=", "!=", "=~", "!~"]),
+    st.sampled_from(["team-a", "team-b", "", ".+", "vllm-.*", 'a"b', "a\\b", "x\\.y"]),
+)
+_selector = st.builds(
+    lambda name, matchers: f"{name}{{{','.join(matchers)}}}",
+    st.sampled_from(["up", "vllm:num_requests_waiting", "DCGM_FI_DEV_GPU_UTIL"]),
+    st.lists(_matcher, max_size=3),
+) | st.just('{__name__=~".+"}')
+_query = st.recursive(
+    _selector | st.just("vector(1)"),
+    lambda inner: st.one_of(
+        st.builds("sum({})".format, inner),
+        st.builds("sum by (le) ({})".format, inner),
+        st.builds("({}) * 100".format, inner),
+        st.builds("{} / {}".format, inner, inner),
+        st.builds("rate({}[5m])".format, _selector),
+        st.builds("max_over_time(({})[10m:1m])".format, inner),
+        st.builds('label_replace({}, "namespace", "team-b", "", "")'.format, inner),
+        st.builds("histogram_quantile(0.9, {})".format, inner),
+    ),
+    max_leaves=4,
+)
+
+
+def _selector_matchers(promql: str) -> list[list[tuple[str, str, str]]]:
+    """(label, operator, value) of every matcher, per vector selector, in tree order."""
+    found: list[list[tuple[str, str, str]]] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            found.append([(m.name, str(m.op), m.value) for m in node.matchers.matchers])
+
+    promql_parser.walk(promql_parser.parse(promql), pre_visit=visit)
+    return found
+
+
+@given(query=_query)
+def test_no_selector_ever_leaves_the_namespace(query: str) -> None:
+    own = ("namespace", str(promql_parser.MatchOp.Equal), NS)
+    try:
+        before = _selector_matchers(query)
+    except ValueError:
+        assert isinstance(enforce_namespace(query, NS), Refusal)  # not PromQL: never sent
+        return
+    foreign = any(m[0] == "namespace" and m != own for sel in before for m in sel)
+    scoped = enforce_namespace(query, NS)
+    if foreign:
+        assert isinstance(scoped, Refusal)
+        return
+    assert isinstance(scoped, str), scoped
+    after = _selector_matchers(scoped)
+    assert len(after) == len(before)
+    for old, new in zip(before, after, strict=True):
+        # Every selector is limited to the pool's namespace: added once, or kept as written.
+        expected = [own] * old.count(own) if own in old else [own]
+        assert [m for m in new if m[0] == "namespace"] == expected
+        # And nothing else about it changed.
+        assert [m for m in new if m[0] != "namespace"] == [m for m in old if m[0] != "namespace"]
 
 
 TARGET = ScaleTargetRef(namespace=NS, api_version="apps/v1", kind="Deployment", name="vllm")
