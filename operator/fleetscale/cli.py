@@ -56,6 +56,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 "prometheus_url": args.prometheus_url,
                 "prometheus_bearer_token_file": args.prometheus_bearer_token_file,
                 "prometheus_ca_file": args.prometheus_ca_file,
+                "prometheus_allowed_urls": args.prometheus_allowed_urls,
+                "enforce_namespace": args.enforce_namespace,
+                "namespace_label": args.namespace_label,
                 "namespaces": args.namespaces,
                 "log_format": args.log_format,
                 "log_level": args.log_level,
@@ -93,15 +96,21 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         "prometheus_bearer_token_file": args.prometheus_bearer_token_file,
         "prometheus_ca_file": args.prometheus_ca_file,
     }
+    # So are the URLs pools may name and the namespace enforcement: explain shows what the
+    # operator would read, refusals included, when run with the operator's environment.
+    from_env_only = ("prometheus_allowed_urls", "enforce_namespace", "namespace_label")
     environ = {
-        key: value for key, value in os.environ.items() if key.startswith("FLEETSCALE_PROMETHEUS_")
+        key: value
+        for key, value in os.environ.items()
+        if key.startswith("FLEETSCALE_PROMETHEUS_")
+        or key in ("FLEETSCALE_ENFORCE_NAMESPACE", "FLEETSCALE_NAMESPACE_LABEL")
     }
     try:
         loaded = load_settings(environ, given)
     except SettingsError as error:
         print(f"fleetscale explain: {error}", file=sys.stderr)
         return 2
-    settings = Settings(**{key: getattr(loaded, key) for key in given})
+    settings = Settings(**{key: getattr(loaded, key) for key in (*given, *from_env_only)})
     return run_explain(
         args.namespace,
         args.pool,
@@ -172,6 +181,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="PEM CA bundle of the default Prometheus, re-read when the file changes "
         "[FLEETSCALE_PROMETHEUS_CA_FILE]",
+    )
+    run.add_argument(
+        "--prometheus-allowed-urls",
+        metavar="URLS",
+        help="comma list of base URLs pools may name besides the default one; * allows any "
+        "[FLEETSCALE_PROMETHEUS_ALLOWED_URLS]",
+    )
+    run.add_argument(
+        "--enforce-namespace",
+        choices=("true", "false"),
+        help="limit every selector of a pool's queries to the pool's namespace "
+        "[FLEETSCALE_ENFORCE_NAMESPACE]",
+    )
+    run.add_argument(
+        "--namespace-label",
+        metavar="LABEL",
+        help='the Prometheus label that carries the namespace, default "namespace" '
+        "[FLEETSCALE_NAMESPACE_LABEL]",
     )
     run.add_argument(
         "--namespace",

@@ -14,12 +14,12 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from fleetscale.settings import LogFormat
+LogFormat = Literal["json", "console"]
 
 # Extras of kopf's records that are plumbing, not information.
 _KOPF_PLUMBING = ("k8s_skip", "settings")

@@ -12,6 +12,13 @@ Environment variables (flags in brackets):
                                changes, so a rotated token is picked up)
     FLEETSCALE_PROMETHEUS_CA_FILE  [--prometheus-ca-file]  PEM CA bundle that verifies the
                                default Prometheus' certificate (re-read when it changes)
+    FLEETSCALE_PROMETHEUS_ALLOWED_URLS  [--prometheus-allowed-urls]  comma list of the base URLs
+                               pools may name in spec.metrics.prometheus.url, besides the
+                               default one; "*" allows any (single-tenant clusters only)
+    FLEETSCALE_ENFORCE_NAMESPACE  [--enforce-namespace]  true: every selector of a pool's
+                               queries is limited to the pool's namespace (default false)
+    FLEETSCALE_NAMESPACE_LABEL  [--namespace-label]  the label that carries the namespace in
+                               Prometheus (default "namespace")
     FLEETSCALE_NAMESPACES      [--namespace, repeatable]  comma list; empty watches the cluster
     FLEETSCALE_LOG_FORMAT      [--log-format]  json (default) or console
     FLEETSCALE_LOG_LEVEL       [--log-level]   DEBUG, INFO (default), WARNING, ERROR
@@ -49,7 +56,10 @@ from pydantic import (
     model_validator,
 )
 
-LogFormat = Literal["json", "console"]
+from fleetscale.logs import LogFormat
+from fleetscale.signals.base import Refusal
+from fleetscale.signals.endpoints import ANY_URL, normalize_base_url
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 ENV_PREFIX = "FLEETSCALE_"
@@ -60,6 +70,9 @@ SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceacc
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
+# Prometheus label names; names starting with "__" are reserved for internal use.
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
 # Field name -> (environment variable, command-line flag), for error messages and parsing.
 _SOURCES: dict[str, tuple[str, str]] = {
     "prometheus_url": ("FLEETSCALE_PROMETHEUS_URL", "--prometheus-url"),
@@ -68,6 +81,12 @@ _SOURCES: dict[str, tuple[str, str]] = {
         "--prometheus-bearer-token-file",
     ),
     "prometheus_ca_file": ("FLEETSCALE_PROMETHEUS_CA_FILE", "--prometheus-ca-file"),
+    "prometheus_allowed_urls": (
+        "FLEETSCALE_PROMETHEUS_ALLOWED_URLS",
+        "--prometheus-allowed-urls",
+    ),
+    "enforce_namespace": ("FLEETSCALE_ENFORCE_NAMESPACE", "--enforce-namespace"),
+    "namespace_label": ("FLEETSCALE_NAMESPACE_LABEL", "--namespace-label"),
     "namespaces": ("FLEETSCALE_NAMESPACES", "--namespace"),
     "log_format": ("FLEETSCALE_LOG_FORMAT", "--log-format"),
     "log_level": ("FLEETSCALE_LOG_LEVEL", "--log-level"),
@@ -91,13 +110,20 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    prometheus_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
-    """Prometheus used by pools whose spec names no URL; None means such pools report an error."""
+    prometheus_url: str | None = None
+    """Prometheus used by pools whose spec names no URL; None means such pools report an error.
+    Stored normalized (see ``signals.endpoints``)."""
     prometheus_bearer_token_file: Path | None = None
     """Bearer token for the default Prometheus, read from this file (re-read when it changes).
     Only sent to ``prometheus_url``: a pool that names its own URL uses its own Secrets."""
     prometheus_ca_file: Path | None = None
     """PEM CA bundle that verifies the default Prometheus (re-read when it changes)."""
+    prometheus_allowed_urls: tuple[str, ...] = ()
+    """Base URLs pools may name besides ``prometheus_url`` (normalized), or ``*`` for any."""
+    enforce_namespace: bool = False
+    """Limit every selector of a pool's queries to the pool's namespace (multi-tenant)."""
+    namespace_label: str = "namespace"
+    """The Prometheus label that carries the Kubernetes namespace of a series."""
     namespaces: tuple[str, ...] = ()
     """Namespaces to watch; empty means the whole cluster."""
     log_format: LogFormat = "json"
@@ -150,6 +176,34 @@ class Settings(BaseModel):
             )
         return self
 
+    @field_validator("prometheus_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        normalized = normalize_base_url(value)
+        if isinstance(normalized, Refusal):
+            raise ValueError(normalized.reason)
+        return normalized
+
+    @field_validator("prometheus_allowed_urls")
+    @classmethod
+    def _base_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        normalized = []
+        for url in value:
+            checked = url if url == ANY_URL else normalize_base_url(url)
+            if isinstance(checked, Refusal):
+                raise ValueError(f"{url!r}: {checked.reason}")
+            normalized.append(checked)
+        return tuple(dict.fromkeys(normalized))
+
+    @field_validator("namespace_label")
+    @classmethod
+    def _label_name(cls, value: str) -> str:
+        if not _LABEL_NAME.fullmatch(value) or value.startswith("__"):
+            raise ValueError(f"{value!r} is not a Prometheus label name")
+        return value
+
     @field_validator("prometheus_bearer_token_file", "prometheus_ca_file")
     @classmethod
     def _existing_file(cls, value: Path | None) -> Path | None:
@@ -157,6 +211,12 @@ class Settings(BaseModel):
         if value is not None and not (value.is_file() and os.access(value, os.R_OK)):
             raise ValueError("no such readable file")
         return value
+
+    @property
+    def allowed_prometheus_urls(self) -> frozenset[str]:
+        """The base URLs a pool may name: the listed ones and the operator-wide one."""
+        default = () if self.prometheus_url is None else (self.prometheus_url,)
+        return frozenset((*self.prometheus_allowed_urls, *default))
 
     @property
     def clusterwide(self) -> bool:
@@ -176,6 +236,24 @@ class Settings(BaseModel):
         return self.identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
 
 
+# Comma-separated lists in the environment.
+_LISTS = ("namespaces", "prometheus_allowed_urls")
+# Settings whose empty variable means "none".
+_EMPTY_IS_NONE = (
+    "prometheus_url",
+    "prometheus_bearer_token_file",
+    "prometheus_ca_file",
+    "lease_namespace",
+    "identity",
+)
+# Settings whose empty variable means "use the default", as if it were unset.
+_EMPTY_IS_DEFAULT = ("enforce_namespace", "namespace_label")
+
+
+def _split(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
 def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for field_name, (variable, _flag) in _SOURCES.items():
@@ -183,15 +261,11 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         if raw is None:
             continue
         raw = raw.strip()
-        if field_name == "namespaces":
-            values[field_name] = tuple(part.strip() for part in raw.split(",") if part.strip())
-        elif field_name in (
-            "prometheus_url",
-            "prometheus_bearer_token_file",
-            "prometheus_ca_file",
-            "lease_namespace",
-            "identity",
-        ):
+        if not raw and field_name in _EMPTY_IS_DEFAULT:
+            continue
+        if field_name in _LISTS:
+            values[field_name] = _split(raw)
+        elif field_name in _EMPTY_IS_NONE:
             values[field_name] = raw or None
         else:
             values[field_name] = raw
@@ -212,6 +286,8 @@ def load_settings(
         given["namespaces"] = tuple(given["namespaces"])
     if given.get("namespaces") == ():
         del given["namespaces"]  # an empty repeatable flag means "not given"
+    if isinstance(given.get("prometheus_allowed_urls"), str):
+        given["prometheus_allowed_urls"] = _split(given["prometheus_allowed_urls"])
     values.update(given)
     if isinstance(values.get("log_format"), str):
         values["log_format"] = values["log_format"].lower()

@@ -275,6 +275,11 @@ def walk(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
 # ----------------------------------------------------------------------------------------------
 # The values matrix: each case is a way platform teams install the chart.
 
+# The example values file for clusters shared by several teams, as documented.
+MULTI_TENANT_EXAMPLE: dict[str, Any] = yaml.safe_load(
+    (CHART / "examples" / "multi-tenant.yaml").read_text(encoding="utf-8")
+)
+
 MATRIX = [
     pytest.param({}, id="defaults"),
     pytest.param(
@@ -329,6 +334,8 @@ MATRIX = [
             "networkPolicy": {
                 "enabled": True,
                 "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
+                "apiServerCidrs": ["172.18.0.2/32", "10.96.0.1/32"],
+                "prometheusPeers": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
             },
             "grafanaDashboard": {"enabled": True},
         },
@@ -338,6 +345,7 @@ MATRIX = [
         {"replicaCount": 1, "operator": {"leaderElection": {"enabled": False}}},
         id="single-without-election",
     ),
+    pytest.param(MULTI_TENANT_EXAMPLE, id="multi-tenant-example"),
     pytest.param(
         {
             "image": {

@@ -16,6 +16,7 @@ from chartkit import (
     CHART,
     KUBE_VERSION,
     MATRIX,
+    MULTI_TENANT_EXAMPLE,
     RELEASE,
     RELEASE_NAMESPACE,
     REPO,
@@ -26,6 +27,7 @@ from chartkit import (
     operator_container,
     render,
     run_helm,
+    template_result,
     values_file,
 )
 
@@ -340,19 +342,109 @@ def test_service_monitor_scrapes_the_metrics_port_of_the_service() -> None:
     assert endpoint["path"] == "/metrics"
 
 
-def test_network_policy_admits_scrapes_and_allows_only_dns_api_and_prometheus() -> None:
+NETWORK_POLICY = {
+    "enabled": True,
+    "apiServerCidrs": ["172.18.0.2/32", "10.96.0.1/32"],
+    "prometheusPeers": [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+        },
+        {"ipBlock": {"cidr": "10.20.0.5/32"}},
+    ],
+}
+
+
+def test_network_policy_admits_scrapes_and_sends_only_to_dns_api_server_and_prometheus() -> None:
     peer = {"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}
-    objects = render({"networkPolicy": {"enabled": True, "metricsFrom": [peer]}})
+    objects = render({"networkPolicy": {**NETWORK_POLICY, "metricsFrom": [peer]}})
     policy = one(objects, "NetworkPolicy")["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     assert policy["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}], "from": [peer]}]
-    egress_ports = sorted(
-        (port["protocol"], port["port"]) for rule in policy["egress"] for port in rule["ports"]
+    dns, api_server, prometheus = policy["egress"]
+    # A pool names the URL the operator reads: a rule without `to` would reach any address.
+    assert dns["to"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        }
+    ]
+    assert sorted((p["protocol"], p["port"]) for p in dns["ports"]) == [("TCP", 53), ("UDP", 53)]
+    assert api_server["to"] == [
+        {"ipBlock": {"cidr": "172.18.0.2/32"}},
+        {"ipBlock": {"cidr": "10.96.0.1/32"}},
+    ]
+    assert [p["port"] for p in api_server["ports"]] == [443, 6443]
+    assert prometheus["to"] == NETWORK_POLICY["prometheusPeers"]
+    assert [p["port"] for p in prometheus["ports"]] == [9090]
+
+
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [
+        pytest.param("apiServerCidrs", "networkPolicy.apiServerCidrs is empty", id="api-server"),
+        pytest.param("prometheusPeers", "networkPolicy.prometheusPeers is empty", id="prometheus"),
+    ],
+)
+def test_network_policy_refuses_to_render_without_destinations(
+    missing: str, message: str, tmp_path: Path
+) -> None:
+    values = {"networkPolicy": {k: v for k, v in NETWORK_POLICY.items() if k != missing}}
+    result = template_result(values_file(values, tmp_path))
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_prometheus_isolation_settings_come_from_values() -> None:
+    from fleetscale import settings
+
+    objects = render(
+        {
+            "prometheus": {
+                "url": "http://prom.monitoring:9090",
+                "allowedUrls": ["http://team-a-prom.team-a:9090", "https://thanos.example"],
+                "enforceNamespace": True,
+                "namespaceLabel": "exported_namespace",
+            }
+        }
     )
-    assert egress_ports == [
-        ("TCP", 53), ("TCP", 443), ("TCP", 6443), ("TCP", 9090), ("UDP", 53),
-    ]  # fmt: skip
-    assert all("to" not in rule for rule in policy["egress"])  # ports only: API IPs vary
+    env = {e["name"]: e.get("value") for e in operator_container(objects)["env"]}
+    assert env["FLEETSCALE_PROMETHEUS_ALLOWED_URLS"] == (
+        "http://team-a-prom.team-a:9090,https://thanos.example"
+    )
+    assert env["FLEETSCALE_ENFORCE_NAMESPACE"] == "true"
+    assert env["FLEETSCALE_NAMESPACE_LABEL"] == "exported_namespace"
+    loaded = settings.load_settings({k: v for k, v in env.items() if k.startswith("FLEETSCALE_")})
+    assert loaded.allowed_prometheus_urls == {
+        "http://prom.monitoring:9090",
+        "http://team-a-prom.team-a:9090",
+        "https://thanos.example",
+    }
+    assert (loaded.enforce_namespace, loaded.namespace_label) == (True, "exported_namespace")
+
+
+def test_by_default_pools_may_use_only_the_default_prometheus_unscoped() -> None:
+    from fleetscale import settings
+
+    objects = render({"prometheus": {"url": "http://prom.monitoring:9090"}})
+    env = {e["name"]: e.get("value") for e in operator_container(objects)["env"]}
+    loaded = settings.load_settings({k: v for k, v in env.items() if k.startswith("FLEETSCALE_")})
+    assert loaded.allowed_prometheus_urls == {"http://prom.monitoring:9090"}
+    assert not loaded.enforce_namespace
+    assert not by_kind(objects, "NetworkPolicy")
+
+
+def test_the_multi_tenant_example_scopes_queries_and_limits_egress() -> None:
+    from fleetscale import settings
+
+    objects = render(MULTI_TENANT_EXAMPLE)
+    env = {e["name"]: e.get("value") for e in operator_container(objects)["env"]}
+    loaded = settings.load_settings({k: v for k, v in env.items() if k.startswith("FLEETSCALE_")})
+    assert loaded.enforce_namespace
+    assert loaded.allowed_prometheus_urls == {loaded.prometheus_url}
+    policy = one(objects, "NetworkPolicy")["spec"]
+    assert all(rule.get("to") for rule in policy["egress"])
+    assert all(rule.get("from") for rule in policy["ingress"])
 
 
 def test_image_digest_pins_the_image() -> None:
@@ -407,6 +499,7 @@ def test_notes_tell_the_next_commands(tmp_path: Path) -> None:
     assert "kubectl describe inferencepools.fleetscale.io" in notes
     assert "It watches InferencePools in: team-a." in notes
     assert "No default Prometheus is set" in notes
+    assert "no pool can read metrics yet" in notes
 
 
 def _copy_chart(source: Path, target: Path) -> None:

@@ -45,6 +45,22 @@ BAD_VALUES = [
     ),
     pytest.param({"replicas": 3}, "replicas", id="unknown-top-level-key"),
     pytest.param(
+        {"prometheus": {"url": "http://prom:9090/x?y="}}, "url", id="default-url-with-query"
+    ),
+    pytest.param(
+        {"prometheus": {"allowedUrls": ["http://prom:9090/#"]}}, "allowedUrls", id="fragment"
+    ),
+    pytest.param(
+        {"prometheus": {"allowedUrls": ["http://u:p@prom:9090"]}}, "allowedUrls", id="userinfo"
+    ),
+    pytest.param({"prometheus": {"enforceNamespace": "yes"}}, "enforceNamespace", id="not-bool"),
+    pytest.param(
+        {"prometheus": {"namespaceLabel": "__name__"}}, "namespaceLabel", id="reserved-label"
+    ),
+    pytest.param(
+        {"networkPolicy": {"apiServerCidrs": ["10.0.0.1"]}}, "apiServerCidrs", id="no-prefix"
+    ),
+    pytest.param(
         {"rbac": {"extraScaleTargets": [{"apiGroup": "*", "resource": "*"}]}},
         "extraScaleTargets",
         id="scale-target-wildcard-refused",

@@ -244,6 +244,9 @@ async def test_missing_prometheus_url_is_reported_as_unavailable_metrics() -> No
 
 async def test_bearer_token_and_ca_are_read_from_secrets_and_reach_the_query() -> None:
     world = World(replicas=2)
+    world.deps.settings = Settings(
+        prometheus_url="http://prom:9090", prometheus_allowed_urls=("https://prom.internal:9090",)
+    )
     world.secrets.set_secret("serving", "prom-auth", {"token": "s3cret\n", "ca.crt": "PEM"})
     prometheus = {
         "url": "https://prom.internal:9090",
@@ -267,6 +270,7 @@ def _operator_credentials(world: World, tmp_path: Path) -> tuple[Path, Path]:
     ca.write_text("OPERATOR-PEM", encoding="utf-8")
     world.deps.settings = Settings(
         prometheus_url="https://prom.monitoring:9091",
+        prometheus_allowed_urls=("https://team-prom:9090",),
         prometheus_bearer_token_file=token,
         prometheus_ca_file=ca,
     )

@@ -139,3 +139,44 @@ def test_a_missing_credential_file_stops_at_startup_naming_it(
 def test_a_directory_is_not_a_credential_file(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="FLEETSCALE_PROMETHEUS_CA_FILE"):
         load_settings({"FLEETSCALE_PROMETHEUS_CA_FILE": str(tmp_path)})
+
+
+def test_prometheus_isolation_flags_override_environment() -> None:
+    settings = load_settings(
+        {
+            "FLEETSCALE_PROMETHEUS_ALLOWED_URLS": "http://env:9090",
+            "FLEETSCALE_ENFORCE_NAMESPACE": "false",
+            "FLEETSCALE_NAMESPACE_LABEL": "",
+        },
+        {
+            "prometheus_allowed_urls": "http://flag-a:9090/, http://flag-b:9090",
+            "enforce_namespace": "true",
+            "namespace_label": "exported_namespace",
+        },
+    )
+    assert settings.prometheus_allowed_urls == ("http://flag-a:9090", "http://flag-b:9090")
+    assert settings.enforce_namespace
+    assert settings.namespace_label == "exported_namespace"
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        pytest.param(
+            {"FLEETSCALE_ENFORCE_NAMESPACE": "perhaps"}, "FLEETSCALE_ENFORCE_NAMESPACE", id="bool"
+        ),
+        pytest.param(
+            {"FLEETSCALE_NAMESPACE_LABEL": "__name__"}, "FLEETSCALE_NAMESPACE_LABEL", id="label"
+        ),
+        pytest.param(
+            {"FLEETSCALE_PROMETHEUS_ALLOWED_URLS": "http://a:9090,ftp://b"},
+            "FLEETSCALE_PROMETHEUS_ALLOWED_URLS",
+            id="allowed-scheme",
+        ),
+    ],
+)
+def test_bad_isolation_settings_name_their_variable(environ: dict[str, str], expected: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_settings(environ)
+    assert expected in str(raised.value)
+    assert "\n" not in str(raised.value)

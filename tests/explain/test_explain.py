@@ -48,6 +48,7 @@ POOL = "llama"
 QUEUE = 'sum(vllm:num_requests_waiting{model_name="llama"})'
 GPU = 'avg(DCGM_FI_DEV_GPU_UTIL{pod=~"vllm-.*"})'
 NOW = 1_800_000_000.0
+POOL_URL = "http://prometheus.monitoring:9090"  # on the allow-list of explain's settings
 POOLS = "fleetscale.io/v1alpha1/inferencepools"
 APOOLS = "fleetscale.io/v1alpha1/acceleratorpools"
 TARGET = ScaleTargetRef(NS, "apps/v1", "Deployment", "vllm")
@@ -59,7 +60,7 @@ def spec(**overrides: Any) -> dict[str, Any]:
         "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "vllm"},
         "replicas": {"min": 1, "max": 8},
         "metrics": {
-            "prometheus": {"url": "http://prometheus.monitoring:9090"},
+            "prometheus": {"url": POOL_URL},
             "queueDepth": {"query": QUEUE, "targetPerReplica": 5},
             "gpuUtilization": {"query": GPU, "targetPercent": 85},
         },
@@ -127,7 +128,7 @@ async def explain(
         scaler=scaler,
         signals=signals,
         secrets=secrets or FakeSecretReader(),
-        settings=Settings(prometheus_url=default_url),
+        settings=Settings(prometheus_url=default_url, prometheus_allowed_urls=(POOL_URL,)),
         now=NOW,
     )
 
@@ -195,6 +196,31 @@ async def test_plans_from_the_memory_kept_in_the_status(
     assert "the operator would hold 8" in text
 
 
+async def test_shows_the_queries_as_the_operator_sends_them_when_it_enforces_namespaces(
+    scaler: FakeScaleActuator, signals: FakeSignalSource
+) -> None:
+    scoped_queue = 'sum(vllm:num_requests_waiting{model_name="llama",namespace="models"})'
+    signals.set_value(scoped_queue, 40, sampled_at=NOW - 5)
+    pool_spec = spec()
+    pool_spec["metrics"]["gpuUtilization"]["query"] = 'avg(DCGM_FI_DEV_GPU_UTIL{namespace="x"})'
+    explanation = await explain_pool(
+        NS,
+        POOL,
+        body(pool_spec),
+        scaler=scaler,
+        signals=signals,
+        secrets=FakeSecretReader(),
+        settings=Settings(prometheus_allowed_urls=(POOL_URL,), enforce_namespace=True),
+        now=NOW,
+    )
+    [read] = signals.calls
+    assert [q.promql for q in read.queries] == [scoped_queue]  # the refused one is not sent
+    assert explanation.live.queue_query == scoped_queue
+    assert explanation.live.queue.value == 40
+    assert explanation.live.gpu.problem is MetricProblem.QUERY_REFUSED
+    assert 'matches namespace="x"' in render_text(explanation)
+
+
 async def test_agrees_with_what_the_controller_decides(
     scaler: FakeScaleActuator, signals: FakeSignalSource
 ) -> None:
@@ -208,7 +234,7 @@ async def test_agrees_with_what_the_controller_decides(
         events=FakeEventSink(),
         shed_publisher=FakeShedFlagPublisher(),
         secrets=FakeSecretReader(),
-        settings=Settings(),
+        settings=Settings(prometheus_allowed_urls=(POOL_URL,)),
         metrics=OperatorMetrics(),
         plan=plan,
     )
@@ -400,7 +426,11 @@ async def test_explain_command_reads_the_cluster_and_prometheus_and_writes_nothi
         )
 
         explanation = await explain_live(
-            NS, POOL, Settings(), str(kubeconfig_for(kmock, tmp_path / "kubeconfig")), None
+            NS,
+            POOL,
+            Settings(prometheus_allowed_urls=(prometheus.url,)),
+            str(kubeconfig_for(kmock, tmp_path / "kubeconfig")),
+            None,
         )
 
         assert prometheus.query_count(QUEUE) == 1

@@ -56,15 +56,15 @@ async def read_one(
             lambda s: s.set_series(QUEUE, [({"pod": "a"}, 1), ({"pod": "b"}, 2)], SAMPLED_AT),
             None,
             MetricProblem.MULTIPLE_SERIES,
-            '2 series ({pod="a"}, {pod="b"})',
+            "returned 2 series; aggregate it to one",
             id="several-series",
         ),
         pytest.param(
             lambda s: s.set_series(QUEUE, [({"pod": str(i)}, i) for i in range(5)], SAMPLED_AT),
             None,
             MetricProblem.MULTIPLE_SERIES,
-            "and 2 more",
-            id="many-series-shortened",
+            "returned 5 series",
+            id="many-series-counted",
         ),
         pytest.param(
             lambda s: s.set_value(QUEUE, math.nan, SAMPLED_AT),
@@ -98,7 +98,7 @@ async def read_one(
             lambda s: s.set_error(QUEUE, status=400, error='parse error at char 5: unexpected "}"'),
             None,
             MetricProblem.QUERY_FAILED,
-            'HTTP 400: bad_data: parse error at char 5: unexpected "}"',
+            "HTTP 400 (bad_data)",
             id="bad-query",
         ),
         pytest.param(
@@ -107,14 +107,14 @@ async def read_one(
             ),
             None,
             MetricProblem.QUERY_FAILED,
-            "HTTP 503: unavailable: shutting down",
+            "HTTP 503 (unavailable)",
             id="unavailable",
         ),
         pytest.param(
             lambda s: s.set_raw(QUEUE, 502, b"<html>Bad Gateway</html>"),
             None,
             MetricProblem.QUERY_FAILED,
-            "HTTP 502: <html>Bad Gateway</html>",
+            "HTTP 502",
             id="proxy-error-page",
         ),
     ],
@@ -156,7 +156,7 @@ async def test_slow_answer_times_out_within_the_endpoint_timeout(
     reading = await read_one(source, at(prometheus, QUEUE, timeout_seconds=0.2))
     assert time.monotonic() - started < 1.5
     assert reading.problem is MetricProblem.QUERY_FAILED
-    assert "did not answer in time" in reading.detail
+    assert reading.detail == "Timeout"
 
 
 async def test_unreachable_prometheus_is_a_failed_reading(source: PrometheusSignalSource) -> None:
@@ -167,7 +167,7 @@ async def test_unreachable_prometheus_is_a_failed_reading(source: PrometheusSign
     query = MetricQuery(PrometheusEndpoint(url=url, timeout_seconds=2), QUEUE)
     reading = await read_one(source, query)
     assert reading.problem is MetricProblem.QUERY_FAILED
-    assert "cannot connect" in reading.detail
+    assert reading.detail == "Connection failed"
 
 
 async def test_bearer_token_is_sent_and_required() -> None:
@@ -339,19 +339,32 @@ async def test_closed_source_refuses_reads(prometheus: PrometheusServer) -> None
         await source.read([at(prometheus, QUEUE)], TICK)
 
 
-async def test_endpoints_beyond_the_limit_are_dropped_and_rebuilt() -> None:
+async def test_a_rotated_token_is_used_at_once_on_the_same_url() -> None:
     async with PrometheusServer(bearer_token="new") as prometheus:
         prometheus.set_value(QUEUE, 2, SAMPLED_AT)
-        source = PrometheusSignalSource(max_endpoints=1)
+        source = PrometheusSignalSource()
         try:
-            # A rotated token: the old endpoint is evicted, and still works if it comes back.
             old = await read_one(source, at(prometheus, QUEUE, bearer_token="old"), tick=TICK)
             new = await read_one(source, at(prometheus, QUEUE, bearer_token="new"), tick=TICK)
-            again = await read_one(source, at(prometheus, QUEUE, bearer_token="new"), tick=TICK + 1)
         finally:
             await source.close()
     assert old.problem is MetricProblem.QUERY_FAILED
-    assert new == again == MetricReading.ok(2.0, SAMPLED_AT)
+    assert new == MetricReading.ok(2.0, SAMPLED_AT)
+
+
+async def test_urls_beyond_the_limit_are_dropped_and_rebuilt() -> None:
+    async with PrometheusServer() as one, PrometheusServer() as two:
+        one.set_value(QUEUE, 1, SAMPLED_AT)
+        two.set_value(QUEUE, 2, SAMPLED_AT)
+        source = PrometheusSignalSource(max_urls=1)
+        try:
+            first = await read_one(source, at(one, QUEUE), tick=TICK)
+            second = await read_one(source, at(two, QUEUE), tick=TICK)  # drops one's session
+            again = await read_one(source, at(one, QUEUE), tick=TICK + 1)
+        finally:
+            await source.close()
+    assert (first.value, second.value, again.value) == (1.0, 2.0, 1.0)
+    assert one.query_count(QUEUE) == 2
 
 
 async def test_a_bad_ca_bundle_is_a_failed_reading(
@@ -360,3 +373,43 @@ async def test_a_bad_ca_bundle_is_a_failed_reading(
     reading = await read_one(source, at(prometheus, QUEUE, ca_pem="not a certificate"))
     assert reading.problem is MetricProblem.QUERY_FAILED
     assert "CA bundle is not valid PEM" in reading.detail
+
+
+async def test_each_url_runs_at_most_its_slots_at_once(prometheus: PrometheusServer) -> None:
+    promqls = [f"sum(queue_{i})" for i in range(4)]
+    for promql in promqls:
+        prometheus.set_value(promql, 1, SAMPLED_AT)
+        prometheus.set_delay(promql, 0.3)
+    source = PrometheusSignalSource(max_concurrent_queries_per_url=2)
+    try:
+        readings = await source.read([at(prometheus, q) for q in promqls], TICK)
+    finally:
+        await source.close()
+    assert all(r.usable for r in readings.values())
+    arrivals = sorted(r.received_at for r in prometheus.requests)
+    # Two at once, then the other two once the first ones were answered.
+    assert arrivals[1] - arrivals[0] < 0.2
+    assert arrivals[2] - arrivals[0] >= 0.25
+
+
+async def test_the_deadline_is_sent_to_prometheus_too(
+    prometheus: PrometheusServer, source: PrometheusSignalSource
+) -> None:
+    await read_one(source, at(prometheus, QUEUE, timeout_seconds=2.5))
+    [request] = prometheus.requests
+    assert request.params["timeout"] == "2.5"  # float seconds, as its API accepts
+
+
+async def test_sessions_within_the_limit_are_kept_and_reuse_their_connections() -> None:
+    async with PrometheusServer() as a, PrometheusServer() as b, PrometheusServer() as c:
+        for server in (a, b, c):
+            server.set_value(QUEUE, 1, SAMPLED_AT)
+        source = PrometheusSignalSource(max_urls=4)
+        try:
+            for server in (a, b, c):
+                await read_one(source, at(server, QUEUE), tick=TICK)
+            await read_one(source, at(a, QUEUE), tick=TICK + 15)
+        finally:
+            await source.close()
+    first, again = (r.client_port for r in a.requests)
+    assert first == again

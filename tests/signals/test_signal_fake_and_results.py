@@ -5,19 +5,18 @@ from __future__ import annotations
 import math
 
 import pytest
-import requests
 from hypothesis import given
 from hypothesis import strategies as st
-from prometheus_api_client.exceptions import PrometheusApiClientException
-from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 
 from fleetscale.planner.types import MetricProblem, MetricReading
 from fleetscale.signals.base import MetricQuery, PrometheusEndpoint, SignalSource
 from fleetscale.signals.fake import FakeSignalSource
 from fleetscale.signals.prometheus import (
     PrometheusSignalSource,
-    describe_failure,
+    QueryError,
+    error_reason,
     reading_from_result,
+    result_from_body,
 )
 
 ENDPOINT = PrometheusEndpoint(url="http://prometheus:9090")
@@ -120,26 +119,48 @@ def test_unusable_results(result: object, problem: MetricProblem) -> None:
 
 
 @pytest.mark.parametrize(
-    ("exc", "expected"),
+    ("status", "body", "expected"),
     [
-        pytest.param(TimeoutError(), "did not answer in time", id="asyncio-timeout"),
+        pytest.param(401, b"Unauthorized\n", "HTTP 401", id="plain-text"),
         pytest.param(
-            requests.ConnectionError(
-                MaxRetryError(None, "/api/v1/query", ReadTimeoutError(None, "/", "read timed out"))  # type: ignore[arg-type]
-            ),
-            "did not answer in time",
-            id="read-timeout-without-retries",
+            400,
+            b'{"status":"error","errorType":"bad_data","error":"parse error at char 5"}',
+            "HTTP 400 (bad_data)",
+            id="prometheus-error",
         ),
         pytest.param(
-            requests.ConnectionError("Connection refused"), "cannot connect", id="refused"
+            422, b'{"errorType":"execution","error":"x"}', "HTTP 422 (execution)", id="execution"
         ),
-        pytest.param(
-            PrometheusApiClientException("HTTP Status Code 401 (b'Unauthorized\\n')"),
-            "Prometheus answered HTTP 401: Unauthorized",
-            id="unauthorized",
-        ),
-        pytest.param(ValueError("Expecting value"), "ValueError: Expecting value", id="not-json"),
+        pytest.param(503, b'{"errorType":"who-knows"}', "HTTP 503", id="unknown-error-type"),
+        pytest.param(500, b"[" * 100_000, "HTTP 500", id="deeply-nested"),
     ],
 )
-def test_failures_are_described_plainly(exc: BaseException, expected: str) -> None:
-    assert expected in describe_failure(exc)
+def test_error_answers_are_described_by_status_and_known_error_type(
+    status: int, body: bytes, expected: str
+) -> None:
+    assert error_reason(status, body) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param(b"<html>hello</html>", "Unreadable answer", id="not-json"),
+        pytest.param(b"[1, 2]", "Unreadable answer", id="not-an-object"),
+        pytest.param(b'{"status":"success"}', "Unreadable answer", id="no-data"),
+        pytest.param(
+            b'{"status":"error","errorType":"timeout","error":"x"}',
+            "Prometheus error (timeout)",
+            id="error-with-200",
+        ),
+        pytest.param(b"{" * 100_000, "Unreadable answer", id="deeply-nested"),
+    ],
+)
+def test_answers_that_are_not_prometheus_json_are_unreadable(body: bytes, expected: str) -> None:
+    with pytest.raises(QueryError) as failed:
+        result_from_body(body)
+    assert failed.value.reason == expected
+
+
+def test_a_success_answer_gives_its_result() -> None:
+    body = b'{"status":"success","data":{"resultType":"scalar","result":[1, "2"]}}'
+    assert result_from_body(body) == [1, "2"]

@@ -5,7 +5,10 @@ without a Prometheus binary. It serves instant queries from answers the test set
 text, in Prometheus's own JSON shapes (``vector``, ``scalar``, errors with ``errorType``),
 records every query it receives, and can require a bearer token and serve TLS with a
 self-signed CA made on the fly. Unknown queries answer an empty vector, as Prometheus does for
-a metric that does not exist. Callers: tests/signals, tests/integration (controller).
+a metric that does not exist. For the hostile cases it can also misbehave like a server a tenant
+points the operator at: redirect elsewhere, drip a body one byte at a time, or stream a huge
+body, and it logs what each such answer sent and when the client went away (``streams``).
+Callers: tests/signals, tests/security, tests/integration (controller).
 
 Usage::
 
@@ -24,7 +27,7 @@ import math
 import ssl
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -44,6 +47,7 @@ class RecordedQuery:
     params: Mapping[str, str]
     authorization: str | None
     received_at: float  # wall clock, seconds since the epoch
+    client_port: int | None = None  # the same port again means a reused connection
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,24 @@ class _Answer:
     status: int
     payload: Any  # JSON body, or bytes for a non-JSON body
     delay_seconds: float = 0.0
+
+
+@dataclass
+class StreamLog:
+    """What one streamed answer (drip or huge body) sent, and when it ended."""
+
+    promql: str
+    started_at: float  # time.monotonic()
+    ended_at: float | None = None
+    bytes_sent: int = 0
+    client_gone: bool = False  # the client closed the connection before the body was done
+
+    @property
+    def held_seconds(self) -> float | None:
+        return None if self.ended_at is None else self.ended_at - self.started_at
+
+
+_Streamer = Callable[[web.Request, StreamLog], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
@@ -154,8 +176,14 @@ class PrometheusServer:
     bearer_token: str | None = None
     tls: TlsMaterial | None = None
     requests: list[RecordedQuery] = field(default_factory=list)
+    streams: list[StreamLog] = field(default_factory=list)
+    # Path and query string of every request, on any route (also the ones that answer 404).
+    paths: list[str] = field(default_factory=list)
     _answers: dict[str, _Answer] = field(default_factory=dict)
     _delays: dict[str, float] = field(default_factory=dict)
+    _streamers: dict[str, _Streamer] = field(default_factory=dict)
+    _redirects: dict[str, str] = field(default_factory=dict)
+    _streams_changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _runner: web.AppRunner | None = None
     _port: int | None = None
 
@@ -217,6 +245,74 @@ class PrometheusServer:
         """Answer arbitrary bytes, e.g. an HTML error page of a proxy in front of Prometheus."""
         self._answers[promql] = _Answer(status, body)
 
+    def set_redirect(self, promql: str, location: str, status: int = 302) -> None:
+        """Answer with a redirect to ``location`` (e.g. another server's query URL)."""
+        self._answers[promql] = _Answer(status, b"")
+        self._redirects[promql] = location
+
+    def set_drip(
+        self, promql: str, *, interval_seconds: float = 0.05, give_up_after_seconds: float = 10.0
+    ) -> None:
+        """Answer 200 and then one byte every ``interval_seconds``: a body that never ends.
+
+        Each byte arrives well within any per-read socket timeout, so only a total deadline
+        stops it. The server stops by itself after ``give_up_after_seconds``.
+        """
+
+        async def drip(request: web.Request, log: StreamLog) -> web.StreamResponse:
+            response = web.StreamResponse(headers={"Content-Type": "application/json"})
+            await response.prepare(request)
+            deadline = time.monotonic() + give_up_after_seconds
+            while time.monotonic() < deadline:
+                await response.write(b" ")
+                log.bytes_sent += 1
+                await asyncio.sleep(interval_seconds)
+            return response
+
+        self._streamers[promql] = drip
+
+    def set_huge_body(
+        self, promql: str, total_bytes: int, *, chunk_bytes: int = 1 << 20, declare_length: bool
+    ) -> None:
+        """Answer 200 with ``total_bytes`` of JSON whitespace, sent as fast as the client reads.
+
+        ``declare_length`` sends a Content-Length header; without it the body is chunked, so
+        only counting the bytes read can stop the client.
+        """
+
+        async def stream(request: web.Request, log: StreamLog) -> web.StreamResponse:
+            response = web.StreamResponse(headers={"Content-Type": "application/json"})
+            if declare_length:
+                response.content_length = total_bytes
+            await response.prepare(request)
+            chunk = b" " * chunk_bytes
+            while log.bytes_sent < total_bytes:
+                piece = chunk[: total_bytes - log.bytes_sent]
+                await response.write(piece)
+                log.bytes_sent += len(piece)
+            await response.write_eof()
+            return response
+
+        self._streamers[promql] = stream
+
+    async def wait_for_streams_to_start(self, count: int, timeout_seconds: float) -> None:
+        """Return once ``count`` streamed answers have started; TimeoutError otherwise."""
+        async with asyncio.timeout(timeout_seconds), self._streams_changed:
+            await self._streams_changed.wait_for(lambda: len(self.streams) >= count)
+
+    async def wait_for_streams_to_end(self, timeout_seconds: float) -> list[StreamLog]:
+        """The stream logs once every started stream has ended (or the timeout passed)."""
+
+        def all_ended() -> bool:
+            return all(log.ended_at is not None for log in self.streams)
+
+        try:
+            async with asyncio.timeout(timeout_seconds), self._streams_changed:
+                await self._streams_changed.wait_for(all_ended)
+        except TimeoutError:
+            pass  # the caller's assertions on ``ended_at`` tell what is still open
+        return list(self.streams)
+
     def set_delay(self, promql: str, seconds: float) -> None:
         """Wait ``seconds`` before answering ``promql`` (to provoke client timeouts)."""
         self._delays[promql] = seconds
@@ -225,7 +321,11 @@ class PrometheusServer:
         """Forget all answers, delays and recorded requests."""
         self._answers.clear()
         self._delays.clear()
+        self._streamers.clear()
+        self._redirects.clear()
         self.requests.clear()
+        self.streams.clear()
+        self.paths.clear()
 
     # ----- what it received -----
 
@@ -243,7 +343,7 @@ class PrometheusServer:
         return f"{scheme}://127.0.0.1:{self._port}"
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(middlewares=[self._record_path])
         app.router.add_route("GET", "/api/v1/query", self._handle_query)
         app.router.add_route("POST", "/api/v1/query", self._handle_query)
         app.router.add_route("GET", "/-/ready", self._handle_ready)
@@ -286,6 +386,15 @@ class PrometheusServer:
 
     # ----- handlers -----
 
+    @web.middleware
+    async def _record_path(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        self.paths.append(request.path_qs)
+        return await handler(request)
+
     async def _handle_ready(self, request: web.Request) -> web.Response:
         return web.Response(text="Prometheus Server is Ready.\n")
 
@@ -302,6 +411,7 @@ class PrometheusServer:
                 params=params,
                 authorization=authorization,
                 received_at=time.time(),
+                client_port=_client_port(request),
             )
         )
         if self.bearer_token is not None and authorization != f"Bearer {self.bearer_token}":
@@ -312,13 +422,42 @@ class PrometheusServer:
         delay = self._delays.get(promql, 0.0)
         if delay:
             await asyncio.sleep(delay)
+        streamer = self._streamers.get(promql)
+        if streamer is not None:
+            return await self._stream(request, promql, streamer)
         answer = self._answers.get(promql, _Answer(200, _success("vector", [])))
+        if promql in self._redirects:
+            return web.Response(status=answer.status, headers={"Location": self._redirects[promql]})
         if isinstance(answer.payload, bytes):
             return web.Response(status=answer.status, body=answer.payload)
         evaluated_at = float(params["time"]) if "time" in params else time.time()
         return web.json_response(
             _fill_timestamps(answer.payload, evaluated_at), status=answer.status
         )
+
+    async def _stream(
+        self, request: web.Request, promql: str, streamer: _Streamer
+    ) -> web.StreamResponse:
+        log = StreamLog(promql=promql, started_at=time.monotonic())
+        self.streams.append(log)
+        async with self._streams_changed:
+            self._streams_changed.notify_all()
+        try:
+            return await streamer(request, log)
+        except (ConnectionError, asyncio.CancelledError):
+            # The client closed the connection: writing to it fails (or the handler is
+            # cancelled). Either way the client stopped reading.
+            log.client_gone = True
+            raise
+        finally:
+            log.ended_at = time.monotonic()
+            async with self._streams_changed:
+                self._streams_changed.notify_all()
+
+
+def _client_port(request: web.Request) -> int | None:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return int(peer[1]) if isinstance(peer, tuple) and len(peer) >= 2 else None
 
 
 def _success(result_type: str, result: Any) -> dict[str, Any]:

@@ -17,6 +17,7 @@ class MetricProblem(enum.Enum):
     """Why a reading cannot be used. The value doubles as the condition reason."""
 
     QUERY_FAILED = "QueryFailed"  # Prometheus unreachable, timed out, or answered an error
+    QUERY_REFUSED = "QueryRefused"  # the operator's policy forbids the URL or the query (#11)
     NO_DATA = "NoData"  # the query returned no series
     MULTIPLE_SERIES = "MultipleSeries"  # ambiguous: the query must aggregate to one series
     NOT_A_NUMBER = "NotANumber"  # NaN or infinite value

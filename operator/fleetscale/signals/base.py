@@ -18,6 +18,17 @@ from fleetscale.planner.types import MetricReading
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """Why the operator will not use a URL or send a query: one short sentence of our own.
+
+    Shown to tenants in conditions and Events, so it never quotes a remote answer; it may
+    quote what the tenant wrote (their own URL or PromQL).
+    """
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class PrometheusEndpoint:
     """Where and how to reach one Prometheus-compatible HTTP API.
 

@@ -24,10 +24,12 @@ from fleetscale.actuators.base import (
 from fleetscale.api.inferencepool import InferencePoolSpec
 from fleetscale.controller.credentials import CredentialFileError, CredentialFiles
 from fleetscale.controller.inferencepools.ports import AllocationSource
-from fleetscale.planner.observe import GPU, QUEUE, PublishedAllocation, TargetSize, signal_names
+from fleetscale.planner.observe import GPU, QUEUE, PublishedAllocation, TargetSize
 from fleetscale.planner.types import MetricProblem, MetricReading
 from fleetscale.settings import Settings
-from fleetscale.signals.base import MetricQuery, PrometheusEndpoint, SignalSource
+from fleetscale.signals.base import MetricQuery, PrometheusEndpoint, Refusal, SignalSource
+from fleetscale.signals.endpoints import allowed_base_url
+from fleetscale.signals.scoping import enforce_namespace
 
 
 @dataclass(frozen=True)
@@ -51,15 +53,45 @@ class Measurements:
     readings: Mapping[str, MetricReading]  # by signal name (``planner.observe``)
     allocation: PublishedAllocation | None
     prometheus_url: str | None  # None when no endpoint could be built
-    queries: Mapping[str, str]  # the PromQL of each signal
+    queries: Mapping[str, str]  # the PromQL of each signal, as sent
     query_seconds: float | None = None  # how long the Prometheus reads took (None: none made)
 
 
-def spec_queries(spec: InferencePoolSpec) -> dict[str, str]:
-    """The PromQL of each signal the spec configures."""
-    queries = {QUEUE: spec.metrics.queue_depth.query}
+def spec_queries(spec: InferencePoolSpec) -> dict[str, tuple[str, str]]:
+    """The spec field and PromQL of each signal the spec configures."""
+    queries = {QUEUE: ("queueDepth", spec.metrics.queue_depth.query)}
     if spec.metrics.gpu_utilization is not None:
-        queries[GPU] = spec.metrics.gpu_utilization.query
+        queries[GPU] = ("gpuUtilization", spec.metrics.gpu_utilization.query)
+    return queries
+
+
+def pool_queries(
+    namespace: str,
+    spec: InferencePoolSpec,
+    endpoint: PrometheusEndpoint | MetricReading,
+    settings: Settings,
+) -> dict[str, MetricQuery | MetricReading]:
+    """The queries of a pool by signal, each a query to send or the reading saying why not.
+
+    A reading stands for a query that cannot be sent: the endpoint's problem, or, with
+    ``enforce_namespace`` on, a query that cannot be limited to the pool's namespace
+    (QueryRefused). Sent queries are the limited ones. Pure.
+    """
+    promqls = spec_queries(spec)
+    if isinstance(endpoint, MetricReading):
+        return dict.fromkeys(promqls, endpoint)
+    queries: dict[str, MetricQuery | MetricReading] = {}
+    for name, (field_name, promql) in promqls.items():
+        if settings.enforce_namespace:
+            scoped = enforce_namespace(promql, namespace, settings.namespace_label)
+            if isinstance(scoped, Refusal):
+                queries[name] = MetricReading.failed(
+                    MetricProblem.QUERY_REFUSED,
+                    f"spec.metrics.{field_name}.query is refused: {scoped.reason}",
+                )
+                continue
+            promql = scoped
+        queries[name] = MetricQuery(endpoint=endpoint, promql=promql)
     return queries
 
 
@@ -67,41 +99,47 @@ async def measure(
     namespace: str, name: str, spec: InferencePoolSpec, sensors: Sensors, tick: float
 ) -> Measurements:
     """Read everything one tick needs. Raises TargetNotFound or ActuatorError for the target;
-    a failed metric read is a reading with a problem, never an exception."""
+    a failed or refused metric read is a reading with a problem, never an exception."""
     scale = await sensors.scaler.read(ScaleTargetRef.of(namespace, spec.target_ref))
     target = TargetSize(scale.spec_replicas, scale.ready_replicas, scale.accelerators_per_replica)
-    queries = spec_queries(spec)
     endpoint = await prometheus_endpoint(
         namespace, spec, sensors.secrets, sensors.settings, sensors.credential_files
     )
+    wanted = pool_queries(namespace, spec, endpoint, sensors.settings)
+    to_read = {name: q for name, q in wanted.items() if isinstance(q, MetricQuery)}
+    readings = {name: r for name, r in wanted.items() if isinstance(r, MetricReading)}
     query_seconds: float | None = None
-    if isinstance(endpoint, MetricReading):
-        readings: dict[str, MetricReading] = dict.fromkeys(signal_names(spec), endpoint)
-        url = None
-    else:
+    if to_read:
         started = sensors.monotonic()
-        readings = await _read(endpoint, queries, sensors.signals, tick)
+        readings |= await _read(to_read, sensors.signals, tick)
         query_seconds = sensors.monotonic() - started
-        url = endpoint.url
     allocation = None
     if spec.accelerator_pool_ref is not None and sensors.allocations is not None:
         allocation = await sensors.allocations.published_allocation(
             spec.accelerator_pool_ref.name, namespace, name
         )
-    return Measurements(target, readings, allocation, url, queries, query_seconds)
+    return Measurements(
+        target=target,
+        readings=readings,
+        allocation=allocation,
+        prometheus_url=None if isinstance(endpoint, MetricReading) else endpoint.url,
+        # What is sent (the namespace-limited query when the operator enforces it).
+        queries={
+            name: query.promql if isinstance(query, MetricQuery) else spec_queries(spec)[name][1]
+            for name, query in wanted.items()
+        },
+        query_seconds=query_seconds,
+    )
 
 
 async def _read(
-    endpoint: PrometheusEndpoint, queries: Mapping[str, str], signals: SignalSource, tick: float
+    queries: Mapping[str, MetricQuery], signals: SignalSource, tick: float
 ) -> dict[str, MetricReading]:
-    by_name = {
-        name: MetricQuery(endpoint=endpoint, promql=promql) for name, promql in queries.items()
-    }
-    results = await signals.read(list(by_name.values()), tick)
+    results = await signals.read(list(queries.values()), tick)
     missing = MetricReading.failed(
         MetricProblem.QUERY_FAILED, "the signal source returned no reading"
     )
-    return {name: results.get(query) or missing for name, query in by_name.items()}
+    return {name: results.get(query) or missing for name, query in queries.items()}
 
 
 async def prometheus_endpoint(
@@ -117,7 +155,8 @@ async def prometheus_endpoint(
     the operator's default URL; its token and CA come from the pool's Secret refs when set,
     else from the operator's credential files. A missing URL, Secret or file is treated as
     metrics being unavailable: the planner then holds the size (never scales down blind) and
-    MetricsAvailable=False says why.
+    MetricsAvailable=False says why. A URL outside the operator's allow-list (or not a plain
+    base URL) is refused before anything is read (QueryRefused).
     """
     source = spec.metrics.prometheus
     url = (source.url if source is not None else None) or settings.prometheus_url
@@ -125,6 +164,11 @@ async def prometheus_endpoint(
         return MetricReading.failed(
             MetricProblem.QUERY_FAILED,
             "no Prometheus URL: set spec.metrics.prometheus.url or FLEETSCALE_PROMETHEUS_URL",
+        )
+    allowed_url = allowed_base_url(url, settings.allowed_prometheus_urls)
+    if isinstance(allowed_url, Refusal):
+        return MetricReading.failed(
+            MetricProblem.QUERY_REFUSED, f"spec.metrics.prometheus.url: {allowed_url.reason}"
         )
     # The operator's own credential files go only to the operator's default URL: a pool that
     # names its own Prometheus authenticates with its own Secrets, never with ours.
@@ -147,7 +191,7 @@ async def prometheus_endpoint(
             MetricProblem.QUERY_FAILED, f"cannot read Prometheus credentials: {error}"
         )
     return PrometheusEndpoint(
-        url=url,
+        url=allowed_url,
         bearer_token=token,
         ca_pem=ca_pem,
         timeout_seconds=source.timeout_seconds if source is not None else 5.0,
