@@ -448,6 +448,27 @@ async def test_a_failed_scale_write_is_reported_and_not_counted_as_a_change() ->
     assert "ScaleFailed" in world.events.reasons()
 
 
+@pytest.mark.parametrize(
+    ("value", "sampled_after_now", "reason"),
+    [
+        pytest.param(1e308, 0.0, "ValueOutOfRange", id="huge-reading"),
+        pytest.param(40.0, 365 * 86400.0, "SampledInTheFuture", id="a-year-ahead"),
+    ],
+)
+async def test_readings_at_the_edges_hold_with_a_clear_reason(
+    value: float, sampled_after_now: float, reason: str
+) -> None:
+    world = World(replicas=2)
+    world.signals.set_value(QUEUE, value, sampled_at=NOW + sampled_after_now)
+    tiny_target = {"queueDepth": {"query": QUEUE, "targetPerReplica": 0.001}}
+    result = await world.tick(spec(metrics=tiny_target), NOW)
+    assert world.scaler.targets[TARGET].spec_replicas == 2  # held
+    assert result.reason == "MetricsUnavailable"
+    available = world.condition("MetricsAvailable")
+    assert (available["status"], available["reason"]) == ("False", reason)
+    assert world.condition("Ready")["status"] == "True"  # not a generic ReconcileError
+
+
 async def test_an_unexpected_error_never_escapes_and_is_retried() -> None:
     world = World(replicas=2)
     world.scaler.fail_next(RuntimeError("boom"))

@@ -57,6 +57,24 @@ from fleetscale.planner.types import MetricProblem, MetricReading
             "61 s old, older than maxStalenessSeconds 60 s",
             id="stale",
         ),
+        pytest.param(
+            MetricReading.ok(4, NOW + 365 * 86400),
+            MetricProblem.FROM_THE_FUTURE,
+            "31536000 s ahead of the operator's clock",
+            id="a-year-ahead",
+        ),
+        pytest.param(
+            MetricReading.ok(4, NOW + 11),
+            MetricProblem.FROM_THE_FUTURE,
+            "11 s ahead",
+            id="past-the-clock-skew",
+        ),
+        pytest.param(
+            MetricReading.ok(1e300, NOW),
+            MetricProblem.OUT_OF_RANGE,
+            "1e+300 is not a plausible reading",
+            id="huge",
+        ),
     ],
 )
 def test_check_reading(

@@ -2,9 +2,11 @@
 
 Role: the adapters report what Prometheus answered (a value with its timestamp, or a
 ``MetricProblem``); only the planner owns the clock, so only it decides staleness. A reading is
-usable when it has no problem, a finite, non-negative value and a timestamp no older than
-``maxStalenessSeconds``. A sample stamped slightly in the future (clock skew between Prometheus
-and the operator) counts as fresh. Callers: ``pipeline.plan``.
+usable when it has no problem, a finite, non-negative value no larger than
+``MAX_PLAUSIBLE_VALUE`` and a timestamp no older than ``maxStalenessSeconds``. A sample stamped
+slightly in the future (clock skew between Prometheus and the operator, up to
+``MAX_CLOCK_SKEW_SECONDS``) counts as fresh; one stamped further ahead is refused, because it
+would count as fresh for as long as the clocks disagree. Callers: ``pipeline.plan``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,12 @@ from dataclasses import dataclass
 
 from fleetscale.planner.text import number, seconds
 from fleetscale.planner.types import MetricProblem, MetricReading
+
+# No fleet has a trillion requests waiting, tokens per second or percent: such a value is a
+# broken query or exporter, and the arithmetic on it would overflow.
+MAX_PLAUSIBLE_VALUE = 1e12
+# Prometheus stamps an instant query with its own clock; NTP keeps clocks well within this.
+MAX_CLOCK_SKEW_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -53,10 +61,19 @@ def check_reading(
         return bad(MetricProblem.NOT_A_NUMBER, f"the value is {reading.value}")
     if reading.value < 0:
         return bad(MetricProblem.NEGATIVE, f"the value {number(reading.value)} is below zero")
+    if reading.value > MAX_PLAUSIBLE_VALUE:
+        return bad(
+            MetricProblem.OUT_OF_RANGE, f"the value {reading.value:g} is not a plausible reading"
+        )
     if reading.sampled_at is None:
         # Without a timestamp the age is unknown; an unknown age cannot be trusted as fresh.
         return bad(MetricProblem.STALE, "the sample has no timestamp")
     age_seconds = now - reading.sampled_at
+    if -age_seconds > MAX_CLOCK_SKEW_SECONDS:
+        return bad(
+            MetricProblem.FROM_THE_FUTURE,
+            f"the sample is stamped {seconds(-age_seconds)} ahead of the operator's clock",
+        )
     if age_seconds > max_staleness_seconds:
         return bad(
             MetricProblem.STALE,

@@ -23,6 +23,8 @@ class MetricProblem(enum.Enum):
     NOT_A_NUMBER = "NotANumber"  # NaN or infinite value
     STALE = "Stale"  # sample older than maxStalenessSeconds (decided by the planner)
     NEGATIVE = "NegativeValue"  # a count or a percentage below zero
+    OUT_OF_RANGE = "ValueOutOfRange"  # too large to be a reading of a real fleet
+    FROM_THE_FUTURE = "SampledInTheFuture"  # stamped ahead of the operator's clock
 
 
 @dataclass(frozen=True)
