@@ -54,7 +54,7 @@ def test_planner_state_round_trips_through_the_wire(
         last_scale_time=last_scale_time,
     )
     status = InferencePoolStatus(
-        shed_load=st.shed_status(state.shed, 30), **st.history_fields(state)
+        shed_load=st.shed_status(state.shed, 30, "llama-shed"), **st.history_fields(state)
     )
     # Through JSON, as the API server stores it.
     restored_status, problem = st.parse_status(status.to_wire())

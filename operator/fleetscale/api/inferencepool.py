@@ -256,6 +256,9 @@ class ShedLoadStatus(ApiModel):
     release_candidate_since: datetime | None = None
     """While the flag is on: since when waiting requests per replica have stayed below the
     release threshold (shedLoad.releaseAfterSeconds counts from here)."""
+    config_map_name: str | None = None
+    """While the flag is on: the ConfigMap it is published in (so that it is turned off there
+    whatever happens to the spec)."""
 
 
 class Recommendation(ApiModel):

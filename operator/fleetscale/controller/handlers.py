@@ -34,6 +34,7 @@ from fleetscale.controller.acceleratorpools.demand import demand_of
 from fleetscale.controller.allocations import allocations_index_entry
 from fleetscale.controller.indexes import ALLOCATIONS_INDEX, DEMAND_INDEX
 from fleetscale.controller.inferencepools import InferencePoolRef, reconcile
+from fleetscale.controller.inferencepools.tick import withdraw_shed_flag_of_deleted_pool
 from fleetscale.controller.kube import connection_info, io_executor, load_configuration
 from fleetscale.controller.loop import (
     Schedule,
@@ -171,10 +172,10 @@ def _inference_pool_loop(
 def _inference_pool_deleted(
     runtime: OperatorRuntime,
 ) -> Callable[[ObjectKey, Mapping[str, Any]], Any]:
-    async def deleted(key: ObjectKey, _body: Mapping[str, Any]) -> None:
+    async def deleted(key: ObjectKey, body: Mapping[str, Any]) -> None:
         runtime.metrics.forget_pool(*key)
-        if runtime.deps is not None:
-            runtime.deps.published_flags.pop(key, None)
+        if runtime.deps is not None and runtime.gate.admits():
+            await withdraw_shed_flag_of_deleted_pool(key, body, runtime.deps)
         get_logger("fleetscale.daemon", namespace=key[0], pool=key[1]).info(
             "pool_forgotten", reason="Deleted"
         )

@@ -1,10 +1,15 @@
 """The execute step of an InferencePool tick: turn a decision into writes, report what happened.
 
 Role: ``commands`` (pure) says what a decision asks the world to change, as plain data: the
-target's new size, the shed flag to publish. ``execute`` carries the commands out through the
-ports and returns an ``Outcome`` that says what actually happened (the size set, or why not; the
-flag published, or why not). Nothing here records history: ``planner.commit`` does that from the
-outcome. DryRun produces no commands. Callers: ``tick``.
+target's new size, the shed flag to publish, and the ConfigMaps whose flag must go off because
+this pool no longer publishes there. ``withdrawal`` (pure) is the last of these alone, for a
+tick that does not decide (Paused, an invalid spec, a missing target). ``execute`` carries the
+commands out through the ports and returns an ``Outcome`` that says what actually happened.
+Nothing here records history: ``planner.commit`` does that from the outcome. Callers: ``tick``.
+
+The shed flag never sticks on: a pool that published the flag on (``status.shedLoad`` records
+where) and then stops publishing it, because it is Paused, DryRun, invalid, lost its target or
+now names another ConfigMap, turns it off where it was published, with the reason.
 """
 
 from __future__ import annotations
@@ -17,25 +22,30 @@ from fleetscale.actuators.base import (
     ShedFlag,
     TargetNotFound,
 )
-from fleetscale.api.inferencepool import InferencePoolSpec
+from fleetscale.api.inferencepool import InferencePoolSpec, InferencePoolStatus
 from fleetscale.controller.conditions import optional_datetime
+from fleetscale.controller.inferencepools.memory import published_shed_config_map, shed_was_on
 from fleetscale.controller.inferencepools.ports import InferencePoolDependencies, InferencePoolRef
 from fleetscale.planner.observe import TargetSize
 from fleetscale.planner.types import Decision, PlannerState
 
 SCALE_FAILED = "ScaleFailed"
+DRY_RUN = "DryRun"
+CONFIG_MAP_RENAMED = "ConfigMapRenamed"
 SHED_FLAG_PUBLISH_FAILED = "ShedFlagPublishFailed"
 
 
 @dataclass(frozen=True)
 class Commands:
-    """What one decision asks to change; None fields change nothing."""
+    """What one tick asks to change; None and empty fields change nothing."""
 
-    target: ScaleTargetRef
+    target: ScaleTargetRef | None
     current_replicas: int
     scale_to: int | None  # the target's new spec.replicas
     shed_flag: ShedFlag | None  # the flag to publish in ``config_map_name``
     config_map_name: str | None
+    withdraw_from: tuple[str, ...] = ()  # ConfigMaps whose flag goes off ...
+    withdraw_reason: str = ""  # ... and why
 
 
 @dataclass(frozen=True)
@@ -45,7 +55,8 @@ class Outcome:
     scaled_to: int | None = None  # the size now set; None when the target was left alone
     target_after: TargetSize | None = None  # the target as the write left it
     scale_error: str | None = None  # why the scale write failed
-    shed_error: str | None = None  # why the flag could not be published
+    shed_error: str | None = None  # why the flag could not be published (or withdrawn)
+    withdrawn: tuple[str, ...] = ()  # ConfigMaps whose flag was turned off
 
     def applied_delta(self, current_replicas: int) -> int:
         """The change of size that happened (0: none)."""
@@ -62,22 +73,60 @@ def shed_flag_of(decision: Decision, state: PlannerState) -> ShedFlag:
     )
 
 
+def withdrawal(
+    stored: InferencePoolStatus, reason: str, fallback_config_map: str | None
+) -> tuple[str, ...]:
+    """The ConfigMap whose flag goes off when this pool stops publishing it: where the flag was
+    published while on (``fallback_config_map`` when the status does not say)."""
+    if not shed_was_on(stored):
+        return ()
+    name = published_shed_config_map(stored) or fallback_config_map
+    return (name,) if name else ()
+
+
+def withdrawal_commands(
+    stored: InferencePoolStatus, reason: str, fallback_config_map: str | None
+) -> Commands:
+    """The writes of a tick that does not decide: only the shed flag, turned off."""
+    return Commands(
+        target=None,
+        current_replicas=stored.replicas or 0,
+        scale_to=None,
+        shed_flag=None,
+        config_map_name=None,
+        withdraw_from=withdrawal(stored, reason, fallback_config_map),
+        withdraw_reason=reason,
+    )
+
+
 def commands(
     pool: InferencePoolRef,
     spec: InferencePoolSpec,
     decision: Decision,
     planned_state: PlannerState,
+    stored: InferencePoolStatus,
 ) -> Commands:
-    """The writes a decision asks for: none in DryRun (it only reports)."""
+    """The writes a decision asks for. DryRun scales nothing and publishes no flag (it only
+    reports), but turns off a flag it had published while Active."""
     active = spec.mode == "Active"
     resize = active and decision.desired_replicas != decision.current_replicas
-    config_map = spec.shed_load.config_map_name if active else None
+    wanted = spec.shed_load.config_map_name
+    config_map = wanted if active else None
+    published = published_shed_config_map(stored)
+    stale: tuple[str, ...] = ()
+    if active:
+        stale = (published,) if published is not None and published != wanted else ()
+        reason = CONFIG_MAP_RENAMED
+    else:
+        stale, reason = withdrawal(stored, DRY_RUN, wanted), DRY_RUN
     return Commands(
         target=ScaleTargetRef.of(pool.namespace, spec.target_ref),
         current_replicas=decision.current_replicas,
         scale_to=decision.desired_replicas if resize else None,
         shed_flag=shed_flag_of(decision, planned_state) if config_map else None,
         config_map_name=config_map,
+        withdraw_from=stale,
+        withdraw_reason=reason,
     )
 
 
@@ -88,7 +137,7 @@ async def execute(
     scaled_to: int | None = None
     target_after: TargetSize | None = None
     scale_error: str | None = None
-    if todo.scale_to is not None:
+    if todo.scale_to is not None and todo.target is not None:
         try:
             scale = await deps.scaler.set_replicas(todo.target, todo.scale_to)
         except (TargetNotFound, ActuatorError) as error:
@@ -101,21 +150,29 @@ async def execute(
             target_after = TargetSize(
                 scale.spec_replicas, scale.ready_replicas, scale.accelerators_per_replica
             )
-    shed_error = await _publish_shed(pool, todo, deps)
-    return Outcome(scaled_to, target_after, scale_error, shed_error)
+    shed_error = None
+    if todo.shed_flag is not None and todo.config_map_name is not None:
+        shed_error = await _publish(pool, todo.config_map_name, todo.shed_flag, deps)
+    withdrawn = []
+    off = ShedFlag(active=False, reason=todo.withdraw_reason, since=None, retry_after_seconds=None)
+    for name in todo.withdraw_from:
+        withdraw_error = await _publish(pool, name, off, deps)
+        if withdraw_error is None:
+            withdrawn.append(name)
+        shed_error = shed_error or withdraw_error
+    return Outcome(scaled_to, target_after, scale_error, shed_error, tuple(withdrawn))
 
 
-async def _publish_shed(
-    pool: InferencePoolRef, todo: Commands, deps: InferencePoolDependencies
+async def _publish(
+    pool: InferencePoolRef, config_map_name: str, flag: ShedFlag, deps: InferencePoolDependencies
 ) -> str | None:
     """Publish the flag unless it is already there; the error in words, or None."""
-    if todo.shed_flag is None or todo.config_map_name is None:
-        return None
-    if deps.published_flags.get(pool.key) == todo.shed_flag:
+    key = (pool.namespace, pool.name, config_map_name)
+    if deps.published_flags.get(key) == flag:
         return None
     try:
-        await deps.shed_publisher.publish(pool.involved, todo.config_map_name, todo.shed_flag)
+        await deps.shed_publisher.publish(pool.involved, config_map_name, flag)
     except ActuatorError as error:
-        return f"Could not publish the shed flag in ConfigMap {todo.config_map_name}: {error}"
-    deps.published_flags[pool.key] = todo.shed_flag
+        return f"Could not publish the shed flag in ConfigMap {config_map_name}: {error}"
+    deps.published_flags[key] = flag
     return None

@@ -116,14 +116,28 @@ def history_fields(state: PlannerState) -> dict[str, Any]:
     }
 
 
-def shed_status(state: ShedState, retry_after_seconds: int | None) -> ShedLoadStatus:
+def shed_status(
+    state: ShedState, retry_after_seconds: int | None, config_map_name: str | None
+) -> ShedLoadStatus:
     return ShedLoadStatus(
         active=state.active,
         reason=state.reason,
         since=optional_datetime(state.since),
         retry_after_seconds=retry_after_seconds if state.active else None,
         release_candidate_since=release_candidate_time(state),
+        config_map_name=config_map_name if state.active else None,
     )
+
+
+def published_shed_config_map(status: InferencePoolStatus) -> str | None:
+    """Where the flag was last published while on (None: it is off, or it was published by a
+    release that did not record where)."""
+    shed = status.shed_load
+    return shed.config_map_name if shed is not None and shed.active else None
+
+
+def shed_was_on(status: InferencePoolStatus) -> bool:
+    return status.shed_load is not None and bool(status.shed_load.active)
 
 
 def release_candidate_time(state: ShedState) -> datetime | None:

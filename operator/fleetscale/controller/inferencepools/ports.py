@@ -87,9 +87,10 @@ class InferencePoolDependencies:
     plan: PlanFn
     # The allocations AcceleratorPools publish (None: the operator runs without them).
     allocations: AllocationSource | None = None
-    # Shed flags already in each pool's ConfigMap, so an unchanged flag is not re-written
-    # every tick. Lost on restart, which costs one idempotent write per pool.
-    published_flags: dict[tuple[str, str], ShedFlag] = field(default_factory=dict)
+    # Shed flags already in each pool's ConfigMaps, by (namespace, pool, ConfigMap), so an
+    # unchanged flag is not re-written every tick. Lost on restart or on losing leadership,
+    # which costs one idempotent write per pool.
+    published_flags: dict[tuple[str, str, str], ShedFlag] = field(default_factory=dict)
     # The default Prometheus' token and CA files, re-read when they change (rotation).
     credential_files: CredentialFiles = field(default_factory=CredentialFiles)
     # Wall time, for measuring durations only (decisions use ``now``).

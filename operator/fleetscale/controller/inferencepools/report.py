@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from fleetscale.actuators.base import EventType
 from fleetscale.api.base import Condition
@@ -36,6 +37,7 @@ from fleetscale.controller.conditions import (
     whole_seconds,
 )
 from fleetscale.controller.inferencepools.execute import (
+    DRY_RUN,
     SCALE_FAILED,
     SHED_FLAG_PUBLISH_FAILED,
     Outcome,
@@ -51,6 +53,7 @@ from fleetscale.controller.inferencepools.memory import (
     release_candidate_time,
     rounded,
     shed_status,
+    shed_was_on,
 )
 from fleetscale.controller.inferencepools.ports import InferencePoolRef
 from fleetscale.planner.observe import TargetSize
@@ -86,6 +89,7 @@ class Report:
     observed_gpu_utilization_percent: float | None = None
     errors: tuple[str, ...] = ()  # reasons counted in fleetscale_reconcile_errors_total
     query_problems: tuple[str, ...] = ()  # counted in fleetscale_metric_query_errors_total
+    shed_off: bool = False  # a tick that did not decide turned the flag off: gauges to 0
 
 
 @dataclass(frozen=True)
@@ -117,26 +121,44 @@ def _conditions(
 
 
 def report_not_ready(
-    pool: InferencePoolRef, stored: InferencePoolStatus, reason: str, message: str, now: float
+    pool: InferencePoolRef,
+    stored: InferencePoolStatus,
+    reason: str,
+    message: str,
+    now: float,
+    outcome: Outcome | None = None,
 ) -> Report:
-    """Ready=False with ``reason``; everything else in status stays as it was (the memory).
+    """Ready=False with ``reason``; everything else in status stays as it was (the memory),
+    except a shed flag that was on and is now withdrawn (``outcome``): it reads off, with the
+    reason.
 
     Nothing was read, so the observed gauges go (a gap, not a stale value). The Event is posted
     once per reason and message.
     """
     previous = find_condition(stored.conditions, READY)
     conditions = _conditions(stored.conditions, READY, False, reason, message, now, pool.generation)
-    status = stored.model_copy(
-        update={"conditions": conditions, "observed_generation": pool.generation}
-    )
+    update: dict[str, Any] = {"conditions": conditions, "observed_generation": pool.generation}
     unchanged = previous is not None and (previous.reason, previous.message) == (reason, message)
-    events = () if unchanged else (EventRecord(_not_ready_type(reason), reason, message),)
+    events = [] if unchanged else [EventRecord(_not_ready_type(reason), reason, message)]
+    withdrawn = shed_was_on(stored) and (outcome is None or outcome.shed_error is None)
+    if withdrawn:
+        shed_message = f"The flag is off: the pool is not reconciled ({reason})."
+        update["shed_load"] = ShedLoadStatus(active=False, reason=reason)
+        update["conditions"] = _conditions(
+            conditions, SHED_LOAD, False, reason, shed_message, now, pool.generation
+        )
+        events.append(EventRecord("Normal", "ShedLoadStopped", _stopped_words(reason)))
     return Report(
-        status=status,
+        status=stored.model_copy(update=update),
         reason=reason,
-        events=events,
+        events=tuple(events),
         errors=() if reason == PAUSED else (reason,),
+        shed_off=withdrawn,
     )
+
+
+def _stopped_words(reason: str) -> str:
+    return f"Stopped shedding load ({reason}): gateways no longer refuse traffic for this pool"
 
 
 def _not_ready_type(reason: str) -> EventType:
@@ -186,13 +208,17 @@ def report_decision(tick: Tick, target: TargetSize, readings: ObservedReadings) 
     return Report(
         status=status,
         reason=decision.reason if ready_reason == spec.mode else ready_reason,
-        events=decision_events(tick, conditions),
+        events=decision_events(tick, conditions, shed_load),
         decision=decision,
         gauges=DecisionGauges(
             desired_replicas=decision.desired_replicas,
             current_replicas=after.spec_replicas,
-            shed_active=bool(shed_load.active),
-            retry_after_seconds=(shed_load.retry_after_seconds or 0) if shed_load.active else 0,
+            shed_active=shed_load is not None and bool(shed_load.active),
+            retry_after_seconds=(
+                (shed_load.retry_after_seconds or 0)
+                if shed_load is not None and shed_load.active
+                else 0
+            ),
         ),
         observed_queue_depth=readings.usable_queue_depth,
         observed_gpu_utilization_percent=readings.usable_gpu_percent,
@@ -252,14 +278,18 @@ class ObservedReadings:
         )
 
 
-def _shed_load(tick: Tick) -> ShedLoadStatus:
+def _shed_load(tick: Tick) -> ShedLoadStatus | None:
+    """The flag as published after this tick. A failed publish leaves the status as stored:
+    it says what gateways read, and the next tick tries again from it."""
+    if tick.outcome.shed_error is not None:
+        return tick.stored.shed_load
     shed = tick.committed.shed
     if tick.spec.mode == "DryRun":
         return ShedLoadStatus(
-            active=False, reason="DryRun", release_candidate_since=release_candidate_time(shed)
+            active=False, reason=DRY_RUN, release_candidate_since=release_candidate_time(shed)
         )
     retry = tick.decision.shed.retry_after_seconds if tick.decision.shed.active else None
-    return shed_status(shed, retry)
+    return shed_status(shed, retry, tick.spec.shed_load.config_map_name)
 
 
 def decision_conditions(tick: Tick, ready_reason: str, ready_message: str) -> tuple[Condition, ...]:
@@ -308,13 +338,15 @@ def _shed_condition(conditions: tuple[Condition, ...], tick: Tick) -> tuple[Cond
     )
 
 
-def decision_events(tick: Tick, conditions: tuple[Condition, ...]) -> tuple[EventRecord, ...]:
+def decision_events(
+    tick: Tick, conditions: tuple[Condition, ...], shed_load: ShedLoadStatus | None
+) -> tuple[EventRecord, ...]:
     """The Events a decided tick posts, in order."""
     return (
         *_scale_events(tick),
         *_metrics_events(tick, conditions),
         *_limited_events(tick, conditions),
-        *_shed_events(tick),
+        *_shed_events(tick, shed_load),
         *_ready_events(tick, conditions),
     )
 
@@ -375,16 +407,21 @@ def _limited_events(tick: Tick, conditions: tuple[Condition, ...]) -> tuple[Even
     return (EventRecord("Warning", "ScalingLimited", message),)
 
 
-def _shed_events(tick: Tick) -> tuple[EventRecord, ...]:
-    shed = tick.decision.shed
-    if tick.spec.mode != "Active" or not shed.changed:
+def _shed_events(tick: Tick, shed_load: ShedLoadStatus | None) -> tuple[EventRecord, ...]:
+    """ShedLoadStarted / ShedLoadStopped when what gateways read changed."""
+    before = shed_was_on(tick.stored)
+    after = shed_load is not None and bool(shed_load.active)
+    if before == after:
         return ()
-    if shed.active:
+    shed = tick.decision.shed
+    if after:
         message = (
             f"Shedding load: gateways should answer 429 with Retry-After "
             f"{shed.retry_after_seconds} s ({shed.reason}): {shed.message}"
         )
         return (EventRecord("Warning", "ShedLoadStarted", message),)
+    if tick.spec.mode == "DryRun":
+        return (EventRecord("Normal", "ShedLoadStopped", _stopped_words(DRY_RUN)),)
     message = f"Stopped shedding load ({shed.reason}): {shed.message}"
     return (EventRecord("Normal", "ShedLoadStopped", message),)
 

@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from fleetscale.actuators.base import TargetNotFound
 from fleetscale.api.inferencepool import InferencePoolSpec, InferencePoolStatus
 from fleetscale.controller.conditions import READY, find_condition, plain_validation_error
-from fleetscale.controller.inferencepools.execute import commands, execute
+from fleetscale.controller.inferencepools.execute import commands, execute, withdrawal_commands
 from fleetscale.controller.inferencepools.measure import Sensors, measure
 from fleetscale.controller.inferencepools.memory import (
     parse_status,
@@ -56,6 +56,7 @@ from fleetscale.planner.types import Decision
 INVALID_SPEC = "InvalidSpec"
 TARGET_NOT_FOUND = "TargetNotFound"
 RECONCILE_ERROR = "ReconcileError"
+DELETED = "Deleted"
 
 
 @dataclass(frozen=True)
@@ -145,13 +146,15 @@ async def _decide_and_act(
 ) -> Report:
     spec = validate(raw_spec)
     if isinstance(spec, NotReady):
-        return report_not_ready(pool, stored, spec.reason, spec.message, now)
+        fallback = None if spec.reason == INVALID_SPEC else _config_map_of(raw_spec)
+        return await _not_ready(pool, stored, spec.reason, spec.message, fallback, deps, now)
     try:
         measured = await measure(pool.namespace, pool.name, spec, sensors_of(deps), tick)
     except TargetNotFound as error:
         target = spec.target_ref
         message = f"Cannot scale {target.kind} {target.name}: {error}"
-        return report_not_ready(pool, stored, TARGET_NOT_FOUND, message, now)
+        fallback = spec.shed_load.config_map_name
+        return await _not_ready(pool, stored, TARGET_NOT_FOUND, message, fallback, deps, now)
     if measured.query_seconds is not None:
         deps.metrics.metric_query_duration_seconds.observe(measured.query_seconds)
     observation = observe(
@@ -163,12 +166,51 @@ async def _decide_and_act(
     )
     state = planner_state_from_status(stored, dry_run=spec.mode == "DryRun")
     decision, planned = deps.plan(spec, observation, state, now)
-    outcome = await execute(pool, commands(pool, spec, decision, planned), deps)
+    outcome = await execute(pool, commands(pool, spec, decision, planned, stored), deps)
     committed = commit_scale(
         planned, outcome.applied_delta(decision.current_replicas), spec.behavior, now
     )
     facts = Tick(pool, spec, stored, observation, decision, committed, outcome, now)
     return report_decision(facts, measured.target, ObservedReadings.of(observation, spec, now))
+
+
+def _config_map_of(raw_spec: Mapping[str, Any]) -> str | None:
+    """The shed ConfigMap a valid spec names (for a Paused pool, whose spec validated)."""
+    return InferencePoolSpec.model_validate(raw_spec).shed_load.config_map_name
+
+
+async def _not_ready(
+    pool: InferencePoolRef,
+    stored: InferencePoolStatus,
+    reason: str,
+    message: str,
+    fallback_config_map: str | None,
+    deps: InferencePoolDependencies,
+    now: float,
+) -> Report:
+    """A tick that does not decide: the shed flag, if it was on, goes off; then the report."""
+    todo = withdrawal_commands(stored, reason, fallback_config_map)
+    outcome = await execute(pool, todo, deps) if todo.withdraw_from else None
+    return report_not_ready(pool, stored, reason, message, now, outcome)
+
+
+async def withdraw_shed_flag_of_deleted_pool(
+    key: tuple[str, str], body: Mapping[str, Any], deps: InferencePoolDependencies
+) -> None:
+    """A deleted pool that was shedding turns its flag off before the garbage collector removes
+    the ConfigMap (gateways that cached the flag see it go off, not vanish); its memory of
+    published flags goes."""
+    stored, _ = parse_status(body.get("status"))
+    pool = InferencePoolRef(key[0], key[1], (body.get("metadata") or {}).get("uid"))
+    todo = withdrawal_commands(stored, DELETED, None)
+    if todo.withdraw_from:
+        outcome = await execute(pool, todo, deps)
+        if outcome.shed_error is not None:  # the ConfigMap may be gone already: nothing to do
+            get_logger("fleetscale.reconcile", namespace=key[0], pool=key[1]).info(
+                "shed_flag_not_withdrawn", reason=DELETED, detail=outcome.shed_error
+            )
+    for published in [k for k in deps.published_flags if k[:2] == key]:
+        del deps.published_flags[published]
 
 
 async def publish(
@@ -198,6 +240,9 @@ async def publish(
         report.observed_queue_depth,
         report.observed_gpu_utilization_percent,
     )
+    if report.shed_off:
+        metrics.shed_active.labels(*labels).set(0)
+        metrics.shed_retry_after_seconds.labels(*labels).set(0)
     gauges, decision = report.gauges, report.decision
     if gauges is None or decision is None:
         ready = find_condition(report.status.conditions, READY)
