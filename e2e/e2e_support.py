@@ -135,6 +135,13 @@ def spec_replicas(kube: Kube, namespace: str, name: str) -> int:
     return int(kube.apps.read_namespaced_deployment_scale(name, namespace).spec.replicas or 0)
 
 
+def spec_generation(kube: Kube, namespace: str, name: str) -> tuple[int, int]:
+    """The Deployment's metadata.generation and spec.replicas, read together: every write that
+    changes its spec (a /scale write included) raises the generation."""
+    dep = kube.apps.read_namespaced_deployment(name, namespace)
+    return int(dep.metadata.generation), int(dep.spec.replicas or 0)
+
+
 def http(method: str, url: str, timeout: float = 5.0) -> tuple[int, bytes]:
     req = urllib.request.Request(url, method=method)
     try:
@@ -273,6 +280,21 @@ def service_account_kubeconfig(
     )
     path.chmod(0o600)
     return path
+
+
+_DECISIONS = re.compile(r"^fleetscale_decisions_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
+
+
+def decisions(operator: Operator, namespace: str, pool: str) -> int:
+    """Ticks of one InferencePool that ended in a decision: fleetscale_decisions_total summed
+    over reasons (and over operator replicas, of which only the active one decides)."""
+    wanted = {f'namespace="{namespace}"', f'pool="{pool}"'}
+    total = 0.0
+    for line in operator.metrics().splitlines():
+        match = _DECISIONS.match(line)
+        if match and wanted <= set(match["labels"].split(",")):
+            total += float(match["value"])
+    return int(total)
 
 
 class Operator(Protocol):
@@ -448,13 +470,19 @@ class OperatorInCluster:
         self._rollout()
 
     def metrics(self) -> str:
-        svc = self._deployment()
-        proc = self.kube.kubectl(
-            "get",
-            "--raw",
-            f"/api/v1/namespaces/{self.namespace}/services/{svc}:http-metrics/proxy/metrics",
-        )
-        return proc.stdout
+        """Every running replica's /metrics, one after the other (the Service would pick one
+        replica at random, often the standby)."""
+        pods = self.kube.core.list_namespaced_pod(
+            self.namespace, label_selector=self.selector
+        ).items
+        texts = []
+        for pod in pods:
+            if pod.status.phase != "Running" or pod.metadata.deletion_timestamp:
+                continue
+            port = pod.spec.containers[0].ports[0].container_port
+            path = f"/api/v1/namespaces/{self.namespace}/pods/{pod.metadata.name}:{port}/proxy"
+            texts.append(self.kube.kubectl("get", "--raw", f"{path}/metrics").stdout)
+        return "\n".join(texts)
 
     def logs(self) -> str:
         proc = self.kube.kubectl(

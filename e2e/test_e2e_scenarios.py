@@ -12,6 +12,7 @@ the GPU signal keeps all 6 although the queue (6) alone would ask for 2.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -22,7 +23,9 @@ from e2e_support import (
     Kube,
     Operator,
     Prometheus,
+    decisions,
     ready_replicas,
+    spec_generation,
     spec_replicas,
     wait_until,
 )
@@ -62,14 +65,44 @@ def start_fleet(
     prometheus.wait_for_value(queue_query(namespace, MODEL), expected)
 
 
-def watch_replicas(kube: Kube, namespace: str, seconds: float) -> set[int]:
-    """Every spec.replicas value of the Deployment seen over ``seconds``."""
-    seen = set()
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        seen.add(spec_replicas(kube, namespace, "vllm"))
-        time.sleep(0.5)
-    return seen
+def assert_holds(
+    kube: Kube,
+    operator: Operator,
+    namespace: str,
+    replicas: int,
+    ticks: int,
+    since: tuple[int, int] | None = None,
+) -> None:
+    """The next ``ticks`` decisions of the pool leave the Deployment at ``replicas`` with no
+    write to its spec at all: its generation stays where it was when this was called (or at
+    ``since``, a (generation, replicas) read earlier)."""
+    before = since or spec_generation(kube, namespace, "vllm")
+    assert before[1] == replicas, f"the Deployment has {before[1]} replicas, not {replicas}"
+    start = decisions(operator, namespace, "llama")
+    wait_until(
+        lambda: decisions(operator, namespace, "llama") >= start + ticks,
+        30 + 5 * ticks,
+        f"{ticks} more decisions of the pool",
+    )
+    after = spec_generation(kube, namespace, "vllm")
+    assert after == before, f"(generation, replicas) went from {before} to {after}"
+
+
+def recommended(status: dict[str, Any]) -> list[tuple[float, int]]:
+    """status.recommendations as (epoch seconds, replicas), oldest first."""
+    return [
+        (datetime.fromisoformat(r["time"]).timestamp(), r["replicas"])
+        for r in status.get("recommendations") or []
+    ]
+
+
+def replaced_at(status: dict[str, Any], replicas: int) -> float | None:
+    """When the last run of recommendations of ``replicas`` gave way to another number."""
+    history = recommended(status)
+    last = max((i for i, (_, r) in enumerate(history) if r == replicas), default=None)
+    if last is None or last + 1 == len(history):
+        return None
+    return history[last + 1][0]
 
 
 def test_scales_up_on_queue_depth_and_holds_while_gpus_are_busy(
@@ -102,7 +135,7 @@ def test_scales_up_on_queue_depth_and_holds_while_gpus_are_busy(
     assert "ScaledUp" in event_reasons(kube, namespace, "llama")
 
     # Queue 6 alone asks for 2, but the GPUs are all busy: the fleet holds.
-    assert watch_replicas(kube, namespace, 8) == {6}
+    assert_holds(kube, operator, namespace, replicas=6, ticks=4)
     # While the new replicas were starting the fleet was limited (ReplicasNotReady) and may
     # have shed; once they are Ready nothing limits it, and the flag is down.
     pool = get_pool(kube, namespace, "llama")
@@ -128,7 +161,7 @@ def test_scales_down_to_min_when_idle(
         ),
     )
     wait_until(lambda: spec_replicas(kube, namespace, "vllm") == 2, 60, "scale-down to min 2")
-    assert watch_replicas(kube, namespace, 6) == {2}, "went below min or flapped"
+    assert_holds(kube, operator, namespace, replicas=2, ticks=3)  # never below min, no flapping
     assert "ScaledDown" in event_reasons(kube, namespace, "llama")
     pool = get_pool(kube, namespace, "llama")
     assert pool["status"]["desiredReplicas"] == 2
@@ -222,7 +255,7 @@ def test_holds_size_while_prometheus_is_down_and_recovers(
         "MetricsAvailable=False",
     )
     assert (condition(pool, "MetricsAvailable") or {}).get("message"), "no reason given"
-    assert watch_replicas(kube, namespace, 8) == {3}, "scaled on missing data"
+    assert_holds(kube, operator, namespace, replicas=3, ticks=5)  # no scaling on missing data
     assert "MetricsUnavailable" in event_reasons(kube, namespace, "llama")
 
     prom.start()
@@ -251,27 +284,42 @@ def test_restarted_operator_continues_the_stabilization_window(
         ),
     )
     wait_until(lambda: ready_replicas(kube, namespace, "vllm") == 6, 90, "6 Ready replicas")
-    # Let the busy fleet record some recommendations of 6.
-    time.sleep(3)
+    wait_until(
+        lambda: 6 in [r for _, r in recommended(get_pool(kube, namespace, "llama")["status"])],
+        30,
+        "the busy fleet's recommendation of 6 in status",
+    )
 
     fleet_load.set_load(namespace, "vllm", 0)
-    dropped = time.monotonic()
-    time.sleep(15)
-    before = get_pool(kube, namespace, "llama")["status"].get("recommendations") or []
-    assert any(r["replicas"] == 6 for r in before), f"no history in status: {before}"
+    low_since = wait_until(
+        lambda: replaced_at(get_pool(kube, namespace, "llama")["status"], 6),
+        60,
+        "the idle fleet's lower recommendation in status",
+    )
+    # Ten more ticks hold at 6, so the restart comes a third into the window: a restarted
+    # operator that kept the window scales down 20 s after it, one that started a new window
+    # at its first tick would wait 30 s.
+    assert_holds(kube, operator, namespace, replicas=6, ticks=10)
 
     # A clean restart (SIGTERM: the operator releases its Lease on the way out).
+    restarted_at = time.time()
     operator.restart()
 
-    # The window started before the restart: a restarted operator that forgot it would
-    # either scale down at once or wait a whole new window (past dropped + 45 s).
-    wait_until(
-        lambda: spec_replicas(kube, namespace, "vllm") < 6, 60, "scale-down after the window"
+    pool = wait_until(
+        lambda: (
+            (p := get_pool(kube, namespace, "llama"))
+            and p["status"].get("desiredReplicas", 6) < 6
+            and p
+        ),
+        60,
+        "scale-down after the window",
     )
-    elapsed = time.monotonic() - dropped
-    assert window - 5 <= elapsed <= window + 12, (
-        f"scaled down {elapsed:.0f}s after the load dropped; the window is {window}s"
-    )
+    # The operator's own times: the 6 counted until a full window after it was replaced (not
+    # at once), and the window was the one that began before the restart (not a new one
+    # begun at the restarted operator's first tick).
+    scaled_at = datetime.fromisoformat(pool["status"]["lastScaleTime"]).timestamp()
+    assert scaled_at >= low_since + window, f"{scaled_at - low_since:.1f} s after the drop"
+    assert scaled_at < restarted_at + window, f"{scaled_at - restarted_at:.1f} s after restart"
     wait_until(lambda: spec_replicas(kube, namespace, "vllm") == 1, 30, "scale-down to 1")
 
 
@@ -318,6 +366,7 @@ def test_dry_run_decides_and_reports_but_never_acts(
     operator: Operator,
 ) -> None:
     start_fleet(kube, namespace, deploy_vllm, fleet_load, prometheus, replicas=1, load=30)
+    untouched = spec_generation(kube, namespace, "vllm")
     create_pool(kube, inference_pool("llama", namespace, "vllm", MODEL, mode="DryRun", poll=1))
     pool = wait_until(
         lambda: (
@@ -329,7 +378,8 @@ def test_dry_run_decides_and_reports_but_never_acts(
         "status.desiredReplicas == 6",
     )
     assert pool["status"]["observed"]["queueDepth"] == 26
-    assert watch_replicas(kube, namespace, 6) == {1}, "DryRun changed the target"
+    # Not one write to the target since the pool was created, over its first ticks and five more.
+    assert_holds(kube, operator, namespace, replicas=1, ticks=5, since=untouched)
     assert "ScaledUp" not in event_reasons(kube, namespace, "llama")
 
 

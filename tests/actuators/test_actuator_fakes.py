@@ -19,6 +19,8 @@ from fleetscale.actuators.base import (
     ShedFlagPublisher,
     TargetNotFound,
 )
+from fleetscale.actuators.configmap import ConfigMapShedFlagPublisher
+from fleetscale.actuators.events import KubernetesEventSink
 from fleetscale.actuators.fake import (
     FakeEventSink,
     FakeScaleActuator,
@@ -26,18 +28,30 @@ from fleetscale.actuators.fake import (
     FakeShedFlagPublisher,
     SetReplicasCall,
 )
+from fleetscale.actuators.kubernetes_scale import KubernetesScaleActuator
+from fleetscale.actuators.secrets import KubernetesSecretReader
+from support.protocols import protocol_mismatches
 
 TARGET = ScaleTargetRef("models", "apps/v1", "Deployment", "vllm")
 OTHER = ScaleTargetRef("models", "apps/v1", "Deployment", "tgi")
 POOL = InvolvedObject("fleetscale.io/v1alpha1", "InferencePool", "models", "llama", "uid-1")
 
 
-def test_fakes_satisfy_the_protocols() -> None:
-    actuator: ScaleActuator = FakeScaleActuator()
-    sink: EventSink = FakeEventSink()
-    publisher: ShedFlagPublisher = FakeShedFlagPublisher()
-    reader: SecretReader = FakeSecretReader()
-    assert all(x is not None for x in (actuator, sink, publisher, reader))
+@pytest.mark.parametrize(
+    ("implementation", "protocol"),
+    [
+        pytest.param(FakeScaleActuator, ScaleActuator, id="fake-scale"),
+        pytest.param(KubernetesScaleActuator, ScaleActuator, id="kubernetes-scale"),
+        pytest.param(FakeEventSink, EventSink, id="fake-events"),
+        pytest.param(KubernetesEventSink, EventSink, id="kubernetes-events"),
+        pytest.param(FakeShedFlagPublisher, ShedFlagPublisher, id="fake-shed-flag"),
+        pytest.param(ConfigMapShedFlagPublisher, ShedFlagPublisher, id="configmap-shed-flag"),
+        pytest.param(FakeSecretReader, SecretReader, id="fake-secrets"),
+        pytest.param(KubernetesSecretReader, SecretReader, id="kubernetes-secrets"),
+    ],
+)
+def test_fakes_and_adapters_implement_the_protocols(implementation: type, protocol: type) -> None:
+    assert protocol_mismatches(implementation, protocol) == []
 
 
 async def test_reads_and_writes_like_a_deployment() -> None:

@@ -8,7 +8,6 @@ own metrics.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -630,4 +629,8 @@ async def test_gpu_signal_is_read_with_the_queue() -> None:
     assert world.status is not None
     assert world.status["observed"]["gpuUtilizationPercent"] == pytest.approx(42.5)
     assert result.decision is not None
-    assert not math.isnan(result.decision.desired_replicas)
+    # The planner got the reading: 42.5% of the 85% target on 4 replicas keeps 2 busy, and
+    # the queue (20 waiting, 2 per replica) still decides.
+    gpu = next(step for step in result.decision.steps if step.name == "gpu")
+    assert (gpu.replicas, gpu.reason) == (2, "GpuBelowTarget")
+    assert result.decision.desired_replicas == 10

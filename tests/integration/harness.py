@@ -15,9 +15,10 @@ import asyncio
 import contextlib
 import copy
 import itertools
+import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -284,6 +285,27 @@ async def running_operator(
         yield OperatorHandle(runtime, runner)
     finally:
         await asyncio.to_thread(runner.__exit__, None, None, None)
+
+
+@contextlib.contextmanager
+def recorded_log(name: str) -> Iterator[list[str]]:
+    """Every message of the logger ``name`` during the block, debug included, from any thread
+    (kopf runs in its own); for waiting on what kopf only says at debug level."""
+    messages: list[str] = []
+
+    class Recorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    logger = logging.getLogger(name)
+    recorder, level = Recorder(logging.DEBUG), logger.level
+    logger.addHandler(recorder)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(recorder)
+        logger.setLevel(level)
 
 
 async def eventually(

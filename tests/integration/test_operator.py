@@ -9,19 +9,36 @@ operator's own metrics. Intervals and windows are seconds, so each test takes se
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
+from datetime import datetime
+from typing import Any
 
 import pytest
 
-from integration.harness import Cluster, eventually, pool_spec, running_operator
+from integration.harness import (
+    Cluster,
+    eventually,
+    pool_spec,
+    running_operator,
+)
 from support.prometheus_server import PrometheusServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 NS = "serving"
 QUEUE = 'sum(vllm:num_requests_waiting{model_name="llama"})'
+
+
+def epoch(rfc3339: str) -> float:
+    return datetime.fromisoformat(rfc3339).timestamp()
+
+
+def recommended_since(status: dict[str, Any], replicas: int) -> float | None:
+    """When the last run of recommendations of ``replicas`` began (status.recommendations)."""
+    history = status.get("recommendations", [])
+    times = [epoch(entry["time"]) for entry in history if entry["replicas"] == replicas]
+    return times[-1] if times else None
 
 
 async def test_scales_up_on_queue_and_reports_why(
@@ -62,20 +79,22 @@ async def test_scales_down_only_after_the_window(
 
     async with running_operator(cluster, prometheus):
         await eventually(
-            lambda: (
-                8 in [r["replicas"] for r in cluster.status(NS, "llama").get("recommendations", [])]
-            ),
+            lambda: recommended_since(cluster.status(NS, "llama"), 8),
             what="the demand of 8 to be remembered",
         )
         prometheus.set_value(QUEUE, 5)  # one replica's worth
-        dropped_at = time.monotonic()
-        await eventually(
-            lambda: cluster.replicas(NS, "vllm-llama") == 1, timeout_seconds=12, what="scale-down"
+        status = await eventually(
+            lambda: (s := cluster.status(NS, "llama")).get("desiredReplicas") == 1 and s,
+            timeout_seconds=12,
+            what="scale-down",
         )
-        waited = time.monotonic() - dropped_at
 
-    # The window holds the highest recommendation of the last 4 s: no earlier scale-down.
-    assert waited >= 3
+    # The operator's own times, not the test's: the 8 stays in the 4 s window until 4 s after
+    # the first tick that asked for 1, so the scale-down comes no earlier.
+    low_since = recommended_since(status, 1)
+    assert low_since is not None
+    assert epoch(status["lastScaleTime"]) >= low_since + 4
+    assert cluster.replicas(NS, "vllm-llama") == 1
     assert "ScaledDown" in cluster.event_reasons(NS, "llama")
 
 
@@ -252,31 +271,40 @@ async def test_a_restarted_operator_continues_the_stabilization_window(
     async with running_operator(cluster, prometheus):
         await eventually(lambda: cluster.replicas(NS, "vllm-llama") == 8, what="scale-up")
         prometheus.set_value(QUEUE, 5)  # one replica's worth from now on
-        dropped_at = time.time()
-        await eventually(
-            lambda: (
-                1 in [r["replicas"] for r in cluster.status(NS, "llama").get("recommendations", [])]
-            ),
+        low_since = await eventually(
+            lambda: recommended_since(cluster.status(NS, "llama"), 1),
             what="the low demand to be recorded",
         )
-        await asyncio.sleep(max(0.0, dropped_at + 4 - time.time()))
+        # Later ticks hold at 8: wait for the queries of ticks 3 s on, so that the restart
+        # below comes well after the drop and a new window would end seconds after this one.
+        await eventually(
+            lambda: any(
+                r.promql == QUEUE and r.received_at >= low_since + 3 for r in prometheus.requests
+            ),
+            what="ticks 3 s after the drop",
+        )
         assert cluster.replicas(NS, "vllm-llama") == 8  # held by the window
 
     history = cluster.status(NS, "llama")["recommendations"]
     assert [entry["replicas"] for entry in history][-2:] == [8, 1]
 
+    restarted_at = time.time()
     async with running_operator(cluster, prometheus):
-        restarted_at = time.time()
-        await eventually(
-            lambda: cluster.replicas(NS, "vllm-llama") == 1, timeout_seconds=20, what="scale-down"
+        status = await eventually(
+            lambda: (s := cluster.status(NS, "llama")).get("desiredReplicas") == 1 and s,
+            timeout_seconds=20,
+            what="scale-down",
         )
-        scaled_down_at = time.time()
 
-    # Not premature: the 8 recommended just before the drop still counted after the restart.
-    assert scaled_down_at >= dropped_at + window - 2
+    scaled_down_at = epoch(status["lastScaleTime"])
+    # Not premature: the 8 recommended before the drop still counted after the restart, until
+    # the window had passed the first tick that asked for 1.
+    assert scaled_down_at >= low_since + window
     # Not restarted either: an operator that forgot the history would start a new window at
-    # its first tick (seeded with the current 8 replicas) and scale down only after it.
-    assert scaled_down_at < restarted_at + window - 1
+    # its first tick, after restarted_at (seeded with the current 8 replicas), and scale down
+    # only once that window had passed.
+    assert scaled_down_at < restarted_at + window
+    assert cluster.replicas(NS, "vllm-llama") == 1
     assert "ScaledDown" in cluster.event_reasons(NS, "llama")
 
 
@@ -315,3 +343,20 @@ async def test_two_replicas_elect_one_and_the_standby_takes_over_on_a_clean_stop
         await eventually(lambda: cluster.replicas(NS, "vllm-llama") == 2, what="scale to 2")
         assert successor.metric("fleetscale_leader") == 1
     assert _writes_by(cluster, "replica-b")
+
+
+async def test_a_deleted_pool_is_released_at_once_and_its_metrics_removed(
+    cluster: Cluster, prometheus: PrometheusServer
+) -> None:
+    prometheus.set_value(QUEUE, 10)
+    cluster.add_deployment(NS, "vllm-llama", replicas=2)
+    cluster.add_pool(NS, "llama", pool_spec("vllm-llama", QUEUE))
+    series = 'fleetscale_desired_replicas{namespace="serving",pool="llama"}'
+
+    async with running_operator(cluster, prometheus) as operator:
+        await eventually(lambda: operator.metric(series) == 2, what="the pool's series")
+        # No finalizer: deleting a pool never waits for the operator.
+        assert not cluster.pool(NS, "llama")["metadata"].get("finalizers")
+        await cluster.delete_pool(NS, "llama")
+        await eventually(lambda: cluster.pool_gone(NS, "llama"), what="the pool gone")
+        await eventually(lambda: operator.metric(series) is None, what="the series removed")

@@ -8,18 +8,42 @@ import kubernetes.client
 import pytest
 
 from fleetscale.nodepools import build_provider
+from fleetscale.nodepools.aks import AksNodePool
 from fleetscale.nodepools.base import (
     OUT_OF_BOUNDS,
     PROVIDER_FAILED,
+    NodePoolProvider,
     NodeRef,
     ProviderConflict,
     ProviderError,
     labels_match,
     selector_string,
 )
+from fleetscale.nodepools.clusterapi import ClusterApiNodePool
+from fleetscale.nodepools.eks import EksNodePool
 from fleetscale.nodepools.fake import FakeNodePool
+from fleetscale.nodepools.gke import GkeNodePool
+from fleetscale.nodepools.kwok import KwokNodePool
+from fleetscale.nodepools.placeholder import PlaceholderNodePool
+from support.protocols import protocol_mismatches
 
 from .conftest import pool_spec
+
+
+@pytest.mark.parametrize(
+    "provider",
+    [
+        pytest.param(FakeNodePool, id="fake"),
+        pytest.param(KwokNodePool, id="kwok"),
+        pytest.param(ClusterApiNodePool, id="capi"),
+        pytest.param(PlaceholderNodePool, id="placeholder"),
+        pytest.param(EksNodePool, id="eks"),
+        pytest.param(GkeNodePool, id="gke"),
+        pytest.param(AksNodePool, id="aks"),
+    ],
+)
+def test_every_provider_implements_the_protocol(provider: type) -> None:
+    assert protocol_mismatches(provider, NodePoolProvider) == []
 
 
 async def test_fake_records_calls_and_writes_only_changes() -> None:

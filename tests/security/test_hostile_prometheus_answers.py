@@ -150,16 +150,19 @@ async def test_a_huge_body_is_cut_off_at_the_cap(
 async def test_a_slow_drip_server_is_cut_off_at_the_deadline(
     prometheus: PrometheusServer, source: PrometheusSignalSource
 ) -> None:
+    # The server drips for 10 s; a deadline of 0.5 s must end the read long before that. The
+    # bound is loose on purpose (the suite shares two cores): what it tells apart is "cut at
+    # the deadline" from "held until the server gives up".
     prometheus.set_drip(QUEUE, interval_seconds=0.05)
     started = time.monotonic()
     reading = await read_one(source, at(prometheus.url, timeout_seconds=0.5))
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0
     assert (reading.problem, reading.detail) == (MetricProblem.QUERY_FAILED, "Timeout")
     # The connection is closed at the deadline, not left to drip on in the background.
-    [stream] = await prometheus.wait_for_streams_to_end(timeout_seconds=3)
+    [stream] = await prometheus.wait_for_streams_to_end(timeout_seconds=5)
     assert stream.client_gone
     assert stream.held_seconds is not None
-    assert stream.held_seconds < 1.0
+    assert stream.held_seconds < 3.0
 
 
 async def test_a_slow_endpoint_does_not_stall_another_endpoints_reads(

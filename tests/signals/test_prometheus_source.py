@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -141,20 +140,23 @@ async def test_sampled_at_is_what_prometheus_reported(
     prometheus: PrometheusServer, source: PrometheusSignalSource
 ) -> None:
     prometheus.set_value(QUEUE, 4)  # the server stamps the sample with its evaluation time
-    before = time.time()
     reading = await read_one(source, at(prometheus, QUEUE))
-    assert reading.sampled_at is not None
-    assert before - 1 <= reading.sampled_at <= time.time() + 1
+    [request] = prometheus.requests
+    assert reading == MetricReading.ok(4.0, request.evaluated_at)
 
 
-async def test_slow_answer_times_out_within_the_endpoint_timeout(
+@pytest.mark.looptime
+async def test_slow_answer_times_out_after_the_endpoint_timeout(
     prometheus: PrometheusServer, source: PrometheusSignalSource
 ) -> None:
     prometheus.set_value(QUEUE, 1, SAMPLED_AT)
-    prometheus.set_delay(QUEUE, 2.0)
-    started = time.monotonic()
+    prometheus.hold(QUEUE)  # never answered while the reader waits: only its timeout ends it
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     reading = await read_one(source, at(prometheus, QUEUE, timeout_seconds=0.2))
-    assert time.monotonic() - started < 1.5
+    # Loop time: the endpoint's 0.2 s exactly, however long the machine took in real time.
+    assert loop.time() - started == pytest.approx(0.2)
+    assert prometheus.query_count(QUEUE) == 1  # it was asked, and gave up on
     assert reading.problem is MetricProblem.QUERY_FAILED
     assert reading.detail == "Timeout"
 
@@ -285,11 +287,18 @@ async def test_distinct_queries_run_concurrently(
     promqls = [f"sum(queue_{i})" for i in range(4)]
     for promql in promqls:
         prometheus.set_value(promql, 1, SAMPLED_AT)
-        prometheus.set_delay(promql, 0.4)
-    started = time.monotonic()
-    readings = await source.read([at(prometheus, q) for q in promqls], TICK)
-    assert time.monotonic() - started < 1.2  # 4 x 0.4 s in sequence would be 1.6 s
-    assert all(r.usable for r in readings.values())
+        prometheus.hold(promql)
+    read = asyncio.create_task(source.read([at(prometheus, q) for q in promqls], TICK))
+    # All four wait at the server at once. Read one after the other, the first would wait
+    # there alone until the reader's timeout ended the read.
+    all_held = asyncio.create_task(prometheus.wait_held(len(promqls)))
+    await asyncio.wait([read, all_held], return_when=asyncio.FIRST_COMPLETED)
+    assert all_held.done(), f"not all in flight at once: {prometheus.query_count()} asked"
+    prometheus.release()
+    readings = await read
+    assert [readings[at(prometheus, q)] for q in promqls] == [
+        MetricReading.ok(1.0, SAMPLED_AT)
+    ] * len(promqls)
 
 
 async def test_one_failing_query_does_not_spoil_the_others(
@@ -321,12 +330,14 @@ async def test_a_cancelled_reader_does_not_cancel_the_shared_call(
     prometheus: PrometheusServer, source: PrometheusSignalSource
 ) -> None:
     prometheus.set_value(QUEUE, 8, SAMPLED_AT)
-    prometheus.set_delay(QUEUE, 0.3)
+    prometheus.hold(QUEUE)
     query = at(prometheus, QUEUE)
     impatient = asyncio.create_task(source.read([query], TICK))
     patient = asyncio.create_task(source.read([query], TICK))
-    await asyncio.sleep(0.1)
+    await prometheus.wait_held(1)  # the shared call is in flight
     impatient.cancel()
+    await asyncio.wait([impatient])
+    prometheus.release()
     assert (await patient)[query] == MetricReading.ok(8.0, SAMPLED_AT)
     assert impatient.cancelled()
     assert prometheus.query_count(QUEUE) == 1

@@ -18,15 +18,22 @@ from fleetscale.signals.prometheus import (
     reading_from_result,
     result_from_body,
 )
+from support.protocols import protocol_mismatches
 
 ENDPOINT = PrometheusEndpoint(url="http://prometheus:9090")
 QUEUE = MetricQuery(ENDPOINT, "sum(queue)")
 GPU = MetricQuery(ENDPOINT, "avg(gpu)")
 
 
-def test_both_sources_satisfy_the_protocol() -> None:
-    sources: list[SignalSource] = [FakeSignalSource(), PrometheusSignalSource()]
-    assert len(sources) == 2
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param(FakeSignalSource, id="fake"),
+        pytest.param(PrometheusSignalSource, id="prometheus"),
+    ],
+)
+def test_both_sources_implement_the_protocol(source: type) -> None:
+    assert protocol_mismatches(source, SignalSource) == []
 
 
 async def test_fake_answers_values_and_problems() -> None:

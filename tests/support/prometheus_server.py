@@ -16,6 +16,9 @@ Usage::
         prometheus.set_value("sum(queue)", 12, sampled_at=1_700_000_000)
         ...  # point the code under test at prometheus.url
         assert prometheus.query_count("sum(queue)") == 1
+
+To know that requests are in flight rather than guess it with a delay, ``hold`` a query: its
+requests wait until ``release``; ``wait_held(n)`` returns once ``n`` of them are waiting.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class RecordedQuery:
     params: Mapping[str, str]
     authorization: str | None
     received_at: float  # wall clock, seconds since the epoch
+    evaluated_at: float  # the ``time`` parameter, else received_at: unset sample times get it
     client_port: int | None = None  # the same port again means a reused connection
 
 
@@ -184,6 +188,10 @@ class PrometheusServer:
     _streamers: dict[str, _Streamer] = field(default_factory=dict)
     _redirects: dict[str, str] = field(default_factory=dict)
     _streams_changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _held: set[str] = field(default_factory=set)
+    _holding: int = 0
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
+    _hold_changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _runner: web.AppRunner | None = None
     _port: int | None = None
 
@@ -317,12 +325,28 @@ class PrometheusServer:
         """Wait ``seconds`` before answering ``promql`` (to provoke client timeouts)."""
         self._delays[promql] = seconds
 
+    def hold(self, promql: str) -> None:
+        """Keep requests for ``promql`` waiting, unanswered, until :meth:`release`."""
+        self._held.add(promql)
+        self._released.clear()
+
+    async def wait_held(self, count: int) -> None:
+        """Return once ``count`` held requests are waiting at the same time."""
+        async with self._hold_changed:
+            await self._hold_changed.wait_for(lambda: self._holding >= count)
+
+    def release(self) -> None:
+        """Answer every held request, and answer ``promql`` at once from now on."""
+        self._held.clear()
+        self._released.set()
+
     def clear(self) -> None:
-        """Forget all answers, delays and recorded requests."""
+        """Forget all answers, delays, holds and recorded requests."""
         self._answers.clear()
         self._delays.clear()
         self._streamers.clear()
         self._redirects.clear()
+        self.release()
         self.requests.clear()
         self.streams.clear()
         self.paths.clear()
@@ -355,6 +379,7 @@ class PrometheusServer:
         self._port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:
+        self.release()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -404,13 +429,16 @@ class PrometheusServer:
             params.update({k: str(v) for k, v in (await request.post()).items()})
         promql = params.get("query", "")
         authorization = request.headers.get("Authorization")
+        received_at = time.time()
+        evaluated_at = float(params["time"]) if "time" in params else received_at
         self.requests.append(
             RecordedQuery(
                 promql=promql,
                 method=request.method,
                 params=params,
                 authorization=authorization,
-                received_at=time.time(),
+                received_at=received_at,
+                evaluated_at=evaluated_at,
                 client_port=_client_port(request),
             )
         )
@@ -419,6 +447,14 @@ class PrometheusServer:
         if not promql:
             payload = {"status": "error", "errorType": "bad_data", "error": "query is required"}
             return web.json_response(payload, status=400)
+        if promql in self._held:
+            async with self._hold_changed:
+                self._holding += 1
+                self._hold_changed.notify_all()
+            try:
+                await self._released.wait()
+            finally:
+                self._holding -= 1
         delay = self._delays.get(promql, 0.0)
         if delay:
             await asyncio.sleep(delay)
@@ -430,7 +466,6 @@ class PrometheusServer:
             return web.Response(status=answer.status, headers={"Location": self._redirects[promql]})
         if isinstance(answer.payload, bytes):
             return web.Response(status=answer.status, body=answer.payload)
-        evaluated_at = float(params["time"]) if "time" in params else time.time()
         return web.json_response(
             _fill_timestamps(answer.payload, evaluated_at), status=answer.status
         )
