@@ -64,7 +64,7 @@ def test_percentile_is_nearest_rank(values: list[float], fraction: float, expect
 
 
 def _summary(policy: str, slo: float) -> PolicySummary:
-    return PolicySummary(policy, 100, slo, 0.01, 0.0, 0.0, 1.5, 10.0, 1.1, 3, 2, 0.0, 0.1)
+    return PolicySummary(policy, 100, slo, 0.01, 0.0, 0.0, 1.5, 1.9, 10.0, 1.1, 3, 2, 0.0, 0.1)
 
 
 def test_tables_carry_every_policy_and_metric() -> None:

@@ -53,7 +53,7 @@ from fleetscale.planner.types import (
     PlannerState,
 )
 from fleetscale.sim.model import SimConfig
-from fleetscale.sim.policy import Action, FleetView, NodeMode
+from fleetscale.sim.policy import Action, FleetView, MetricsSample, NodeMode
 
 UtilizationMetric = Literal["dcgm", "kv-cache"]
 
@@ -123,7 +123,7 @@ class FleetscaleSettings:
             query = (
                 "avg(DCGM_FI_DEV_GPU_UTIL)"
                 if self.utilization_metric == "dcgm"
-                else "100 * avg(vllm:gpu_cache_usage_perc)"
+                else "100 * avg(vllm:kv_cache_usage_perc)"
             )
             utilization = GpuUtilizationMetric(
                 query=query, target_percent=self.utilization_target_percent
@@ -160,6 +160,31 @@ class FleetscaleSettings:
         )
 
 
+def readings(
+    sample: MetricsSample | None, utilization_metric: UtilizationMetric | None
+) -> tuple[MetricReading, MetricReading | None]:
+    """What the controller's metric queries would read from one scrape: the queue depth
+    (``sum(vllm:num_requests_waiting)``, preempted requests included) and the utilization
+    signal the spec names (DCGM's GPU utilization, or vLLM's KV-cache usage in percent).
+
+    The one place a sample becomes planner readings, so that it can be swapped for the
+    controller's own observation code.
+    """
+    if sample is None:
+        return MetricReading.failed(MetricProblem.NO_DATA, "no sample yet"), None
+    queue = MetricReading.ok(sample.waiting, sample.sampled_at)
+    if utilization_metric is None:
+        return queue, None
+    value = (
+        sample.gpu_utilization_percent
+        if utilization_metric == "dcgm"
+        else sample.kv_cache_usage_percent
+    )
+    if value is None:
+        return queue, MetricReading.failed(MetricProblem.NO_DATA, "no Ready replica")
+    return queue, MetricReading.ok(value, sample.sampled_at)
+
+
 class FleetscalePolicy:
     """The InferencePool and AcceleratorPool controllers' planning, in simulated time."""
 
@@ -178,23 +203,8 @@ class FleetscalePolicy:
         self.capacity: CapacityLimit | None = None
         self.decisions = 0
 
-    def _readings(self, view: FleetView) -> tuple[MetricReading, MetricReading | None]:
-        sample = view.sample
-        if sample is None:
-            return MetricReading.failed(MetricProblem.NO_DATA, "no sample yet"), None
-        queue = MetricReading.ok(sample.queue_depth, sample.sampled_at)
-        metric = self.settings.utilization_metric
-        if metric is None:
-            return queue, None
-        value = (
-            sample.gpu_utilization_percent if metric == "dcgm" else sample.kv_cache_usage_percent
-        )
-        if value is None:
-            return queue, MetricReading.failed(MetricProblem.NO_DATA, "no Ready replica")
-        return queue, MetricReading.ok(value, sample.sampled_at)
-
     def decide(self, view: FleetView) -> Action:
-        queue, utilization = self._readings(view)
+        queue, utilization = readings(view.sample, self.settings.utilization_metric)
         observation = Observation(
             current_replicas=view.desired_replicas,
             ready_replicas=view.ready_replicas,

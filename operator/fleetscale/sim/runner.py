@@ -17,7 +17,7 @@ from typing import Any
 from fleetscale.sim.baselines import HpaGpuUtilization, KedaQueueDepth, KnativeKpa, StaticPeak
 from fleetscale.sim.engine import FleetSimulator, SimResult
 from fleetscale.sim.model import SimConfig
-from fleetscale.sim.oracle import Oracle
+from fleetscale.sim.oracle import Oracle, nominal_batch
 from fleetscale.sim.policy import Policy
 from fleetscale.sim.report import PolicySummary, summarize, to_json
 from fleetscale.sim.scenarios import Scenario
@@ -45,7 +45,9 @@ POLICIES: dict[str, PolicyFactory] = {
     "keda-3": lambda c, w, o: KedaQueueDepth(c.min_replicas, c.max_replicas, threshold=3),
     "keda-5": lambda c, w, o: KedaQueueDepth(c.min_replicas, c.max_replicas, threshold=5),
     "keda-10": lambda c, w, o: KedaQueueDepth(c.min_replicas, c.max_replicas, threshold=10),
-    "kpa": lambda c, w, o: KnativeKpa(c.min_replicas, c.max_replicas, c.model.max_concurrency),
+    "kpa": lambda c, w, o: KnativeKpa(
+        c.min_replicas, c.max_replicas, nominal_batch(w, c.model, kv_fraction=1.0)
+    ),
     "static": lambda c, w, o: StaticPeak(o.peak_replicas, c.replicas_per_node),
     "oracle": lambda c, w, o: o,
 }
@@ -83,6 +85,10 @@ class ScenarioRun:
                         "desired_replicas": r.timeline.desired_replicas,
                         "ready_replicas": r.timeline.ready_replicas,
                         "nodes": r.timeline.nodes,
+                        "waiting": r.timeline.waiting,
+                        "running": r.timeline.running,
+                        "kv_cache_usage_percent": r.timeline.kv_cache_usage_percent,
+                        "preemptions": r.timeline.preemptions,
                         "shed": r.timeline.shed,
                     }
                     for name, r in self.results.items()
