@@ -54,15 +54,14 @@ def nominal_batch(workload: Workload, profile: ModelProfile, kv_fraction: float)
     )
 
 
-def required_replicas(
+def _demand(
     workload: Workload,
     config: SimConfig,
-    kv_fraction: float = KV_FRACTION,
-    utilization: float = UTILIZATION,
-    lookahead_seconds: int = 60,
-    window_seconds: int = 10,
-) -> list[int]:
-    """Replicas needed at each second to serve every request without queueing."""
+    kv_fraction: float,
+    utilization: float,
+    window_seconds: int,
+) -> tuple[list[int], list[float]]:
+    """Per second: replicas needed (before looking ahead), and requests in flight."""
     profile = config.model
     length = math.ceil(workload.duration_seconds + config.client_timeout_seconds) + 1
     batch = nominal_batch(workload, profile, kv_fraction)
@@ -71,6 +70,7 @@ def required_replicas(
     decode_step = profile.step_seconds(batch, batch * mean_context)
     prefill_rate = profile.prefill_tokens_per_second()
     held = [0.0] * (length + 1)  # KV tokens entering (+) and leaving (-) at each second
+    requests = [0] * (length + 1)
     work = [0.0] * length  # replica-seconds arriving at each second
     for arrival, inputs, outputs in zip(
         workload.arrival_seconds, workload.input_tokens, workload.output_tokens, strict=True
@@ -81,19 +81,46 @@ def required_replicas(
         tokens = inputs + outputs / 2
         held[start] += tokens
         held[stop] -= tokens
+        requests[start] += 1
+        requests[stop] -= 1
         work[start] += prefill + outputs * decode_step / batch
     kv_capacity = kv_fraction * profile.kv_cache_tokens
-    need = []
-    in_flight = 0.0
+    need: list[int] = []
+    in_flight: list[float] = []
+    tokens_in_flight = 0.0
+    requests_in_flight = 0
     window_work = 0.0
     for step in range(length):
-        in_flight += held[step]
+        tokens_in_flight += held[step]
+        requests_in_flight += requests[step]
         window_work += work[step]
         if step >= window_seconds:
             window_work -= work[step - window_seconds]
         for_work = window_work / window_seconds / utilization
-        need.append(math.ceil(max(in_flight / kv_capacity, for_work) - 1e-9))
+        need.append(math.ceil(max(tokens_in_flight / kv_capacity, for_work) - 1e-9))
+        in_flight.append(float(requests_in_flight))
+    return need, in_flight
+
+
+def required_replicas(
+    workload: Workload,
+    config: SimConfig,
+    kv_fraction: float = KV_FRACTION,
+    utilization: float = UTILIZATION,
+    lookahead_seconds: int = 60,
+    window_seconds: int = 10,
+) -> list[int]:
+    """Replicas needed at each second to serve every request without queueing."""
+    need, _ = _demand(workload, config, kv_fraction, utilization, window_seconds)
     return [max(config.min_replicas, n) for n in sliding_max(need, lookahead_seconds)]
+
+
+def concurrency_per_replica(workload: Workload, config: SimConfig) -> float:
+    """Requests in flight per replica, on average, when the fleet is sized as it needs: the
+    concurrency target a user would give a concurrency-driven autoscaler for this traffic."""
+    need, in_flight = _demand(workload, config, KV_FRACTION, UTILIZATION, 10)
+    shares = [flying / n for flying, n in zip(in_flight, need, strict=True) if n > 0 and flying]
+    return sum(shares) / len(shares) if shares else 1.0
 
 
 def lead_seconds(config: SimConfig) -> float:
