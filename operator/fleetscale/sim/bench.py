@@ -25,7 +25,7 @@ from fleetscale.sim.validation import markdown_table as validation_table
 START_MARKER = "<!-- bench:start -->"
 END_MARKER = "<!-- bench:end -->"
 VALIDATION_MARKERS = ("<!-- validation:start -->", "<!-- validation:end -->")
-SIGNAL_POLICIES = ("fleetscale", "static")
+SIGNAL_POLICIES = ("fleetscale", "static", "keda-3")
 BENCH_COMMAND = "make bench"
 BASELINES = ("hpa", *KEDA_POLICIES, "kpa", "static")
 
