@@ -128,8 +128,10 @@ def render_section(
     lines = [
         f"Produced by `{BENCH_COMMAND}` (seed {seed}); every figure below comes from that one "
         "command. SLO: time to first token within the target; shed (429) and timed-out requests "
-        "count as misses. GPU-hours: nodes billed from request to release. Queue wait: served "
-        "requests only. Model, fleet and baseline settings: docs/benchmark.md.",
+        "count as misses. GPU-hours: nodes billed from the start of the provisioning attempt that "
+        "succeeded to release. Queue wait: arrival to first scheduled at a vLLM replica, served "
+        "requests only. Model, fleet and baseline settings, and the replica model's validation: "
+        "docs/benchmark.md.",
         "",
         "| scenario | SLO >= best baseline | <= 0.75x best KEDA GPU-h | <= 1.15x oracle GPU-h "
         "| shed only when constrained |",
@@ -227,7 +229,7 @@ def run_bench(
     verdicts = [judge(run) for run in runs]
     for run in runs:
         plot_run(run, docs_dir / "bench" / f"{run.scenario.name}.png")
-        plot_signals(run, docs_dir / "bench" / f"{run.scenario.name}-signals.png")
+        plot_signals(run, docs_dir / "bench" / f"{run.scenario.name}-signals.png", SIGNAL_POLICIES)
     write_json(runs, out_dir / "results.json")
     checks = validate()
     if progress is not None:

@@ -10,6 +10,7 @@ Ready replica, against the sequence cap, so one sees which limit binds. Needs th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from fleetscale.sim.runner import ScenarioRun
@@ -91,7 +92,7 @@ def plot_run(run: ScenarioRun, path: Path, dpi: int = 72) -> Path:
 def plot_signals(
     run: ScenarioRun,
     path: Path,
-    policies: tuple[str, ...] = ("fleetscale", "static"),
+    policies: Sequence[str] = ("fleetscale", "static"),
     dpi: int = 72,
 ) -> Path:
     import matplotlib
@@ -135,6 +136,7 @@ def plot_signals(
             max_seqs, color="0.5", linestyle=":", linewidth=1, label=f"max_num_seqs ({max_seqs})"
         )
         counts.set_yscale("symlog", linthresh=10)
+        counts.set_ylim(bottom=0)
         counts.set_ylabel("requests / replica", fontsize=7)
         counts.tick_params(labelsize=7)
         summary = run.summaries[name]
