@@ -9,9 +9,11 @@ from fleetscale.sim.model import LLAMA_70B_4XH100, NodeProfile, SimConfig
 from fleetscale.sim.policy import Action, FleetView, NodeMode
 from fleetscale.sim.workload import Workload
 
+# Fixed model load and no stock-outs, so that tests can time scale-ups exactly.
+STEADY_70B = replace(LLAMA_70B_4XH100, model_load_sigma=0.0)
 SMALL = SimConfig(
-    model=LLAMA_70B_4XH100,
-    nodes=NodeProfile(max_nodes=4),
+    model=STEADY_70B,
+    nodes=NodeProfile(max_nodes=4, stockout_probability=0.0),
     max_replicas=8,
     client_timeout_seconds=30.0,
 )

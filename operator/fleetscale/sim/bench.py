@@ -3,7 +3,10 @@
 Role: run the standard set, judge fleetscale against the bar of the benchmark, write the
 results section (Markdown with tables and plots) to ``docs/benchmark-results.md`` and into
 README.md between ``<!-- bench:start -->`` and ``<!-- bench:end -->``, the plots to
-``docs/bench/*.png`` and the full JSON (timelines included) to ``out/bench/results.json``.
+``docs/bench/*.png`` and the full JSON (timelines included) to ``out/bench/results.json``. It
+also checks the replica model against published measurements
+(``fleetscale.sim.validation``) and writes that table into the results page and into
+docs/benchmark.md between ``<!-- validation:start -->`` and ``<!-- validation:end -->``.
 Callers: ``fleetscale simulate --bench`` (``make bench``).
 """
 
@@ -16,9 +19,13 @@ from pathlib import Path
 from fleetscale.sim.report import PolicySummary, markdown_table
 from fleetscale.sim.runner import ALL_POLICIES, KEDA_POLICIES, ScenarioRun, run_scenario
 from fleetscale.sim.scenarios import SCENARIOS, STANDARD_SET
+from fleetscale.sim.validation import MAX_RATIO, Check, validate
+from fleetscale.sim.validation import markdown_table as validation_table
 
 START_MARKER = "<!-- bench:start -->"
 END_MARKER = "<!-- bench:end -->"
+VALIDATION_MARKERS = ("<!-- validation:start -->", "<!-- validation:end -->")
+SIGNAL_POLICIES = ("fleetscale", "static", "keda-3")
 BENCH_COMMAND = "make bench"
 BASELINES = ("hpa", *KEDA_POLICIES, "kpa", "static")
 
@@ -121,8 +128,10 @@ def render_section(
     lines = [
         f"Produced by `{BENCH_COMMAND}` (seed {seed}); every figure below comes from that one "
         "command. SLO: time to first token within the target; shed (429) and timed-out requests "
-        "count as misses. GPU-hours: nodes billed from request to release. Queue wait: served "
-        "requests only. Model, fleet and baseline settings: docs/benchmark.md.",
+        "count as misses. GPU-hours: nodes billed from the start of the provisioning attempt that "
+        "succeeded to release. Queue wait: arrival to first scheduled at a vLLM replica, served "
+        "requests only. Model, fleet and baseline settings, and the replica model's validation: "
+        "docs/benchmark.md.",
         "",
         "| scenario | SLO >= best baseline | <= 0.75x best KEDA GPU-h | <= 1.15x oracle GPU-h "
         "| shed only when constrained |",
@@ -146,8 +155,37 @@ def render_section(
             markdown_table(list(run.summaries.values())),
             "",
             f"![{run.scenario.name}]({image_prefix}{run.scenario.name}.png)",
+            "",
+            signals_line(run),
+            "",
+            f"![{run.scenario.name} signals]({image_prefix}{run.scenario.name}-signals.png)",
         ]
     return "\n".join(lines) + "\n"
+
+
+def signals_line(run: ScenarioRun, policies: Sequence[str] = SIGNAL_POLICIES) -> str:
+    """What vLLM exported during the run: which limit bound the batch."""
+    cap = run.scenario.config.model.max_num_seqs
+    parts = []
+    for name in policies:
+        if name not in run.results:
+            continue
+        timeline = run.results[name].timeline
+        ready = [max(1, r) for r in timeline.ready_replicas]
+        running = max((n / r for n, r in zip(timeline.running, ready, strict=True)), default=0)
+        waiting = max((n / r for n, r in zip(timeline.waiting, ready, strict=True)), default=0)
+        usage = timeline.kv_cache_usage_percent
+        mean_usage = sum(usage) / len(usage) if usage else 0.0
+        parts.append(
+            f"{name}: KV-cache usage mean {mean_usage:.0f}%, peak {max(usage, default=0):.0f}%; "
+            f"peak {running:.0f} running and {waiting:.0f} waiting per ready replica; "
+            f"{run.summaries[name].preemptions:,} preemptions"
+        )
+    return (
+        f"Signals as vLLM exports them (sequence cap {cap:,} per replica): "
+        + "; ".join(parts)
+        + "."
+    )
 
 
 def splice_readme(
@@ -179,7 +217,7 @@ def run_bench(
     scenarios: Sequence[str] = STANDARD_SET,
     progress: Callable[[str], None] | None = None,
 ) -> list[Verdict]:
-    from fleetscale.sim.plots import plot_run
+    from fleetscale.sim.plots import plot_run, plot_signals
     from fleetscale.sim.runner import write_json
 
     if readme is not None and START_MARKER not in readme.read_text(encoding="utf-8"):
@@ -191,12 +229,36 @@ def run_bench(
     verdicts = [judge(run) for run in runs]
     for run in runs:
         plot_run(run, docs_dir / "bench" / f"{run.scenario.name}.png")
+        plot_signals(run, docs_dir / "bench" / f"{run.scenario.name}-signals.png", SIGNAL_POLICIES)
     write_json(runs, out_dir / "results.json")
+    checks = validate()
+    if progress is not None:
+        held = sum(1 for check in checks if check.holds)
+        progress(f"validation: {held} of {len(checks)} published figures hold")
+    validation = validation_section(checks)
     results_page = docs_dir / "benchmark-results.md"
     results_page.write_text(
-        "# Benchmark results\n\n" + render_section(runs, verdicts, "bench/", seed),
+        "# Benchmark results\n\n"
+        + render_section(runs, verdicts, "bench/", seed)
+        + "\n## The replica model against published measurements\n\n"
+        + validation,
         encoding="utf-8",
     )
+    method_page = docs_dir / "benchmark.md"
+    if method_page.is_file() and VALIDATION_MARKERS[0] in method_page.read_text(encoding="utf-8"):
+        splice_readme(method_page, validation, VALIDATION_MARKERS)
     if readme is not None:
         splice_readme(readme, render_section(runs, verdicts, f"{docs_dir.name}/bench/", seed))
     return verdicts
+
+
+def validation_section(checks: Sequence[Check]) -> str:
+    held = sum(1 for check in checks if check.holds)
+    within = sum(1 for check in checks if check.within)
+    return (
+        f"Produced by `{BENCH_COMMAND}`: one simulated replica under each published benchmark's "
+        f"load. {within} of {len(checks)} figures within {MAX_RATIO:g}x of their source; "
+        f"{held - within} more with the gap explained below the table.\n\n"
+        + validation_table(checks)
+        + "\n"
+    )

@@ -1,30 +1,32 @@
-"""The fleet simulator: requests, replicas, GPU nodes and a gateway, advanced in 1 s steps.
+"""The fleet simulator: GPU nodes, vLLM pods behind a load balancer, monitoring and a policy.
 
-Role: replay a ``Workload`` through a model of a GPU fleet driven by one ``Policy`` and return
-per-request outcomes, a timeline and the bill. Deterministic for a seed. Callers:
-``fleetscale.sim.runner`` and the tests.
+Role: replay a ``Workload`` through a fleet of ``fleetscale.sim.replica.Replica`` servers
+driven by one ``Policy`` and return per-request outcomes, a timeline and the bill.
+Deterministic for a seed. Callers: ``fleetscale.sim.runner`` and the tests.
 
-How time advances (the reason it runs an hour of a 64-replica fleet in seconds): control events
-(node and replica readiness, scrapes, policy decisions, node autoscaling) happen on whole
-seconds; requests arrive at their exact times. Each replica is a processor-sharing server: a
-per-replica counter of decoded tokens per sequence advances at the batch's per-sequence speed,
-held constant within a second, and a request finishes when the counter passes its own finish
-mark (heap per replica). Completion times inside a second are interpolated, and a freed slot
-takes the head of the gateway queue at that instant, so queue waits are not rounded to seconds.
-Each replica prefills its admitted requests one after another (compute-bound); requests
-admitted but not yet prefilled count as waiting in the exported queue depth, as in vLLM.
+How time advances: control events (nodes and pods becoming Ready, scrapes, policy decisions,
+node autoscaling) happen on whole seconds; requests arrive at their exact times. A pod's
+server runs its own scheduler clock (see ``replica``): it is advanced to an arrival's time
+when the load balancer looks at it or hands it a request, and every pod is advanced to the
+end of each second, so scrapes see every pod as of that instant.
 
-Gateway: requests go to a Ready replica with a free slot (the less loaded of two random picks),
-else wait in one FIFO queue until a slot frees or the client timeout passes. While the shed
-flag is up, a request arriving when the queue is over the threshold per Ready replica gets 429
-at once. Replicas: Pending until accelerators are free on a Ready node (packed onto the fullest
-node), then loading the model, then Ready. Removed replicas stop taking requests and leave when
-their last request finishes. Nodes are billed from request to release.
+Routing: each Ready pod keeps its own queue (vLLM queues per server). The load balancer
+picks a pod per request: round-robin (a plain Service), or least outstanding requests
+(Envoy's LEAST_REQUEST: the less loaded of two random picks), which also stands in for an
+inference-aware gateway. A pod that becomes Ready receives only new arrivals; requests queued
+elsewhere stay where they are. Clients give up on a request without a first token after the
+client timeout. While the shed flag is up, a request arriving when the pods' waiting requests
+exceed the threshold per Ready pod is answered 429 at once. With no Ready pod, requests wait
+at the gateway for the first one.
+
+Pods: Pending until accelerators are free on a Ready node (packed onto the fullest node), then
+loading the model (a lognormal draw), then Ready. Removed pods stop receiving requests and
+leave when their last request finishes. Nodes: a provisioning attempt may fail (stock-out) and
+is retried; nodes are billed from the start of the attempt that succeeded until release.
 """
 
 from __future__ import annotations
 
-import heapq
 import math
 import random
 from collections import deque
@@ -32,7 +34,22 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from fleetscale.sim.model import SimConfig
-from fleetscale.sim.policy import Action, FleetView, MetricsSample, NodeInfo, Policy
+from fleetscale.sim.policy import (
+    Action,
+    FleetView,
+    Histogram,
+    MetricsSample,
+    NodeInfo,
+    Policy,
+)
+from fleetscale.sim.replica import (
+    ITL_BUCKETS_SECONDS,
+    NOT_YET,
+    TTFT_BUCKETS_SECONDS,
+    HistogramCounts,
+    Replica,
+    RequestBook,
+)
 from fleetscale.sim.workload import Workload
 
 PENDING: Final = 0
@@ -42,42 +59,38 @@ DRAINING: Final = 3
 
 
 class _Node:
-    __slots__ = ("empty_since", "free", "id", "ready_at", "released_at", "requested_at")
+    __slots__ = (
+        "billed_from",
+        "empty_since",
+        "free",
+        "id",
+        "ready_at",
+        "released_at",
+        "requested_at",
+    )
 
-    def __init__(self, node_id: int, requested_at: float, ready_at: float, free: int) -> None:
+    def __init__(
+        self, node_id: int, requested_at: float, billed_from: float, ready_at: float, free: int
+    ) -> None:
         self.id = node_id
         self.requested_at = requested_at
+        self.billed_from = billed_from  # the successful attempt's start
         self.ready_at = ready_at
         self.released_at: float | None = None
         self.free = free
         self.empty_since: float | None = ready_at
 
 
-class _Replica:
-    __slots__ = (
-        "busy_mark",
-        "busy_seconds",
-        "heap",
-        "id",
-        "node",
-        "prefill_free_at",
-        "prefill_starts",
-        "ready_at",
-        "state",
-        "tokens",
-    )
+class _Pod:
+    __slots__ = ("busy_mark", "id", "node", "ready_at", "server", "state")
 
-    def __init__(self, replica_id: int) -> None:
-        self.id = replica_id
+    def __init__(self, pod_id: int) -> None:
+        self.id = pod_id
         self.state = PENDING
         self.node: _Node | None = None
         self.ready_at = math.inf
-        self.tokens = 0.0  # decoded tokens per sequence since start (processor-sharing clock)
-        self.heap: list[tuple[float, int]] = []  # (finish mark, request index)
-        self.busy_seconds = 0.0
-        self.busy_mark = 0.0  # busy_seconds at the last scrape
-        self.prefill_free_at = 0.0  # when the replica's prefill queue empties
-        self.prefill_starts: deque[float] = deque()  # of admitted requests, nondecreasing
+        self.server: Replica | None = None
+        self.busy_mark = 0.0  # the server's busy seconds at the last scrape
 
 
 @dataclass
@@ -88,9 +101,12 @@ class Timeline:
     arrivals_per_second: list[float] = field(default_factory=list)
     desired_replicas: list[int] = field(default_factory=list)
     ready_replicas: list[int] = field(default_factory=list)
-    nodes: list[int] = field(default_factory=list)  # billed: requested and not released
+    nodes: list[int] = field(default_factory=list)  # billed or provisioning, not released
     nodes_ready: list[int] = field(default_factory=list)
-    queue_depth: list[int] = field(default_factory=list)
+    waiting: list[int] = field(default_factory=list)  # at the pods, preempted included
+    running: list[int] = field(default_factory=list)
+    kv_cache_usage_percent: list[float] = field(default_factory=list)  # mean over Ready pods
+    preemptions: list[int] = field(default_factory=list)  # cumulative
     shed: list[bool] = field(default_factory=list)
 
 
@@ -104,7 +120,9 @@ class Outcomes:
     shed: int = 0
     timed_out: int = 0
     queue_wait_seconds: list[float] = field(default_factory=list)  # of served requests
+    ttft_seconds: list[float] = field(default_factory=list)  # of served requests
     shed_times: list[float] = field(default_factory=list)  # arrival times of 429s
+    preemptions: int = 0
 
 
 @dataclass
@@ -138,24 +156,40 @@ class FleetSimulator:
         self.model = config.model
         self.rng = random.Random(config.seed)
         self.node_rng = random.Random(config.seed * 7919 + 1)
+        self.load_rng = random.Random(config.seed * 104729 + 3)
+        self.book = RequestBook(
+            workload.arrival_seconds,
+            workload.input_tokens,
+            workload.output_tokens,
+            workload.prefix_hashes,
+            workload.prefix_block_tokens,
+        )
+        self.book.timeout_seconds = config.client_timeout_seconds
         self.now = 0.0
-        self.replicas: list[_Replica] = []
-        self.ready: list[_Replica] = []
+        self.pods: list[_Pod] = []
+        self.ready: list[_Pod] = []
         self.nodes: list[_Node] = []
-        self.queue: deque[int] = deque()
-        self.free_slots = 0
+        self.held: deque[int] = deque()  # at the gateway while no pod is Ready
         self.desired = 0
         self.shed_active = False
         self.shed_queue_per_replica = 0.0
         self.node_target: int | None = None
         self.releases_managed = False
         self.samples: list[MetricsSample] = []
-        self.outcomes = Outcomes(total=len(workload))
+        self.shed_count = 0
+        self.shed_times: list[float] = []
         self.timeline = Timeline()
         self.scale_actions = 0
         self.shed_unconstrained_seconds = 0.0
-        self._next_replica_id = 0
+        self._next_pod_id = 0
+        self._round_robin = 0
         self._arrivals_in_record = 0
+        # Counters of pods that went away, so fleet totals never go back.
+        self._retired_prompt_tokens = 0
+        self._retired_generation_tokens = 0
+        self._retired_preemptions = 0
+        self._retired_ttft = HistogramCounts(TTFT_BUCKETS_SECONDS)
+        self._retired_itl = HistogramCounts(ITL_BUCKETS_SECONDS)
         end = workload.duration_seconds
         self.end_seconds = math.ceil(
             end + (config.client_timeout_seconds if extra_seconds is None else extra_seconds)
@@ -165,31 +199,39 @@ class FleetSimulator:
     # -- construction ------------------------------------------------------------------------
 
     def _start(self, initial_replicas: int) -> None:
-        """A fleet already serving: nodes Ready and replicas Ready at time zero."""
+        """A fleet already serving: nodes Ready and pods Ready at time zero."""
         per_node = self.config.replicas_per_node
         initial_replicas = max(self.config.min_replicas, initial_replicas)
         for _ in range(math.ceil(initial_replicas / per_node)):
             self._add_node(ready_at=0.0)
         self._set_desired(initial_replicas, count_action=False)
-        for replica in self.replicas:
-            self._place(replica)
-            replica.state = READY
-            replica.ready_at = 0.0
-            self._make_ready(replica)
+        for pod in self.pods:
+            self._place(pod)
+            pod.ready_at = 0.0
+            self._make_ready(pod)
 
     # -- nodes -------------------------------------------------------------------------------
 
     def _add_node(self, ready_at: float | None = None) -> _Node:
+        billed_from = self.now
         if ready_at is None:
-            ready_at = self.now + self.config.nodes.draw_provisioning_seconds(self.node_rng)
-        node = _Node(len(self.nodes), self.now, ready_at, self.config.nodes.accelerators_per_node)
+            lost, provisioning = self.config.nodes.draw_attempts(self.node_rng)
+            billed_from = self.now + lost
+            ready_at = billed_from + provisioning
+        node = _Node(
+            len(self.nodes),
+            self.now,
+            billed_from,
+            ready_at,
+            self.config.nodes.accelerators_per_node,
+        )
         self.nodes.append(node)
         return node
 
     def _live_nodes(self) -> list[_Node]:
         return [n for n in self.nodes if n.released_at is None]
 
-    def _place(self, replica: _Replica) -> bool:
+    def _place(self, pod: _Pod) -> bool:
         need = self.model.accelerators_per_replica
         best: _Node | None = None
         for node in self.nodes:
@@ -201,19 +243,19 @@ class FleetSimulator:
             return False
         best.free -= need
         best.empty_since = None
-        replica.node = best
-        replica.state = LOADING
-        replica.ready_at = self.now + self.model.model_load_seconds
+        pod.node = best
+        pod.state = LOADING
+        pod.ready_at = self.now + self.model.draw_model_load_seconds(self.load_rng)
         return True
 
-    def _free_accelerators(self, replica: _Replica) -> None:
-        node = replica.node
+    def _free_accelerators(self, pod: _Pod) -> None:
+        node = pod.node
         if node is None:
             return
         node.free += self.model.accelerators_per_replica
         if node.free == self.config.nodes.accelerators_per_node:
             node.empty_since = self.now
-        replica.node = None
+        pod.node = None
 
     def _release_empty_nodes(self, keep: int, min_empty_seconds: float) -> None:
         """Release empty Ready nodes idle for ``min_empty_seconds``, keeping ``keep`` live."""
@@ -234,7 +276,7 @@ class FleetSimulator:
         per_node = self.config.replicas_per_node
         max_nodes = self.config.nodes.max_nodes
         live = self._live_nodes()
-        pending = sum(1 for r in self.replicas if r.state == PENDING)
+        pending = sum(1 for p in self.pods if p.state == PENDING)
         provisioning_slots = sum(
             n.free // self.model.accelerators_per_replica for n in live if n.ready_at > self.now
         )
@@ -242,7 +284,7 @@ class FleetSimulator:
             if self.releases_managed:
                 wanted = min(self.node_target, max_nodes)
             else:
-                active = sum(1 for r in self.replicas if r.state != DRAINING)
+                active = sum(1 for p in self.pods if p.state != DRAINING)
                 wanted = min(max(self.node_target, math.ceil(active / per_node)), max_nodes)
                 self._release_empty_nodes(
                     keep=wanted, min_empty_seconds=self.policy.node_scale_down_delay_seconds
@@ -260,12 +302,15 @@ class FleetSimulator:
             keep=0, min_empty_seconds=self.config.cluster_autoscaler_unneeded_seconds
         )
 
-    # -- replicas ----------------------------------------------------------------------------
+    # -- pods --------------------------------------------------------------------------------
 
-    def _make_ready(self, replica: _Replica) -> None:
-        self.ready.append(replica)
-        self.free_slots += self.model.max_concurrency - len(replica.heap)
-        self._fill_from_queue(replica, self.now, self.model.decode_tokens_per_second(0))
+    def _make_ready(self, pod: _Pod) -> None:
+        pod.state = READY
+        pod.server = Replica(self.model, self.book, now=self.now)
+        pod.busy_mark = 0.0
+        self.ready.append(pod)
+        while self.held:
+            pod.server.enqueue(self.held.popleft())
 
     def _set_desired(self, desired: int, count_action: bool = True) -> None:
         desired = max(self.config.min_replicas, min(self.config.max_replicas, desired))
@@ -274,92 +319,73 @@ class FleetSimulator:
         if count_action:
             self.scale_actions += 1
         self.desired = desired
-        active = [r for r in self.replicas if r.state != DRAINING]
+        active = [p for p in self.pods if p.state != DRAINING]
         if desired > len(active):
             for _ in range(desired - len(active)):
-                replica = _Replica(self._next_replica_id)
-                self._next_replica_id += 1
-                self.replicas.append(replica)
-                self._place(replica)
+                pod = _Pod(self._next_pod_id)
+                self._next_pod_id += 1
+                self.pods.append(pod)
+                self._place(pod)
             return
         # Scale down like a ReplicaSet: unscheduled first, then not Ready; among Ready ones,
         # those on the emptiest nodes (as pod-deletion-cost or a consolidating node autoscaler
         # would arrange, so whole nodes free up), then the least busy. Same for every policy.
         victims = sorted(
             active,
-            key=lambda r: (
-                r.state == READY,
-                r.state == LOADING and -r.ready_at,
-                -(r.node.free if r.node else 0),
-                len(r.heap),
+            key=lambda p: (
+                p.state == READY,
+                p.state == LOADING and -p.ready_at,
+                -(p.node.free if p.node else 0),
+                p.server.outstanding if p.server else 0,
             ),
         )[: len(active) - desired]
-        for replica in victims:
-            if replica.state == READY:
-                self.ready.remove(replica)
-                self.free_slots -= self.model.max_concurrency - len(replica.heap)
-                replica.state = DRAINING
-                if not replica.heap:
-                    self._retire(replica)
+        for pod in victims:
+            if pod.state == READY:
+                self.ready.remove(pod)
+                pod.state = DRAINING
+                if pod.server is None or pod.server.idle:
+                    self._retire(pod)
             else:
-                self._retire(replica)
+                self._retire(pod)
 
-    def _retire(self, replica: _Replica) -> None:
-        replica.state = DRAINING
-        self._free_accelerators(replica)
-        self.replicas.remove(replica)
+    def _retire(self, pod: _Pod) -> None:
+        pod.state = DRAINING
+        self._free_accelerators(pod)
+        self.pods.remove(pod)
+        server = pod.server
+        if server is not None:
+            self._retired_prompt_tokens += server.prompt_tokens_total
+            self._retired_generation_tokens += server.generation_tokens_total
+            self._retired_preemptions += server.preemptions_total
+            self._retired_ttft.add(server.ttft)
+            self._retired_itl.add(server.itl)
 
     # -- requests ----------------------------------------------------------------------------
 
-    def _admit(self, replica: _Replica, index: int, at: float, tick: float, rate: float) -> None:
-        """Start request ``index`` on ``replica`` at time ``at`` inside the step from ``tick``."""
-        outcomes = self.outcomes
-        arrival = self.workload.arrival_seconds[index]
-        # Prefill is compute-bound: one replica prefills its admitted requests one after the
-        # other at its prefill rate; the first token comes when the request's prefill ends.
-        prefill_start = at if replica.prefill_free_at < at else replica.prefill_free_at
-        first_token = prefill_start + (
-            self.workload.input_tokens[index] / self.model.prefill_tokens_per_second
-        )
-        replica.prefill_free_at = first_token
-        replica.prefill_starts.append(prefill_start)
-        outcomes.served += 1
-        outcomes.queue_wait_seconds.append(at - arrival)
-        if first_token - arrival <= self.config.ttft_target_seconds:
-            outcomes.met_ttft += 1
-        mark = replica.tokens + (first_token - tick) * rate + self.workload.output_tokens[index]
-        heapq.heappush(replica.heap, (mark, index))
-        self.free_slots -= 1
-
-    def _fill_from_queue(self, replica: _Replica, at: float, rate: float) -> None:
-        queue = self.queue
-        arrivals = self.workload.arrival_seconds
-        timeout = self.config.client_timeout_seconds
-        capacity = self.model.max_concurrency
-        while queue and len(replica.heap) < capacity:
-            index = queue.popleft()
-            if arrivals[index] + timeout <= at:
-                self.outcomes.timed_out += 1
-                continue
-            self._admit(replica, index, max(at, arrivals[index]), math.floor(at), rate)
-
-    def _route(self, index: int, at: float, tick: float, rates: dict[int, float]) -> None:
+    def _route(self, request: int, at: float) -> None:
         ready = self.ready
-        capacity = self.model.max_concurrency
-        if self.queue or self.free_slots <= 0 or not ready:
-            if self.shed_active and len(self.queue) >= self._shed_queue_limit():
-                self.outcomes.shed += 1
-                self.outcomes.shed_times.append(at)
-                return
-            self.queue.append(index)
+        if self.shed_active and self._waiting_now() >= self._shed_queue_limit():
+            self.shed_count += 1
+            self.shed_times.append(at)
             return
-        count = len(ready)
-        first = ready[int(self.rng.random() * count)]
-        second = ready[int(self.rng.random() * count)]
-        pick = first if len(first.heap) <= len(second.heap) else second
-        if len(pick.heap) >= capacity:
-            pick = min(ready, key=lambda r: len(r.heap))
-        self._admit(pick, index, at, tick, rates[pick.id])
+        if not ready:
+            self.held.append(request)
+            return
+        if self.config.load_balancer == "round-robin":
+            self._round_robin = (self._round_robin + 1) % len(ready)
+            pick = _serving(ready[self._round_robin])
+            pick.advance_to(at)
+        else:
+            count = len(ready)
+            first = _serving(ready[int(self.rng.random() * count)])
+            second = _serving(ready[int(self.rng.random() * count)])
+            first.advance_to(at)
+            second.advance_to(at)
+            pick = first if first.outstanding <= second.outstanding else second
+        pick.enqueue(request)
+
+    def _waiting_now(self) -> int:
+        return sum(p.server.num_waiting for p in self.ready if p.server is not None)
 
     def _shed_queue_limit(self) -> float:
         return self.shed_queue_per_replica * max(1, len(self.ready))
@@ -369,38 +395,50 @@ class FleetSimulator:
     def _scrape(self) -> None:
         interval = self.config.scrape_interval_seconds
         utilizations = []
+        usages = []
+        waiting = 0
         running = 0
-        ready_running = 0
-        prefill_waiting = 0
-        for replica in self.replicas:
-            # Admitted but not yet prefilled: vLLM still counts these as waiting.
-            starts = replica.prefill_starts
-            while starts and starts[0] <= self.now:
-                starts.popleft()
-            prefill_waiting += len(starts)
-            in_batch = len(replica.heap) - len(starts)
-            running += in_batch
-            if replica.state == READY:
-                ready_running += in_batch
-                window = min(interval, self.now - replica.ready_at)
-                if window > 0:
-                    busy = (replica.busy_seconds - replica.busy_mark) / window
-                    utilizations.append(min(1.0, busy))
-            replica.busy_mark = replica.busy_seconds
+        prompt_tokens = self._retired_prompt_tokens
+        generation_tokens = self._retired_generation_tokens
+        preemptions = self._retired_preemptions
+        ttft = HistogramCounts(TTFT_BUCKETS_SECONDS, list(self._retired_ttft.counts))
+        ttft.sum_seconds = self._retired_ttft.sum_seconds
+        itl = HistogramCounts(ITL_BUCKETS_SECONDS, list(self._retired_itl.counts))
+        itl.sum_seconds = self._retired_itl.sum_seconds
+        for pod in self.pods:
+            server = pod.server
+            if server is None:
+                continue
+            prompt_tokens += server.prompt_tokens_total
+            generation_tokens += server.generation_tokens_total
+            preemptions += server.preemptions_total
+            ttft.add(server.ttft)
+            itl.add(server.itl)
+            if pod.state != READY:
+                continue
+            waiting += server.num_waiting
+            running += server.num_running
+            usages.append(server.kv_cache_usage)
+            window = min(interval, self.now - pod.ready_at)
+            if window > 0:
+                busy = (server.busy_seconds - pod.busy_mark) / window
+                utilizations.append(min(1.0, busy))
+            pod.busy_mark = server.busy_seconds
         self.samples.append(
             MetricsSample(
                 sampled_at=self.now,
-                queue_depth=float(len(self.queue) + prefill_waiting),
+                waiting=float(waiting),
                 running=float(running),
                 gpu_utilization_percent=(
                     100.0 * sum(utilizations) / len(utilizations) if utilizations else None
                 ),
-                kv_cache_usage_percent=(
-                    100.0 * ready_running / (len(self.ready) * self.model.max_concurrency)
-                    if self.ready
-                    else None
-                ),
+                kv_cache_usage=sum(usages) / len(usages) if usages else None,
                 ready_replicas=len(self.ready),
+                prompt_tokens_total=float(prompt_tokens),
+                generation_tokens_total=float(generation_tokens),
+                preemptions_total=float(preemptions),
+                ttft=_histogram(ttft),
+                itl=_histogram(itl),
             )
         )
 
@@ -414,8 +452,8 @@ class FleetSimulator:
     def view(self) -> FleetView:
         live = self._live_nodes()
         provisioning = [n.ready_at - self.now for n in live if n.ready_at > self.now]
-        states = [r.state for r in self.replicas]
-        running = sum(len(r.heap) for r in self.replicas)
+        states = [p.state for p in self.pods]
+        held_by_pods = sum(p.server.outstanding for p in self.pods if p.server is not None)
         return FleetView(
             now=self.now,
             desired_replicas=self.desired,
@@ -423,7 +461,7 @@ class FleetSimulator:
             starting_replicas=states.count(LOADING),
             pending_replicas=states.count(PENDING),
             sample=self._visible_sample(),
-            concurrency_now=float(running + len(self.queue)),
+            concurrency_now=float(held_by_pods + len(self.held)),
             nodes_ready=len(live) - len(provisioning),
             nodes_provisioning=len(provisioning),
             max_nodes=self.config.nodes.max_nodes,
@@ -461,7 +499,6 @@ class FleetSimulator:
 
     def run(self) -> SimResult:
         config = self.config
-        model = self.model
         arrivals = self.workload.arrival_seconds
         timeout = config.client_timeout_seconds
         scrape_every = config.scrape_interval_seconds
@@ -472,14 +509,13 @@ class FleetSimulator:
         for step in range(self.end_seconds):
             tick = float(step)
             self.now = tick
-            # 1. Nodes that became Ready take Pending replicas; loaded replicas become Ready.
-            for replica in self.replicas:
-                if replica.state == PENDING:
-                    self._place(replica)
-            for replica in self.replicas:
-                if replica.state == LOADING and replica.ready_at <= tick:
-                    replica.state = READY
-                    self._make_ready(replica)
+            # 1. Nodes that became Ready take Pending pods; loaded pods become Ready.
+            for pod in self.pods:
+                if pod.state == PENDING:
+                    self._place(pod)
+            for pod in self.pods:
+                if pod.state == LOADING and pod.ready_at <= tick:
+                    self._make_ready(pod)
             # 2. Monitoring and control.
             if step % scrape_every == 0:
                 self._scrape()
@@ -489,53 +525,32 @@ class FleetSimulator:
             if self.shed_active and not self._constrained():
                 self.shed_unconstrained_seconds += 1
             # 3. Arrivals of this second, at their exact times.
-            rates = {r.id: model.decode_tokens_per_second(len(r.heap)) for r in self.replicas}
-            busy_before = {r.id for r in self.replicas if r.heap}
             limit = tick + 1.0
             while next_arrival < total and arrivals[next_arrival] < limit:
-                self._route(next_arrival, arrivals[next_arrival], tick, rates)
+                self._route(next_arrival, arrivals[next_arrival])
                 next_arrival += 1
                 self._arrivals_in_record += 1
-            # 4. Serve: advance every replica's processor-sharing clock by one second.
-            for replica in list(self.replicas):
-                heap = replica.heap
-                if not heap:
+            # 4. Serve: every pod runs its scheduler to the end of the second.
+            for pod in list(self.pods):
+                server = pod.server
+                if server is None:
                     continue
-                replica.busy_seconds += 1.0 if replica.id in busy_before else 0.5
-                rate = rates[replica.id]
-                start_tokens = replica.tokens
-                replica.tokens = end_tokens = start_tokens + rate
-                takes = replica.state == READY
-                while heap and heap[0][0] <= end_tokens:
-                    mark, _ = heapq.heappop(heap)
-                    at = tick + (mark - start_tokens) / rate
-                    if not takes:
-                        continue
-                    self.free_slots += 1
-                    while self.queue:
-                        index = self.queue.popleft()
-                        if arrivals[index] + timeout <= at:
-                            self.outcomes.timed_out += 1
-                            continue
-                        self._admit(replica, index, max(at, arrivals[index]), tick, rate)
-                        break
-                if replica.state == DRAINING and not heap:
-                    self._retire(replica)
-            # 5. Clients that waited too long give up.
-            queue = self.queue
-            while queue and arrivals[queue[0]] + timeout <= limit:
-                queue.popleft()
-                self.outcomes.timed_out += 1
+                server.advance_to(limit)
+                server.expire_waiting(limit)
+                server.finished.clear()
+                if pod.state == DRAINING and server.idle:
+                    self._retire(pod)
+            # 5. Clients held at the gateway give up too.
+            held = self.held
+            while held and arrivals[held[0]] + timeout <= limit:
+                self.book.timed_out[held.popleft()] = True
             if step % record_every == 0:
                 self._record()
-        # Requests still waiting at the end were never served in time.
-        self.outcomes.timed_out += len(self.queue)
-        self.queue.clear()
         return SimResult(
             policy=self.policy.name,
             workload=self.workload.name,
             duration_seconds=float(self.end_seconds),
-            outcomes=self.outcomes,
+            outcomes=self._outcomes(),
             timeline=self.timeline,
             gpu_hours=self._gpu_hours(),
             scale_actions=self.scale_actions,
@@ -543,11 +558,36 @@ class FleetSimulator:
             shed_seconds_while_unconstrained=self.shed_unconstrained_seconds,
         )
 
+    def _outcomes(self) -> Outcomes:
+        """Per request: served (a first token), shed, or timed out (everything else)."""
+        book = self.book
+        target = self.config.ttft_target_seconds
+        outcomes = Outcomes(total=len(book.arrival), shed=self.shed_count)
+        outcomes.shed_times = self.shed_times
+        waits = outcomes.queue_wait_seconds
+        ttfts = outcomes.ttft_seconds
+        for arrival, admitted, first in zip(
+            book.arrival, book.admitted_at, book.first_token_at, strict=True
+        ):
+            if first == NOT_YET:
+                continue
+            ttft = first - arrival
+            ttfts.append(ttft)
+            waits.append(admitted - arrival)
+            if ttft <= target:
+                outcomes.met_ttft += 1
+        outcomes.served = len(ttfts)
+        outcomes.timed_out = outcomes.total - outcomes.served - outcomes.shed
+        outcomes.preemptions = self._retired_preemptions + sum(
+            p.server.preemptions_total for p in self.pods if p.server is not None
+        )
+        return outcomes
+
     def _constrained(self) -> bool:
         """Capacity is on its way or capped: the only times shedding is legitimate."""
         live = self._live_nodes()
         provisioning = any(n.ready_at > self.now for n in live)
-        loading = any(r.state in (PENDING, LOADING) for r in self.replicas)
+        loading = any(p.state in (PENDING, LOADING) for p in self.pods)
         capped = (
             self.desired >= self.config.max_replicas or len(live) >= self.config.nodes.max_nodes
         )
@@ -564,13 +604,38 @@ class FleetSimulator:
         timeline.ready_replicas.append(len(self.ready))
         timeline.nodes.append(len(live))
         timeline.nodes_ready.append(sum(1 for n in live if n.ready_at <= self.now))
-        timeline.queue_depth.append(len(self.queue))
+        servers = [p.server for p in self.ready if p.server is not None]
+        timeline.waiting.append(sum(s.num_waiting for s in servers) + len(self.held))
+        timeline.running.append(sum(s.num_running for s in servers))
+        timeline.kv_cache_usage_percent.append(
+            100.0 * sum(s.kv_cache_usage for s in servers) / len(servers) if servers else 0.0
+        )
+        timeline.preemptions.append(
+            self._retired_preemptions
+            + sum(p.server.preemptions_total for p in self.pods if p.server is not None)
+        )
         timeline.shed.append(self.shed_active)
 
     def _gpu_hours(self) -> float:
         end = float(self.end_seconds)
         seconds = sum(
-            (node.released_at if node.released_at is not None else end) - node.requested_at
+            max(0.0, (node.released_at if node.released_at is not None else end) - node.billed_from)
             for node in self.nodes
         )
         return seconds * self.config.nodes.accelerators_per_node / 3600.0
+
+
+def _serving(pod: _Pod) -> Replica:
+    """The server of a Ready pod (every Ready pod has one)."""
+    if pod.server is None:
+        raise RuntimeError(f"pod {pod.id} is Ready without a server")
+    return pod.server
+
+
+def _histogram(counts: HistogramCounts) -> Histogram:
+    cumulative = []
+    running = 0
+    for count in counts.counts:
+        running += count
+        cumulative.append(running)
+    return Histogram(counts.bounds_seconds, tuple(cumulative), counts.sum_seconds)

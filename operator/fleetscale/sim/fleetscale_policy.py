@@ -52,7 +52,7 @@ from fleetscale.planner.types import (
     PlannerState,
 )
 from fleetscale.sim.model import SimConfig
-from fleetscale.sim.policy import Action, FleetView, NodeMode
+from fleetscale.sim.policy import Action, FleetView, MetricsSample, NodeMode
 
 UtilizationMetric = Literal["dcgm", "kv-cache"]
 
@@ -94,9 +94,11 @@ class FleetscaleSettings:
         return cls(
             queue_target_per_replica=2.0,
             # KV-cache usage tracks load; DCGM utilization reads ~100% at a fraction of it and
-            # so never lets the fleet shrink.
+            # so never lets the fleet shrink. vLLM counts KV blocks used / all blocks: a 70B
+            # replica that meets a 2 s TTFT on conversation traffic is prefill-bound at about
+            # 14% of its KV cache, so the gate sits there, not at the 50% slot count of old.
             utilization_metric="kv-cache",
-            utilization_target_percent=50.0,
+            utilization_target_percent=15.0,
             # Shrink slowly: the queue only shows under-capacity once every slot is taken, so
             # a fast scale-down overshoots and the next queue overshoots back up.
             scale_down=ScalingRules(
@@ -123,7 +125,7 @@ class FleetscaleSettings:
             query = (
                 "avg(DCGM_FI_DEV_GPU_UTIL)"
                 if self.utilization_metric == "dcgm"
-                else "100 * avg(vllm:gpu_cache_usage_perc)"
+                else "100 * avg(vllm:kv_cache_usage_perc)"
             )
             utilization = GpuUtilizationMetric(
                 query=query, target_percent=self.utilization_target_percent
@@ -160,6 +162,31 @@ class FleetscaleSettings:
         )
 
 
+def readings(
+    sample: MetricsSample | None, utilization_metric: UtilizationMetric | None
+) -> dict[str, MetricReading]:
+    """What the controller's metric queries would read from one scrape, by signal name: the
+    queue depth (``sum(vllm:num_requests_waiting)``, preempted requests included) and the
+    utilization signal the spec names (DCGM's GPU utilization, or vLLM's KV-cache usage in
+    percent). The one place a sample becomes readings; ``planner.observe`` does the rest.
+    """
+    if sample is None:
+        return {QUEUE: MetricReading.failed(MetricProblem.NO_DATA, "no sample yet")}
+    found = {QUEUE: MetricReading.ok(sample.waiting, sample.sampled_at)}
+    if utilization_metric is not None:
+        value = (
+            sample.gpu_utilization_percent
+            if utilization_metric == "dcgm"
+            else sample.kv_cache_usage_percent
+        )
+        found[GPU] = (
+            MetricReading.failed(MetricProblem.NO_DATA, "no Ready replica")
+            if value is None
+            else MetricReading.ok(value, sample.sampled_at)
+        )
+    return found
+
+
 class FleetscalePolicy:
     """The InferencePool and AcceleratorPool controllers' planning, in simulated time."""
 
@@ -180,33 +207,13 @@ class FleetscalePolicy:
         self.allocation: PublishedAllocation | None = None
         self.decisions = 0
 
-    def _readings(self, view: FleetView) -> dict[str, MetricReading]:
-        """What a Prometheus scrape of the simulated fleet shows, by signal name."""
-        sample = view.sample
-        if sample is None:
-            return {QUEUE: MetricReading.failed(MetricProblem.NO_DATA, "no sample yet")}
-        readings = {QUEUE: MetricReading.ok(sample.queue_depth, sample.sampled_at)}
-        metric = self.settings.utilization_metric
-        if metric is not None:
-            value = (
-                sample.gpu_utilization_percent
-                if metric == "dcgm"
-                else sample.kv_cache_usage_percent
-            )
-            readings[GPU] = (
-                MetricReading.failed(MetricProblem.NO_DATA, "no Ready replica")
-                if value is None
-                else MetricReading.ok(value, sample.sampled_at)
-            )
-        return readings
-
     def decide(self, view: FleetView) -> Action:
         # The same observe -> plan -> commit as the InferencePool controller; every action
         # succeeds in the simulator, so every decision is committed.
         observation = observe(
             self.spec,
             TargetSize(view.desired_replicas, view.ready_replicas),
-            self._readings(view),
+            readings(view.sample, self.settings.utilization_metric),
             self.allocation,
             pending_seconds=self.interval_seconds,
             replica_startup_seconds=view.replica_startup_seconds,

@@ -1,15 +1,18 @@
 """The clairvoyant oracle: knows every future request, pays the same delays as everyone.
 
 Role: the lower bound of GPU-hours that still meets the SLO, so every policy's cost reads as a
-multiple of it. Its demand curve also sizes the static baseline and the fleet at time zero.
-Callers: ``fleetscale.sim.runner``.
+multiple of it. Its demand curve also sizes the static baseline, the fleet at time zero and
+the plots' demand shading. Callers: ``fleetscale.sim.runner``.
 
-Demand: every request holds a batch slot for its prefill plus its decode at the speed of a
-replica batched to ``slots_per_replica``; the busiest second of the next minute, divided by
-``slots_per_replica``, is the replica count needed now. The oracle asks for that count as early
-as capacity takes to arrive (node provisioning at its p90, plus the model load), and keeps it
-through gaps shorter than that lead, since releasing and re-buying would arrive too late.
-Nodes are released the moment they are empty: it never needs a safety delay.
+Demand, from the replica model's own step cost: a replica run at ``kv_fraction`` of its KV
+cache holds ``nominal_batch`` sequences of the workload's mean size. Each request costs its
+prefill (compute-bound) plus, per output token, a share of one decode step at that batch; the
+replica-seconds arriving per second over ``utilization`` is one bound. The tokens held by the
+requests in flight over ``kv_fraction`` of a replica's KV cache is the other. The busiest
+second of the next minute is the replica count needed now. The oracle asks for that count as
+early as capacity takes to arrive (node provisioning and model load at their p90, plus the
+expected stock-out delay), and keeps it through gaps shorter than that lead, since releasing
+and re-buying would arrive too late. Nodes are released the moment they are empty.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ import math
 from collections import deque
 from collections.abc import Sequence
 
-from fleetscale.sim.model import SimConfig
+from fleetscale.sim.model import ModelProfile, SimConfig
 from fleetscale.sim.policy import Action, FleetView, NodeMode
 from fleetscale.sim.workload import Workload
 
 P90_Z_SCORE = 1.2816
+KV_FRACTION = 0.75
+UTILIZATION = 0.8
 
 
 def sliding_max(values: Sequence[int], ahead: int) -> list[int]:
@@ -39,42 +44,98 @@ def sliding_max(values: Sequence[int], ahead: int) -> list[int]:
     return out
 
 
-def required_replicas(
+def nominal_batch(workload: Workload, profile: ModelProfile, kv_fraction: float) -> int:
+    """Sequences one replica holds with ``kv_fraction`` of its KV cache in use, for requests of
+    this workload's mean size (prompt plus half the output, on average over their life)."""
+    count = max(1, len(workload))
+    mean_tokens = (sum(workload.input_tokens) + sum(workload.output_tokens) / 2) / count
+    return max(
+        1, min(profile.max_num_seqs, int(kv_fraction * profile.kv_cache_tokens / mean_tokens))
+    )
+
+
+def _demand(
     workload: Workload,
     config: SimConfig,
-    slots_per_replica: float,
-    prefill_utilization: float = 0.8,
-    lookahead_seconds: int = 60,
-    prefill_window_seconds: int = 10,
-) -> list[int]:
-    """Replicas needed at each second to serve every request without queueing: enough batch
-    slots for the requests in flight, and enough prefill throughput for the prompts arriving."""
-    model = config.model
+    kv_fraction: float,
+    utilization: float,
+    window_seconds: int,
+) -> tuple[list[int], list[float]]:
+    """Per second: replicas needed (before looking ahead), and requests in flight."""
+    profile = config.model
     length = math.ceil(workload.duration_seconds + config.client_timeout_seconds) + 1
-    delta = [0] * (length + 1)
-    prompt_tokens = [0.0] * length
-    speed = model.decode_tokens_per_second(round(slots_per_replica))
+    batch = nominal_batch(workload, profile, kv_fraction)
+    count = max(1, len(workload))
+    mean_context = (sum(workload.input_tokens) + sum(workload.output_tokens) / 2) / count
+    decode_step = profile.step_seconds(batch, batch * mean_context)
+    prefill_rate = profile.prefill_tokens_per_second()
+    held = [0.0] * (length + 1)  # KV tokens entering (+) and leaving (-) at each second
+    requests = [0] * (length + 1)
+    work = [0.0] * length  # replica-seconds arriving at each second
     for arrival, inputs, outputs in zip(
         workload.arrival_seconds, workload.input_tokens, workload.output_tokens, strict=True
     ):
-        hold = inputs / model.prefill_tokens_per_second + outputs / speed
+        prefill = inputs / prefill_rate
         start = int(arrival)
-        stop = min(length, int(arrival + hold) + 1)
-        delta[start] += 1
-        delta[stop] -= 1
-        prompt_tokens[start] += inputs
-    need = []
-    running = 0
-    window_tokens = 0.0
-    prefill_capacity = model.prefill_tokens_per_second * prefill_utilization
+        stop = min(length, int(arrival + prefill + outputs * decode_step) + 1)
+        tokens = inputs + outputs / 2
+        held[start] += tokens
+        held[stop] -= tokens
+        requests[start] += 1
+        requests[stop] -= 1
+        work[start] += prefill + outputs * decode_step / batch
+    kv_capacity = kv_fraction * profile.kv_cache_tokens
+    need: list[int] = []
+    in_flight: list[float] = []
+    tokens_in_flight = 0.0
+    requests_in_flight = 0
+    window_work = 0.0
     for step in range(length):
-        running += delta[step]
-        window_tokens += prompt_tokens[step]
-        if step >= prefill_window_seconds:
-            window_tokens -= prompt_tokens[step - prefill_window_seconds]
-        for_prefill = window_tokens / prefill_window_seconds / prefill_capacity
-        need.append(math.ceil(max(running / slots_per_replica, for_prefill)))
+        tokens_in_flight += held[step]
+        requests_in_flight += requests[step]
+        window_work += work[step]
+        if step >= window_seconds:
+            window_work -= work[step - window_seconds]
+        for_work = window_work / window_seconds / utilization
+        need.append(math.ceil(max(tokens_in_flight / kv_capacity, for_work) - 1e-9))
+        in_flight.append(float(requests_in_flight))
+    return need, in_flight
+
+
+def required_replicas(
+    workload: Workload,
+    config: SimConfig,
+    kv_fraction: float = KV_FRACTION,
+    utilization: float = UTILIZATION,
+    lookahead_seconds: int = 60,
+    window_seconds: int = 10,
+) -> list[int]:
+    """Replicas needed at each second to serve every request without queueing."""
+    need, _ = _demand(workload, config, kv_fraction, utilization, window_seconds)
     return [max(config.min_replicas, n) for n in sliding_max(need, lookahead_seconds)]
+
+
+def concurrency_per_replica(workload: Workload, config: SimConfig) -> float:
+    """Requests in flight per replica, on average, when the fleet is sized as it needs: the
+    concurrency target a user would give a concurrency-driven autoscaler for this traffic."""
+    need, in_flight = _demand(workload, config, KV_FRACTION, UTILIZATION, 10)
+    shares = [flying / n for flying, n in zip(in_flight, need, strict=True) if n > 0 and flying]
+    return sum(shares) / len(shares) if shares else 1.0
+
+
+def lead_seconds(config: SimConfig) -> float:
+    """Time from asking for a replica on a new node to its serving, hedged at p90."""
+    nodes = config.nodes
+    stockouts = (
+        nodes.stockout_probability
+        / (1 - nodes.stockout_probability)
+        * (nodes.stockout_detect_seconds + nodes.stockout_retry_seconds)
+    )
+    return (
+        nodes.provisioning_quantile_seconds(P90_Z_SCORE)
+        + stockouts
+        + config.model.model_load_quantile_seconds(P90_Z_SCORE)
+    )
 
 
 class Oracle:
@@ -85,13 +146,9 @@ class Oracle:
     name = "oracle"
     interval_seconds = 5
 
-    def __init__(self, workload: Workload, config: SimConfig, slots_fraction: float = 0.75):
-        slots = config.model.max_concurrency * slots_fraction
-        self.required = required_replicas(workload, config, slots)
-        self.lead_seconds = round(
-            config.nodes.provisioning_quantile_seconds(P90_Z_SCORE)
-            + config.model.model_load_seconds
-        )
+    def __init__(self, workload: Workload, config: SimConfig) -> None:
+        self.required = required_replicas(workload, config)
+        self.lead_seconds = round(lead_seconds(config))
         self.planned = sliding_max(self.required, self.lead_seconds)
         self.replicas_per_node = config.replicas_per_node
         self.max_replicas = config.max_replicas

@@ -1,8 +1,9 @@
 """Turn simulator results into the numbers a user compares autoscalers by.
 
 Role: per scenario and policy: SLO attainment (TTFT within target; shed and timed-out requests
-count as misses), shed and timeout rates, queue wait p50/p99, GPU-hours and their ratio to the
-oracle's, scale actions; rendered as a text table, a Markdown table and JSON. Callers:
+count as misses), shed and timeout rates, queue wait p50/p99 (arrival to first scheduled, as
+vLLM's queue time), TTFT p99, GPU-hours and their ratio to the oracle's, scale actions and
+preemptions; rendered as a text table, a Markdown table and JSON. Callers:
 ``fleetscale.sim.runner``, ``fleetscale.sim.bench``, the CLI.
 """
 
@@ -34,12 +35,14 @@ class PolicySummary:
     timeout_rate: float
     queue_wait_p50_seconds: float
     queue_wait_p99_seconds: float
+    ttft_p99_seconds: float
     gpu_hours: float
     gpu_hours_vs_oracle: float | None
     scale_actions: int
     nodes_requested: int
     shed_seconds_while_unconstrained: float
     wall_seconds: float
+    preemptions: int = 0
 
 
 def summarize(result: SimResult, oracle_gpu_hours: float | None) -> PolicySummary:
@@ -54,12 +57,14 @@ def summarize(result: SimResult, oracle_gpu_hours: float | None) -> PolicySummar
         timeout_rate=outcomes.timed_out / total,
         queue_wait_p50_seconds=percentile(waits, 0.50),
         queue_wait_p99_seconds=percentile(waits, 0.99),
+        ttft_p99_seconds=percentile(outcomes.ttft_seconds, 0.99),
         gpu_hours=result.gpu_hours,
         gpu_hours_vs_oracle=(result.gpu_hours / oracle_gpu_hours if oracle_gpu_hours else None),
         scale_actions=result.scale_actions,
         nodes_requested=result.nodes_requested,
         shed_seconds_while_unconstrained=result.shed_seconds_while_unconstrained,
         wall_seconds=result.wall_seconds,
+        preemptions=outcomes.preemptions,
     )
 
 
@@ -70,9 +75,11 @@ _COLUMNS = (
     ("timeout %", "timeout_rate", "{:.2%}"),
     ("wait p50 s", "queue_wait_p50_seconds", "{:.2f}"),
     ("wait p99 s", "queue_wait_p99_seconds", "{:.2f}"),
+    ("TTFT p99 s", "ttft_p99_seconds", "{:.2f}"),
     ("GPU-h", "gpu_hours", "{:.1f}"),
     ("vs oracle", "gpu_hours_vs_oracle", "{:.2f}x"),
     ("scale actions", "scale_actions", "{}"),
+    ("preemptions", "preemptions", "{:,}"),
 )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from fleetscale.sim.baselines import HpaGpuUtilization, KedaQueueDepth, KnativeKpa, StaticPeak
 from fleetscale.sim.engine import FleetSimulator, SimResult
 from fleetscale.sim.model import SimConfig
-from fleetscale.sim.oracle import Oracle
+from fleetscale.sim.oracle import Oracle, concurrency_per_replica
 from fleetscale.sim.policy import Policy
 from fleetscale.sim.report import PolicySummary, summarize, to_json
 from fleetscale.sim.scenarios import Scenario
@@ -45,7 +45,11 @@ POLICIES: dict[str, PolicyFactory] = {
     "keda-3": lambda c, w, o: KedaQueueDepth(c.min_replicas, c.max_replicas, threshold=3),
     "keda-5": lambda c, w, o: KedaQueueDepth(c.min_replicas, c.max_replicas, threshold=5),
     "keda-10": lambda c, w, o: KedaQueueDepth(c.min_replicas, c.max_replicas, threshold=10),
-    "kpa": lambda c, w, o: KnativeKpa(c.min_replicas, c.max_replicas, c.model.max_concurrency),
+    # Knative's target (70% of containerConcurrency) is set to the concurrency per replica of
+    # a fleet sized as the traffic needs, as a user would tune it.
+    "kpa": lambda c, w, o: KnativeKpa(
+        c.min_replicas, c.max_replicas, max(1, round(concurrency_per_replica(w, c) / 0.7))
+    ),
     "static": lambda c, w, o: StaticPeak(o.peak_replicas, c.replicas_per_node),
     "oracle": lambda c, w, o: o,
 }
@@ -83,6 +87,10 @@ class ScenarioRun:
                         "desired_replicas": r.timeline.desired_replicas,
                         "ready_replicas": r.timeline.ready_replicas,
                         "nodes": r.timeline.nodes,
+                        "waiting": r.timeline.waiting,
+                        "running": r.timeline.running,
+                        "kv_cache_usage_percent": r.timeline.kv_cache_usage_percent,
+                        "preemptions": r.timeline.preemptions,
                         "shed": r.timeline.shed,
                     }
                     for name, r in self.results.items()

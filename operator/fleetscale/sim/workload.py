@@ -36,11 +36,17 @@ class Workload:
     input_tokens: tuple[int, ...]
     output_tokens: tuple[int, ...]
     description: str = ""
+    # Per request, the hashes of its prompt's blocks of ``prefix_block_tokens`` tokens (the
+    # Mooncake trace's ``hash_ids``): equal leading hashes are a shared prefix. None: unknown.
+    prefix_hashes: tuple[tuple[int, ...], ...] | None = None
+    prefix_block_tokens: int = 0
 
     def __post_init__(self) -> None:
         count = len(self.arrival_seconds)
         if len(self.input_tokens) != count or len(self.output_tokens) != count:
             raise ValueError("arrival, input and output sequences must have the same length")
+        if self.prefix_hashes is not None and len(self.prefix_hashes) != count:
+            raise ValueError("prefix hashes must have one entry per request")
 
     def __len__(self) -> int:
         return len(self.arrival_seconds)
@@ -70,6 +76,9 @@ def _from_rows(
     )
 
 
+MOONCAKE_BLOCK_TOKENS = 512  # the Mooncake trace hashes prompts in blocks of 512 tokens
+
+
 def default_traces_dir(repo_root: Path | None = None) -> Path:
     """``$FLEETSCALE_TRACES_DIR``, else ``../shared/traces`` next to the repository root."""
     from_env = os.environ.get(TRACES_DIR_ENV)
@@ -94,7 +103,7 @@ def load_azure_csv(path: Path) -> Workload:
 
 def load_mooncake_jsonl(path: Path) -> Workload:
     """Mooncake FAST'25 trace: one JSON object a line, ``timestamp`` in milliseconds."""
-    rows: list[tuple[float, int, int]] = []
+    rows: list[tuple[float, int, int, tuple[int, ...]]] = []
     with path.open(encoding="utf-8") as handle:
         for line in handle:
             if not line.strip():
@@ -105,9 +114,22 @@ def load_mooncake_jsonl(path: Path) -> Workload:
                     float(record["timestamp"]) / 1000.0,
                     int(record["input_length"]),
                     int(record["output_length"]),
+                    tuple(int(h) for h in record.get("hash_ids", ())),
                 )
             )
-    return _from_rows(path.stem, rows, f"{path.name} (Mooncake FAST'25 trace)")
+    if not rows:
+        raise ValueError(f"workload {path.stem!r} has no requests")
+    rows.sort()
+    start = rows[0][0]
+    return Workload(
+        name=path.stem,
+        arrival_seconds=tuple(r[0] - start for r in rows),
+        input_tokens=tuple(max(1, r[1]) for r in rows),
+        output_tokens=tuple(max(1, r[2]) for r in rows),
+        description=f"{path.name} (Mooncake FAST'25 trace)",
+        prefix_hashes=tuple(r[3] for r in rows),
+        prefix_block_tokens=MOONCAKE_BLOCK_TOKENS,
+    )
 
 
 def load_trace(name: str, traces_dir: Path | None = None) -> Workload:
@@ -126,20 +148,29 @@ def load_trace(name: str, traces_dir: Path | None = None) -> Workload:
 
 
 def replicate(workload: Workload, copies: int, seed: int) -> Workload:
-    """Overlay ``copies`` time-shifted copies (offsets seeded, wrapped around the duration)."""
+    """Overlay ``copies`` time-shifted copies (offsets seeded, wrapped around the duration).
+
+    Prefix hashes are renumbered per copy: copies are other users, whose prompts share no
+    prefix with the original's.
+    """
     if copies < 1:
         raise ValueError("copies must be at least 1")
     if copies == 1:
         return workload
     duration = workload.duration_seconds
     rng = random.Random(seed)
-    rows: list[tuple[float, int, int]] = []
+    hashes = workload.prefix_hashes
+    span = 1 + max((max(h) for h in hashes if h), default=0) if hashes is not None else 0
+    rows: list[tuple[float, int, int, int, int]] = []
     for copy in range(copies):
         offset = 0.0 if copy == 0 else rng.uniform(0.0, duration)
-        for arrival, inputs, outputs in zip(
-            workload.arrival_seconds, workload.input_tokens, workload.output_tokens, strict=True
+        for index, (arrival, inputs, outputs) in enumerate(
+            zip(
+                workload.arrival_seconds, workload.input_tokens, workload.output_tokens, strict=True
+            )
         ):
-            rows.append(((arrival + offset) % duration if duration else 0.0, inputs, outputs))
+            at = (arrival + offset) % duration if duration else 0.0
+            rows.append((at, inputs, outputs, copy, index))
     rows.sort()
     return Workload(
         name=workload.name,
@@ -147,6 +178,12 @@ def replicate(workload: Workload, copies: int, seed: int) -> Workload:
         input_tokens=tuple(r[1] for r in rows),
         output_tokens=tuple(r[2] for r in rows),
         description=f"{workload.description}, {copies} copies with seeded time offsets",
+        prefix_hashes=(
+            None
+            if hashes is None
+            else tuple(tuple(h + r[3] * span for h in hashes[r[4]]) for r in rows)
+        ),
+        prefix_block_tokens=workload.prefix_block_tokens,
     )
 
 
@@ -160,6 +197,8 @@ def compress(workload: Workload, factor: float) -> Workload:
         input_tokens=workload.input_tokens,
         output_tokens=workload.output_tokens,
         description=f"{workload.description}, time compressed {factor:g}x",
+        prefix_hashes=workload.prefix_hashes,
+        prefix_block_tokens=workload.prefix_block_tokens,
     )
 
 
@@ -172,6 +211,8 @@ def truncate(workload: Workload, duration_seconds: float) -> Workload:
         input_tokens=workload.input_tokens[:keep],
         output_tokens=workload.output_tokens[:keep],
         description=f"{workload.description}, first {duration_seconds:g} s",
+        prefix_hashes=None if workload.prefix_hashes is None else workload.prefix_hashes[:keep],
+        prefix_block_tokens=workload.prefix_block_tokens,
     )
 
 
