@@ -267,7 +267,10 @@ class Recommendation(ApiModel):
     time: datetime
     """When the recommendation was made."""
     replicas: int = Field(ge=0)
-    """Replicas recommended by the signals at that time (before behavior)."""
+    """Replicas recommended by the signals at that time (before behavior); for an entry that
+    stands for several compacted ones, the highest of them."""
+    lowest_replicas: int | None = Field(default=None, ge=0)
+    """For an entry that stands for several compacted ones: the lowest of them."""
 
 
 class ScaleEvent(ApiModel):
@@ -277,6 +280,18 @@ class ScaleEvent(ApiModel):
     """When the change was made."""
     delta: int
     """Replicas added (positive) or removed (negative)."""
+
+
+class PendingScale(ApiModel):
+    """A change of size recorded before it is made, so that it counts against the rate
+    policies even if the operator stops between the change and its status write."""
+
+    time: datetime
+    """When the change was decided."""
+    from_replicas: int = Field(ge=0)
+    """The target's size before the change."""
+    to_replicas: int = Field(ge=0)
+    """The size being set."""
 
 
 class InferencePoolStatus(ApiModel):
@@ -314,6 +329,9 @@ class InferencePoolStatus(ApiModel):
     """Recent recommendations (the stabilization windows' history)."""
     scale_events: tuple[ScaleEvent, ...] = ()
     """Recent scale changes (the rate policies' history)."""
+    pending_scale: PendingScale | None = None
+    """A change of size being made right now; the next tick counts it as a scale event if the
+    target has that size, and drops it otherwise."""
     conditions: tuple[Condition, ...] = ()
     """Ready, MetricsAvailable, ScalingLimited, ShedLoad."""
 

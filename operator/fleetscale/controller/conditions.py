@@ -141,6 +141,21 @@ def merge_patch(
     return _diff(ours, desired)
 
 
+def apply_merge_patch(
+    current: Mapping[str, Any] | None, patch: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``current`` with a JSON merge patch (RFC 7386) applied, as the API server applies it."""
+    merged = dict(current or {})
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = apply_merge_patch(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def _diff(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
     patch: dict[str, Any] = {}
     for key, value in desired.items():

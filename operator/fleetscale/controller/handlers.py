@@ -213,7 +213,7 @@ async def run_inference_pool_loop(
         pool = InferencePoolRef(namespace, name, meta.get("uid"), meta.get("generation"))
         spec = dict(body.get("spec") or {})
         result = await reconcile(pool, spec, stored, runtime.deps, now, tick)
-        return TickOutcome(result.status, result.patch)
+        return TickOutcome(result.status, result.patch, result.stored_before_patch)
 
     async def write(patch: Mapping[str, Any]) -> None:
         assert runtime.status_writer is not None  # set with deps, before any tick ran

@@ -77,6 +77,9 @@ class TickOutcome:
 
     status: Mapping[str, Any]
     patch: Mapping[str, Any]
+    # The stored status after a write the tick made itself (a change recorded ahead of time):
+    # the truth until the watch delivers it, whether or not the patch gets written.
+    stored_before_patch: Mapping[str, Any] | None = None
 
 
 # (stored status, now, scheduled tick) -> the outcome; None while the operator is starting.
@@ -161,6 +164,8 @@ async def run_ticks(
         if outcome is None:  # the operator's startup has not finished; kopf orders it first
             await stopped.wait(_NOT_STARTED_RETRY_SECONDS)
             continue
+        if outcome.stored_before_patch is not None:
+            written, version_before_write = outcome.stored_before_patch, live_version
         if outcome.patch and schedule.gate.admits():
             try:
                 await write_status(outcome.patch)

@@ -102,7 +102,9 @@ class OperatorRuntime:
             self.accelerator_pool_deps = self.accelerator_pool_dependencies_factory(
                 self.api_client, self.deps, self.indexes
             )
-        self.status_writer = KubernetesStatusWriter(self.api_client, PLURAL)
+        self.status_writer = self.deps.status_writer or KubernetesStatusWriter(
+            self.api_client, PLURAL
+        )
         self.accelerator_pool_status_writer = KubernetesStatusWriter(self.api_client, apool.PLURAL)
         self.health_server = HealthServer(
             self.metrics,

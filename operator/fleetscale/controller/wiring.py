@@ -16,12 +16,14 @@ from fleetscale.actuators.configmap import ConfigMapShedFlagPublisher
 from fleetscale.actuators.events import KubernetesEventSink
 from fleetscale.actuators.kubernetes_scale import KubernetesScaleActuator
 from fleetscale.actuators.secrets import KubernetesSecretReader
+from fleetscale.api.inferencepool import PLURAL
 from fleetscale.controller.acceleratorpools import AcceleratorPoolDependencies
 from fleetscale.controller.acceleratorpools.cluster import KubernetesClusterReader
 from fleetscale.controller.acceleratorpools.demand import IndexedDemands
 from fleetscale.controller.allocations import IndexedAllocations
 from fleetscale.controller.indexes import Indexes
 from fleetscale.controller.inferencepools import InferencePoolDependencies
+from fleetscale.controller.kube import KubernetesStatusWriter
 from fleetscale.metrics import OperatorMetrics
 from fleetscale.nodepools import build_provider
 from fleetscale.planner import plan
@@ -46,6 +48,7 @@ def kubernetes_dependencies(
         metrics=metrics,
         plan=plan,
         allocations=IndexedAllocations(indexes.allocations),
+        status_writer=KubernetesStatusWriter(api_client, PLURAL),
     )
 
 

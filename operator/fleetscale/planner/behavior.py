@@ -42,6 +42,11 @@ from fleetscale.api.inferencepool import Behavior, ScalingPolicy, ScalingRules
 from fleetscale.planner.text import seconds
 from fleetscale.planner.types import Step, TimedDelta, TimedReplicas
 
+# How many entries the histories keep at most, whatever the poll interval and the windows: they
+# are stored in the pool's status (see ``_compact_recommendations``, ``_compact_scale_events``).
+MAX_RECOMMENDATIONS = 48
+MAX_SCALE_EVENTS = 48
+
 STABILIZE = "stabilize"
 RATE = "rate"
 
@@ -111,7 +116,7 @@ def stabilize(
     highest_down = desired
     for entry, end in segments(history, now):
         if _overlaps(end, up_window, now):
-            lowest_up = min(lowest_up, entry.replicas)
+            lowest_up = min(lowest_up, entry.low)
         if _overlaps(end, down_window, now):
             highest_down = max(highest_down, entry.replicas)
     stabilized = min(max(current_replicas, lowest_up), highest_down)
@@ -260,7 +265,10 @@ def record_recommendation(
     for entry, _ in segments([*history, TimedReplicas(time=now, replicas=replicas)], now):
         # Run-length: a value equal to the segment before continues it (also mends a history
         # edited by hand); merging never changes what a window sees.
-        if not ordered or ordered[-1].replicas != entry.replicas:
+        if not ordered or (ordered[-1].replicas, ordered[-1].lowest) != (
+            entry.replicas,
+            entry.lowest,
+        ):
             ordered.append(entry)
     cutoff = now - longest_window_seconds(behavior)
     # Segment i ends where segment i + 1 starts; keep from the first one still running at the
@@ -268,7 +276,24 @@ def record_recommendation(
     first = 0
     while first < len(ordered) - 1 and ordered[first + 1].time <= cutoff:
         first += 1
-    return tuple(ordered[first:])
+    return _compact_recommendations(ordered[first:])
+
+
+def _compact_recommendations(entries: list[TimedReplicas]) -> tuple[TimedReplicas, ...]:
+    """At most ``MAX_RECOMMENDATIONS`` segments: while over, the two neighbours spanning the
+    shortest time become one segment over both spans, remembering the highest and the lowest
+    ask. Each window then sees that pair's extremes for as long as either was running, so the
+    scale-down window keeps at least as high and the scale-up window at least as low: the
+    planner only holds longer. The running (last) segment is never merged."""
+    while len(entries) > MAX_RECOMMENDATIONS:
+        ends = [entry.time for entry in entries[2:]]  # the end of pair (i, i + 1)
+        spans = [end - entries[i].time for i, end in enumerate(ends)]
+        i = spans.index(min(spans))  # the first such pair on ties: the oldest
+        first, second = entries[i], entries[i + 1]
+        high = max(first.replicas, second.replicas)
+        low = min(first.low, second.low)
+        entries[i : i + 2] = [TimedReplicas(first.time, high, None if low == high else low)]
+    return tuple(entries)
 
 
 def record_scale_event(
@@ -279,4 +304,20 @@ def record_scale_event(
     entries = [*events]
     if delta != 0:
         entries.append(TimedDelta(time=now, delta=delta))
-    return tuple(e for e in entries if _within(e.time, longest, now))
+    return _compact_scale_events([e for e in entries if _within(e.time, longest, now)])
+
+
+def _compact_scale_events(events: list[TimedDelta]) -> tuple[TimedDelta, ...]:
+    """At most ``MAX_SCALE_EVENTS`` changes: while over, the oldest two neighbouring changes in
+    the same direction become one, at the later time. The rate policies then count both for as
+    long as the later one counts: never less change within a period than happened, so the
+    limits only tighten. (Only a fleet that reverses direction at every change, at the bound,
+    has no such pair; its two oldest changes are then netted.)"""
+    while len(events) > MAX_SCALE_EVENTS:
+        same_direction = [
+            i for i in range(len(events) - 1) if (events[i].delta > 0) == (events[i + 1].delta > 0)
+        ]
+        i = same_direction[0] if same_direction else 0
+        merged = TimedDelta(events[i + 1].time, events[i].delta + events[i + 1].delta)
+        events[i : i + 2] = [merged] if merged.delta else []
+    return tuple(events)

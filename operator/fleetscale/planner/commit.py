@@ -17,7 +17,7 @@ from dataclasses import replace
 from fleetscale.api.inferencepool import Behavior
 from fleetscale.planner.behavior import record_scale_event
 from fleetscale.planner.capacity import CapacityPlan, CapacityState
-from fleetscale.planner.types import PlannerState
+from fleetscale.planner.types import PlannerState, TimedDelta
 
 
 def commit_scale(
@@ -30,6 +30,27 @@ def commit_scale(
         state,
         scale_events=record_scale_event(state.scale_events, applied_delta, behavior, now),
         last_scale_time=now,
+    )
+
+
+def settle_pending_scale(
+    state: PlannerState,
+    pending: TimedDelta | None,
+    happened: bool,
+    behavior: Behavior,
+    now: float,
+) -> PlannerState:
+    """``state`` with a change that was recorded before it was made (``pending``) and whose
+    tick did not get to record it: counted if it happened (the target has the size it set),
+    dropped otherwise. A change already in the history is not counted twice."""
+    if pending is None or not happened or pending in state.scale_events:
+        return state
+    events = record_scale_event((*state.scale_events, pending), 0, behavior, now)
+    last = state.last_scale_time
+    return replace(
+        state,
+        scale_events=events,
+        last_scale_time=pending.time if last is None else max(last, pending.time),
     )
 
 

@@ -88,10 +88,19 @@ class Observation:
 
 @dataclass(frozen=True)
 class TimedReplicas:
-    """A replica count at a time: one entry of the recommendation history."""
+    """A replica count at a time: one entry of the recommendation history.
+
+    An entry that stands for several compacted ones carries their highest ask in ``replicas``
+    and their lowest in ``lowest`` (None: the entry is one ask).
+    """
 
     time: float
     replicas: int
+    lowest: int | None = None
+
+    @property
+    def low(self) -> int:
+        return self.replicas if self.lowest is None else self.lowest
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ now names another ConfigMap, turns it off where it was published, with the reaso
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fleetscale.actuators.base import (
     ActuatorError,
@@ -22,10 +23,11 @@ from fleetscale.actuators.base import (
     ShedFlag,
     TargetNotFound,
 )
-from fleetscale.api.inferencepool import InferencePoolSpec, InferencePoolStatus
-from fleetscale.controller.conditions import optional_datetime
+from fleetscale.api.inferencepool import InferencePoolSpec, InferencePoolStatus, PendingScale
+from fleetscale.controller.conditions import optional_datetime, whole_seconds
 from fleetscale.controller.inferencepools.memory import published_shed_config_map, shed_was_on
 from fleetscale.controller.inferencepools.ports import InferencePoolDependencies, InferencePoolRef
+from fleetscale.kubeapi import describe
 from fleetscale.planner.observe import TargetSize
 from fleetscale.planner.types import Decision, PlannerState
 
@@ -54,6 +56,8 @@ class Outcome:
 
     scaled_to: int | None = None  # the size now set; None when the target was left alone
     target_after: TargetSize | None = None  # the target as the write left it
+    # The change of size as recorded in status before it was made (wire form), if it was.
+    intent: dict[str, Any] | None = None
     scale_error: str | None = None  # why the scale write failed
     shed_error: str | None = None  # why the flag could not be published (or withdrawn)
     withdrawn: tuple[str, ...] = ()  # ConfigMaps whose flag was turned off
@@ -131,15 +135,22 @@ def commands(
 
 
 async def execute(
-    pool: InferencePoolRef, todo: Commands, deps: InferencePoolDependencies
+    pool: InferencePoolRef, todo: Commands, deps: InferencePoolDependencies, now: float
 ) -> Outcome:
     """Carry out ``todo``; never raises for a failed write (the outcome says why)."""
     scaled_to: int | None = None
     target_after: TargetSize | None = None
     scale_error: str | None = None
+    intent: dict[str, Any] | None = None
     if todo.scale_to is not None and todo.target is not None:
         try:
+            intent = await _record_intent(pool, todo.current_replicas, todo.scale_to, now, deps)
             scale = await deps.scaler.set_replicas(todo.target, todo.scale_to)
+        except IntentNotRecorded as error:
+            scale_error = (
+                f"Did not scale {todo.target.kind} {todo.target.name} to {todo.scale_to} "
+                f"replicas: the change could not be recorded in status first ({error})"
+            )
         except (TargetNotFound, ActuatorError) as error:
             scale_error = (
                 f"Could not scale {todo.target.kind} {todo.target.name} from "
@@ -160,7 +171,28 @@ async def execute(
         if withdraw_error is None:
             withdrawn.append(name)
         shed_error = shed_error or withdraw_error
-    return Outcome(scaled_to, target_after, scale_error, shed_error, tuple(withdrawn))
+    return Outcome(scaled_to, target_after, intent, scale_error, shed_error, tuple(withdrawn))
+
+
+class IntentNotRecorded(Exception):  # noqa: N818  (reads as what happened)
+    """The change of size could not be recorded in status before it was made."""
+
+
+async def _record_intent(
+    pool: InferencePoolRef, current: int, to: int, now: float, deps: InferencePoolDependencies
+) -> dict[str, Any] | None:
+    """Record the change in ``status.pendingScale`` before making it, so that it counts against
+    the rate policies even if the status write after it fails or the process dies in between
+    (the next tick settles it against the target's size). Raises IntentNotRecorded."""
+    if deps.status_writer is None:
+        return None
+    intent = PendingScale(time=whole_seconds(now), from_replicas=current, to_replicas=to)
+    wire = intent.model_dump(mode="json", by_alias=True)
+    try:
+        await deps.status_writer.patch_status(pool.namespace, pool.name, {"pendingScale": wire})
+    except Exception as error:
+        raise IntentNotRecorded(describe(error)) from error
+    return wire
 
 
 async def _publish(

@@ -83,7 +83,9 @@ def planner_state_from_status(status: InferencePoolStatus, dry_run: bool) -> Pla
         )
     return PlannerState(
         recommendations=tuple(
-            TimedReplicas(time=to_epoch(entry.time), replicas=entry.replicas)
+            TimedReplicas(
+                time=to_epoch(entry.time), replicas=entry.replicas, lowest=entry.lowest_replicas
+            )
             for entry in status.recommendations
         ),
         scale_events=tuple(
@@ -105,7 +107,11 @@ def history_fields(state: PlannerState) -> dict[str, Any]:
     """The planner's histories in status form."""
     return {
         "recommendations": tuple(
-            Recommendation(time=to_datetime(entry.time), replicas=entry.replicas)
+            Recommendation(
+                time=to_datetime(entry.time),
+                replicas=entry.replicas,
+                lowest_replicas=entry.lowest,
+            )
             for entry in state.recommendations
         ),
         "scale_events": tuple(
@@ -134,6 +140,20 @@ def published_shed_config_map(status: InferencePoolStatus) -> str | None:
     release that did not record where)."""
     shed = status.shed_load
     return shed.config_map_name if shed is not None and shed.active else None
+
+
+def pending_scale_of(status: InferencePoolStatus) -> TimedDelta | None:
+    """A change of size recorded ahead of time and not yet settled, as a scale event."""
+    pending = status.pending_scale
+    if pending is None:
+        return None
+    return TimedDelta(to_epoch(pending.time), pending.to_replicas - pending.from_replicas)
+
+
+def pending_scale_happened(status: InferencePoolStatus, target_replicas: int) -> bool:
+    """Whether the recorded change was made: the target has the size it was to set."""
+    pending = status.pending_scale
+    return pending is not None and pending.to_replicas == target_replicas
 
 
 def shed_was_on(status: InferencePoolStatus) -> bool:

@@ -90,6 +90,7 @@ class Report:
     errors: tuple[str, ...] = ()  # reasons counted in fleetscale_reconcile_errors_total
     query_problems: tuple[str, ...] = ()  # counted in fleetscale_metric_query_errors_total
     shed_off: bool = False  # a tick that did not decide turned the flag off: gauges to 0
+    intent: dict[str, Any] | None = None  # the status patch that recorded a change ahead
 
 
 @dataclass(frozen=True)
@@ -231,6 +232,7 @@ def report_decision(tick: Tick, target: TargetSize, readings: ObservedReadings) 
             if error is not None
         ),
         query_problems=readings.problems,
+        intent=None if outcome.intent is None else {"pendingScale": outcome.intent},
     )
 
 

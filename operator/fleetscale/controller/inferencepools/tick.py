@@ -22,6 +22,7 @@ tests.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,11 +31,18 @@ from pydantic import ValidationError
 
 from fleetscale.actuators.base import TargetNotFound
 from fleetscale.api.inferencepool import InferencePoolSpec, InferencePoolStatus
-from fleetscale.controller.conditions import READY, find_condition, plain_validation_error
+from fleetscale.controller.conditions import (
+    READY,
+    apply_merge_patch,
+    find_condition,
+    plain_validation_error,
+)
 from fleetscale.controller.inferencepools.execute import commands, execute, withdrawal_commands
 from fleetscale.controller.inferencepools.measure import Sensors, measure
 from fleetscale.controller.inferencepools.memory import (
     parse_status,
+    pending_scale_happened,
+    pending_scale_of,
     planner_state_from_status,
     status_patch,
     worth_writing,
@@ -49,7 +57,7 @@ from fleetscale.controller.inferencepools.report import (
     report_not_ready,
 )
 from fleetscale.logs import get_logger
-from fleetscale.planner.commit import commit_scale
+from fleetscale.planner.commit import commit_scale, settle_pending_scale
 from fleetscale.planner.observe import observe
 from fleetscale.planner.types import Decision
 
@@ -67,6 +75,9 @@ class ReconcileResult:
     patch: dict[str, Any]  # merge patch from the stored status; empty = nothing to write
     reason: str  # the decisive reason of this tick (also the Ready/decision reason)
     decision: Decision | None = None
+    # The status as stored once this tick recorded a change ahead of time (None: it did not):
+    # what the patch applies to, and the truth until the patch is written.
+    stored_before_patch: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -126,14 +137,22 @@ async def reconcile(
         message = f"Reconcile failed, retrying at the next tick: {type(error).__name__}: {error}"
         report = report_not_ready(pool, stored, RECONCILE_ERROR, message, now)
     wire = report.status.to_wire()
-    patch = status_patch(raw_status, wire)
+    # A change recorded ahead of time is in the stored status now: the patch settles it.
+    base = raw_status if report.intent is None else apply_merge_patch(raw_status, report.intent)
+    patch = status_patch(base, wire)
     if report.decision is not None:
         patch = worth_writing(patch)
     try:
         await publish(pool, report, deps, log, changed=bool(patch))
     finally:
         deps.metrics.reconcile_duration_seconds.observe(deps.monotonic() - started)
-    return ReconcileResult(status=wire, patch=patch, reason=report.reason, decision=report.decision)
+    return ReconcileResult(
+        status=wire,
+        patch=patch,
+        reason=report.reason,
+        decision=report.decision,
+        stored_before_patch=None if report.intent is None else base,
+    )
 
 
 async def _decide_and_act(
@@ -164,9 +183,15 @@ async def _decide_and_act(
         measured.allocation,
         pending_seconds=float(spec.poll_interval_seconds),
     )
-    state = planner_state_from_status(stored, dry_run=spec.mode == "DryRun")
+    state = settle_pending_scale(
+        planner_state_from_status(stored, dry_run=spec.mode == "DryRun"),
+        pending_scale_of(stored),
+        happened=pending_scale_happened(stored, measured.target.spec_replicas),
+        behavior=spec.behavior,
+        now=now,
+    )
     decision, planned = deps.plan(spec, observation, state, now)
-    outcome = await execute(pool, commands(pool, spec, decision, planned, stored), deps)
+    outcome = await execute(pool, commands(pool, spec, decision, planned, stored), deps, now)
     committed = commit_scale(
         planned, outcome.applied_delta(decision.current_replicas), spec.behavior, now
     )
@@ -190,7 +215,7 @@ async def _not_ready(
 ) -> Report:
     """A tick that does not decide: the shed flag, if it was on, goes off; then the report."""
     todo = withdrawal_commands(stored, reason, fallback_config_map)
-    outcome = await execute(pool, todo, deps) if todo.withdraw_from else None
+    outcome = await execute(pool, todo, deps, now) if todo.withdraw_from else None
     return report_not_ready(pool, stored, reason, message, now, outcome)
 
 
@@ -204,7 +229,7 @@ async def withdraw_shed_flag_of_deleted_pool(
     pool = InferencePoolRef(key[0], key[1], (body.get("metadata") or {}).get("uid"))
     todo = withdrawal_commands(stored, DELETED, None)
     if todo.withdraw_from:
-        outcome = await execute(pool, todo, deps)
+        outcome = await execute(pool, todo, deps, time.time())
         if outcome.shed_error is not None:  # the ConfigMap may be gone already: nothing to do
             get_logger("fleetscale.reconcile", namespace=key[0], pool=key[1]).info(
                 "shed_flag_not_withdrawn", reason=DELETED, detail=outcome.shed_error
