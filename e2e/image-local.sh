@@ -26,7 +26,7 @@
 # Cache (${FLEETSCALE_IMAGE_CACHE:-~/.cache/fleetscale/image}):
 #   base/rootfs-<key>.tar   the mmdebstrap tarball, keyed by its inputs and the ISO week
 #                           (so that Debian's security updates come in weekly)
-#   storage/                buildah's and podman's image store
+#   storage-<driver>/       buildah's and podman's image store
 #   builds/<key>.log        what each build did and how long it took
 # Images: localhost/fleetscale-base:<key> and localhost/fleetscale:local-<key>, the
 # latter keyed by the base, the Dockerfile, .dockerignore, every file of the build
@@ -48,7 +48,9 @@ CACHE="${FLEETSCALE_IMAGE_CACHE:-${HOME}/.cache/fleetscale/image}"
 DRIVER="${FLEETSCALE_IMAGE_STORAGE_DRIVER:-overlay}"
 MIRROR="${FLEETSCALE_IMAGE_MIRROR:-http://deb.debian.org/debian}"
 SECURITY_MIRROR="${FLEETSCALE_IMAGE_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
-RUNROOT="${XDG_RUNTIME_DIR:-/run}/fleetscale-image-$(id -u)"
+STORAGE="${CACHE}/storage-${DRIVER}"
+# The store's run-time state (locks, mounts), one per store.
+RUNROOT="${XDG_RUNTIME_DIR:-/run}/fleetscale-image-$(printf '%s' "${STORAGE}" | sha256sum | cut -c1-12)"
 
 SUITE=bookworm
 BASE_PACKAGES=python3,python3-venv,ca-certificates
@@ -67,7 +69,7 @@ TMP_SIZE=64m
 log() { printf '[image-local] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-STORE=(--root "${CACHE}/storage" --runroot "${RUNROOT}" --storage-driver "${DRIVER}")
+STORE=(--root "${STORAGE}" --runroot "${RUNROOT}" --storage-driver "${DRIVER}")
 bah() { buildah "${STORE[@]}" "$@"; }
 # runc, not Debian's default crun: crun refuses this machine's hybrid cgroup layout.
 pod() {
