@@ -47,8 +47,9 @@ crd-check: venv ## Fail when crds/ differs from the models
 	$(PY) -m fleetscale crd --check crds
 	$(PY) -m fleetscale crd --check charts/fleetscale/crds
 
-# Debian packages the suites use: Prometheus (the e2e suite starts its own) and promtool.
-system-deps: ## Install Debian's prometheus package (prometheus, promtool) when missing
+# Debian packages the suites use: Prometheus (the e2e suite starts its own) and promtool;
+# mmdebstrap, buildah, podman and runc for the operator image (e2e/image-local.sh).
+system-deps: ## Install the Debian packages the suites use (prometheus, buildah, podman, ...) when missing
 	e2e/install-deps.sh
 
 binaries: ## Build (or reuse) kube-apiserver & co., etcd, kwok and helm from their Go modules
@@ -62,8 +63,11 @@ unit: venv system-deps helm-binary ## Unit and integration tests (no cluster)
 
 test-fast: lint typecheck imports crd-check unit ## Everything but the real-cluster suite
 
-e2e: venv system-deps binaries ## Real-cluster suite: starts a local control plane, runs e2e/, stops it
-	PYTHON=$(CURDIR)/$(PY) e2e/run.sh -p no:cacheprovider
+# The suite's operator runs from the image built here (FLEETSCALE_E2E_OPERATOR=image); e2e/run.sh
+# builds it first (cached) and the suite checks it (e2e/test_e2e_local_image*.py).
+E2E_OPERATOR ?= image
+e2e: venv system-deps binaries ## Real-cluster suite: builds the image, starts a local control plane, runs e2e/ with the operator from the image, stops it
+	FLEETSCALE_E2E_OPERATOR=$(E2E_OPERATOR) PYTHON=$(CURDIR)/$(PY) e2e/run.sh -p no:cacheprovider
 
 demo: venv system-deps binaries ## A flash crowd on a local cluster, live in the terminal (a few minutes)
 	PYTHON=$(CURDIR)/$(PY) $(PY) e2e/demo.py $(DEMO_ARGS)
@@ -76,7 +80,7 @@ clean: ## Remove the virtual environments and caches
 # Helm chart and container image. helm comes from e2e/build-binaries.sh (or FLEETSCALE_HELM).
 HELM ?= $(or $(FLEETSCALE_HELM),$(shell bash e2e/build-binaries.sh --print 2>/dev/null | sed -n 's/^HELM_BIN_DIR=//p')/helm)
 IMAGE ?= fleetscale:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-.PHONY: chart-lint hadolint image
+.PHONY: chart-lint hadolint image image-local
 
 chart-lint: venv ## helm lint --strict, render and validate the chart (tests/chart)
 	FLEETSCALE_HELM=$(HELM) $(VENV)/bin/pytest tests/chart
@@ -86,6 +90,10 @@ hadolint: venv ## Lint the Dockerfile
 
 image: ## Build the operator image (needs docker or podman; set DOCKER=podman)
 	$(or $(DOCKER),docker) build -t $(IMAGE) .
+
+image-local: venv system-deps helm-binary ## Build the image without Docker or a registry (mmdebstrap + buildah, cached) and check it (podman)
+	image_env="$$(e2e/image-local.sh env)" && eval "$$image_env" && FLEETSCALE_E2E_HELM=$(HELM) \
+	  $(VENV)/bin/pytest e2e/test_e2e_local_image.py -p no:cacheprovider
 
 bench: venv ## Simulated benchmark: every policy on the standard scenarios; refreshes README results
 	$(PY) -m fleetscale simulate --bench --readme README.md --docs-dir docs --out out/bench

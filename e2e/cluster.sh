@@ -406,7 +406,7 @@ export FLEETSCALE_E2E_KUBECTL=${KUBE_BIN_DIR}/kubectl
 export FLEETSCALE_E2E_HELM=${HELM_BIN_DIR}/helm
 export FLEETSCALE_E2E_STATE=${STATE}
 export FLEETSCALE_E2E_KUBE_VERSION=${KUBE_VERSION}
-export FLEETSCALE_E2E_OPERATOR=process
+export FLEETSCALE_E2E_OPERATOR=${FLEETSCALE_E2E_OPERATOR:-process}
 export FLEETSCALE_E2E_OPERATOR_KUBECONFIG=${STATE}/operator.kubeconfig
 export FLEETSCALE_E2E_OPERATOR_NAMESPACE=${CHART_NS}
 export FLEETSCALE_E2E_AUDIT_LOG=${KWOK_WORKDIR}/clusters/${CLUSTER}/logs/audit.log
@@ -450,6 +450,8 @@ down() {
   fi
   prometheus_stop
   exporter_stop
+  # Operator containers (e2e/image-local.sh) that a test run left behind.
+  "${E2E_DIR}/image-local.sh" clean-containers "fleetscale.io/e2e-state=${STATE}"
   cluster_down
   rm -rf "${STATE}"
   log "down: nothing left running, ${STATE} removed"

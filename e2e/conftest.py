@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,9 @@ from e2e_support import (
     E2EEnv,
     Exporter,
     Kube,
+    LocalImage,
     Operator,
+    OperatorImage,
     OperatorInCluster,
     OperatorProcess,
     Prometheus,
@@ -190,30 +193,50 @@ def operator_session(
     here, authenticated with FLEETSCALE_E2E_OPERATOR_KUBECONFIG (the chart's
     ServiceAccount; `e2e/cluster.sh up` writes it), else with KUBECONFIG, electing
     itself leader on the chart's Lease in the release namespace, as a pod would.
+    FLEETSCALE_E2E_OPERATOR=image: the same, from the operator image that
+    e2e/image-local.sh built (FLEETSCALE_E2E_LOCAL_IMAGE), in a container that podman runs
+    as the chart runs the pod (read-only root, non-root user, no capabilities).
     FLEETSCALE_E2E_OPERATOR=helm: the chart's Deployment that is already running
     in FLEETSCALE_E2E_OPERATOR_NAMESPACE (kind).
     """
     mode = os.environ.get("FLEETSCALE_E2E_OPERATOR", "process")
     op: Operator
-    if mode == "process":
+    if mode in ("process", "image"):
         log_dir = Path(os.environ.get("FLEETSCALE_E2E_ARTIFACTS") or tmp_path_factory.mktemp("op"))
         log_dir.mkdir(parents=True, exist_ok=True)
-        op = OperatorProcess(
-            kubeconfig=os.environ.get("FLEETSCALE_E2E_OPERATOR_KUBECONFIG") or e2e_env.kubeconfig,
-            prometheus_url=e2e_env.prometheus_url,
-            namespaces=[],
-            log_path=log_dir / "operator.log",
-            extra_env=replica_env("e2e-session"),
-        )
+        if mode == "image":
+            op = image_operator_process(LocalImage.from_env(), e2e_env, log_dir / "operator.log")
+        else:
+            op = OperatorProcess(**operator_process_settings(e2e_env, log_dir / "operator.log"))
     elif mode == "helm":
         op = OperatorInCluster(
             kube, os.environ.get("FLEETSCALE_E2E_OPERATOR_NAMESPACE", "fleetscale-system")
         )
     else:
-        pytest.exit(f"FLEETSCALE_E2E_OPERATOR must be process or helm, not {mode!r}", 3)
+        pytest.exit(f"FLEETSCALE_E2E_OPERATOR must be process, image or helm, not {mode!r}", 3)
     op.start()
     yield op
-    op.stop()
+    if isinstance(op, OperatorImage):
+        op.close()
+    else:
+        op.stop()
+
+
+def operator_process_settings(e2e_env: E2EEnv, log_path: Path) -> dict[str, Any]:
+    """How the session's operator runs: cluster-wide, as the chart's ServiceAccount, leader
+    on the chart's Lease."""
+    return {
+        "kubeconfig": os.environ.get("FLEETSCALE_E2E_OPERATOR_KUBECONFIG") or e2e_env.kubeconfig,
+        "prometheus_url": e2e_env.prometheus_url,
+        "namespaces": [],
+        "log_path": log_path,
+        "extra_env": replica_env("e2e-session"),
+    }
+
+
+def image_operator_process(image: LocalImage, e2e_env: E2EEnv, log_path: Path) -> OperatorImage:
+    """The session's operator, with the same settings, from the image."""
+    return OperatorImage(image, **operator_process_settings(e2e_env, log_path))
 
 
 @pytest.fixture
@@ -226,7 +249,15 @@ def operator(
     its finalizers (a pool it cannot let go of fails the test), and on failure the
     operator's log since the test started is printed.
     """
-    op = operator_session
+    with operator_for_test(operator_session, request, kube, namespace) as op:
+        yield op
+
+
+@contextmanager
+def operator_for_test(
+    op: Operator, request: pytest.FixtureRequest, kube: Kube, namespace: str
+) -> Iterator[Operator]:
+    """``op`` running for one test; see the `operator` fixture."""
     op.start()  # a no-op when running; brings it back if a test stopped it
     offset = len(op.logs())
     yield op
@@ -243,3 +274,37 @@ def operator(
         print("\n".join(lines[-200:]))
     if stuck:
         pytest.fail(f"the operator did not let go of deleted InferencePools: {stuck}")
+
+
+@pytest.fixture
+def image_operator(
+    request: pytest.FixtureRequest,
+    kube: Kube,
+    namespace: str,
+    operator_session: Operator,
+    e2e_env: E2EEnv,
+    tmp_path: Path,
+) -> Iterator[OperatorImage]:
+    """The operator from the image built here, for one test, as the `operator` fixture.
+
+    With FLEETSCALE_E2E_OPERATOR=image that is the session's operator. Otherwise the
+    session's operator steps aside (a clean stop: it releases its Lease at once)
+    and one from the image, with the same settings, takes over until the test ends;
+    the next test's `operator` brings the session's back.
+    """
+    if isinstance(operator_session, OperatorImage):
+        with operator_for_test(operator_session, request, kube, namespace):
+            yield operator_session
+        return
+    if isinstance(operator_session, OperatorInCluster):
+        pytest.fail(
+            "the operator already runs in the cluster (FLEETSCALE_E2E_OPERATOR=helm) from the"
+            " image that e2e/kind/run.sh built; the locally built image is not for that cluster"
+        )
+    operator_session.stop()
+    op = image_operator_process(LocalImage.from_env(), e2e_env, tmp_path / "operator.log")
+    try:
+        with operator_for_test(op, request, kube, namespace):
+            yield op
+    finally:
+        op.close()

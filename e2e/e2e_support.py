@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -348,26 +350,9 @@ class OperatorProcess:
         if self.running():
             return
         self.port = free_port()
-        env = {
-            **os.environ,
-            "KUBECONFIG": self.kubeconfig,
-            "FLEETSCALE_PROMETHEUS_URL": self.prometheus_url,
-            "FLEETSCALE_NAMESPACES": ",".join(self.namespaces),
-            "FLEETSCALE_LOG_FORMAT": "json",
-            "FLEETSCALE_HTTP_PORT": str(self.port),
-            "PYTHONPATH": str(REPO_ROOT / "operator"),
-            **self.extra_env,
-        }
         with self.log_path.open("ab") as log:
             log.write(f"--- start {time.strftime('%H:%M:%S')} port {self.port}\n".encode())
-            self.proc = subprocess.Popen(
-                [self.python, "-m", "fleetscale", "run"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            self.proc = self._spawn(log)
         proc = self.proc
 
         def healthy() -> bool:
@@ -385,6 +370,32 @@ class OperatorProcess:
             if time.monotonic() > deadline:
                 pytest.fail(f"operator not healthy after 60s:\n{self.logs()[-3000:]}")
             time.sleep(0.3)
+
+    def operator_env(self) -> dict[str, str]:
+        """The operator's settings, as the chart's Deployment gives them."""
+        return {
+            "FLEETSCALE_PROMETHEUS_URL": self.prometheus_url,
+            "FLEETSCALE_NAMESPACES": ",".join(self.namespaces),
+            "FLEETSCALE_LOG_FORMAT": "json",
+            "FLEETSCALE_HTTP_PORT": str(self.port),
+            **self.extra_env,
+        }
+
+    def _spawn(self, log: Any) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "KUBECONFIG": self.kubeconfig,
+            "PYTHONPATH": str(REPO_ROOT / "operator"),
+            **self.operator_env(),
+        }
+        return subprocess.Popen(
+            [self.python, "-m", "fleetscale", "run"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def _signal(self, sig: int, timeout: float) -> None:
         proc = self.proc
@@ -415,6 +426,170 @@ class OperatorProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+# --------------------------------------------------------------------------- the image
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    """The operator image that e2e/image-local.sh built here, and that script, which runs it."""
+
+    ref: str
+    tool: str
+
+    @classmethod
+    def from_env(cls) -> LocalImage:
+        ref = os.environ.get("FLEETSCALE_E2E_LOCAL_IMAGE")
+        if not ref:
+            pytest.exit(
+                "FLEETSCALE_E2E_LOCAL_IMAGE is not set: build the operator image with"
+                ' `make image-local` or `eval "$(e2e/image-local.sh env)"` (e2e/run.sh does it)',
+                returncode=3,
+            )
+        tool = os.environ.get("FLEETSCALE_E2E_LOCAL_IMAGE_TOOL") or str(E2E_DIR / "image-local.sh")
+        return cls(ref=ref, tool=tool)
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, "FLEETSCALE_E2E_LOCAL_IMAGE": self.ref}
+
+    def run(
+        self,
+        *options: str,
+        args: Sequence[str] = (),
+        stdin: str | None = None,
+        timeout: float = 300,
+    ) -> subprocess.CompletedProcess[str]:
+        """`podman run` of the image, hardened as the chart runs it (e2e/image-local.sh run)."""
+        return subprocess.run(
+            [self.tool, "run", *options, "--", *args],
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            input=stdin,
+            timeout=timeout,
+            check=False,
+        )
+
+    def podman(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [self.tool, "podman", *args],
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if proc.returncode != 0:
+            pytest.fail(f"podman {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+        return proc
+
+    def inspect(self) -> dict[str, Any]:
+        """`podman image inspect` of the image."""
+        found: list[dict[str, Any]] = json.loads(self.podman("image", "inspect", self.ref).stdout)
+        return found[0]
+
+    def user(self) -> tuple[int, int]:
+        """The image's numeric USER (uid, gid)."""
+        uid, _, gid = str(self.inspect()["Config"]["User"]).partition(":")
+        return int(uid), int(gid or uid)
+
+
+class OperatorImage(OperatorProcess):
+    """The operator from the image, run by podman as the chart runs the pod.
+
+    `e2e/image-local.sh run` gives the container a read-only root, a 64 MiB tmpfs at /tmp
+    (the chart's emptyDir), the image's own non-root user, no capabilities and no privilege
+    escalation; it shares the host's network, so the API server and Prometheus on 127.0.0.1
+    are reachable. The command is the image's entrypoint (`python -m fleetscale run`), the
+    settings the same environment variables as the chart's, and the kubeconfig is mounted
+    read-only, readable by the image's user only, as a Secret volume would be.
+
+    podman relays SIGTERM to the container, so `stop` is the operator's clean shutdown;
+    `kill` is `podman kill --signal KILL`. Every container carries ``label``, by which
+    `e2e/cluster.sh down` removes any left behind.
+    """
+
+    SECRET_DIR = "/var/run/secrets/fleetscale-e2e"
+
+    def __init__(
+        self,
+        image: LocalImage,
+        kubeconfig: Path | str,
+        prometheus_url: str,
+        namespaces: list[str],
+        log_path: Path,
+        extra_env: dict[str, str] | None = None,
+        label: str | None = None,
+    ) -> None:
+        super().__init__(kubeconfig, prometheus_url, namespaces, log_path, extra_env=extra_env)
+        self.image = image
+        state = os.environ.get("FLEETSCALE_E2E_STATE", "none")
+        self.label = label or f"fleetscale.io/e2e-state={state}"
+        self.container = ""
+        self._serial = 0
+        self._secrets = Path(tempfile.mkdtemp(prefix="fleetscale-e2e-operator-"))
+
+    def _spawn(self, log: Any) -> subprocess.Popen[bytes]:
+        secret = self._secrets / "kubeconfig"
+        secret.unlink(missing_ok=True)
+        shutil.copyfile(self.kubeconfig, secret)
+        if os.geteuid() == 0:
+            os.chown(secret, *self.image.user())
+            secret.chmod(0o400)
+        else:
+            secret.chmod(0o444)
+        self._secrets.chmod(0o755)
+        self._serial += 1
+        self.container = f"fleetscale-e2e-operator-{os.getpid()}-{self._serial}"
+        options = [
+            f"--name={self.container}",
+            f"--label={self.label}",
+            f"--volume={self._secrets}:{self.SECRET_DIR}:ro",
+            f"--env=KUBECONFIG={self.SECRET_DIR}/kubeconfig",
+        ]
+        options += [f"--env={k}={v}" for k, v in self.operator_env().items()]
+        return subprocess.Popen(
+            [self.image.tool, "run", *options],
+            env={**os.environ, "FLEETSCALE_E2E_LOCAL_IMAGE": self.image.ref},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def _end(self, how: Callable[[subprocess.Popen[bytes]], None], what: str) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        how(proc)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.image.podman("kill", "--signal", "KILL", self.container)
+            proc.wait(30)
+            pytest.fail(f"the operator's container did not exit within 30s of {what}")
+
+    def stop(self) -> None:
+        self._end(lambda proc: proc.send_signal(signal.SIGTERM), "SIGTERM")
+
+    def kill(self) -> None:
+        self._end(
+            lambda _: self.image.podman("kill", "--signal", "KILL", self.container), "SIGKILL"
+        )
+
+    def container_inspect(self) -> dict[str, Any]:
+        found: list[dict[str, Any]] = json.loads(
+            self.image.podman("container", "inspect", self.container).stdout
+        )
+        return found[0]
+
+    def close(self) -> None:
+        """Stop it, make sure its container is gone, forget the kubeconfig copy."""
+        self.stop()
+        if self.container:
+            self.image.podman("rm", "--force", "--ignore", self.container)
+        shutil.rmtree(self._secrets, ignore_errors=True)
 
 
 class OperatorInCluster:

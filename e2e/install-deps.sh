@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # System packages the local e2e environment needs: Prometheus (Debian's package)
-# and curl. Idempotent; the package's own service is kept stopped, since
-# e2e/cluster.sh runs its own instance with its own configuration.
+# and curl; and, for the operator image (e2e/image-local.sh), mmdebstrap (the base
+# root filesystem from Debian's apt), buildah (builds the Dockerfile on it) and
+# podman with runc (runs it). Idempotent; the package's own service is kept
+# stopped, since e2e/cluster.sh runs its own instance with its own configuration.
 set -euo pipefail
 
 need=()
 [[ -x "${PROMETHEUS_BIN:-/usr/bin/prometheus}" ]] || need+=(prometheus)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+for tool in mmdebstrap buildah podman runc; do
+  command -v "${tool}" >/dev/null 2>&1 || need+=("${tool}")
+done
 [[ ${#need[@]} -gt 0 ]] || exit 0
 
 SUDO=""

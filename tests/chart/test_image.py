@@ -1,9 +1,10 @@
 """The Dockerfile passes hadolint and builds the image the chart expects.
 
-No container engine runs here, so the image itself is not built in tests; these checks pin
-what the chart relies on: a non-root numeric user (runAsNonRoot can only verify a number), the
-`python -m fleetscale run` entrypoint, dependencies from the lock file, and a final stage with
-nothing but the virtual environment on a slim Python.
+These checks read the Dockerfile and pin what the chart relies on: a non-root numeric user
+(runAsNonRoot can only verify a number), the `python -m fleetscale run` entrypoint,
+dependencies from the lock file, and a final stage with nothing but the virtual environment on
+the base. The image itself is built and run by the e2e suite (e2e/image-local.sh,
+e2e/test_e2e_local_image.py).
 """
 
 from __future__ import annotations
@@ -78,6 +79,18 @@ def test_base_image_is_slim_python_of_the_project_version() -> None:
     text = DOCKERFILE.read_text(encoding="utf-8")
     (base,) = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", text, flags=re.MULTILINE)
     assert re.fullmatch(r"python:3\.11-slim-\w+", base), base
+
+
+def test_both_stages_use_any_python_layout_of_the_base() -> None:
+    """python:3.11-slim has python3 in /usr/local/bin and pip; Debian's python3 is in /usr/bin,
+    without pip. The build makes its own venv for uv and the final stage runs the venv's
+    python on the same base, so nothing may name an interpreter by path or rely on pip."""
+    stages = _stages()
+    assert [stage[0].split()[1] for stage in stages] == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
+    text = "\n".join(i for stage in stages for i in stage)
+    assert not re.search(r"/usr(/local)?/bin/python", text)
+    assert "python3 -m venv /opt/uv" in text
+    assert not re.search(r"(^|[ &;])pip3? install", text), "pip of the base is not everywhere"
 
 
 def test_dependencies_come_from_the_lock_file_without_dev_tools() -> None:
