@@ -85,6 +85,11 @@ GRANTS: tuple[Grant, ...] = (
         (fs("controller/kube.py", '"PATCH", path, body={"status"'),),
     ),
     Grant(
+        "watched", "autoscaling", "horizontalpodautoscalers", ("list", "watch"),
+        (KOPF_LISTS, KOPF_WATCHES,
+         fs(HANDLERS, '"autoscaling", "v2", "horizontalpodautoscalers", id=HPAS_BY_TARGET_INDEX')),
+    ),
+    Grant(
         "watched", "apps", "deployments", ("get",),
         (fs(SCALE, 'request(\n                "GET", resource.object_path(target) + subresource'),),
     ),

@@ -101,11 +101,16 @@ watches the whole cluster, in a Role of each watched namespace otherwise.
   resources: [{{ printf "%s/scale" .resource | quote }}]
   verbs: ["get", "update"]
 {{- end }}
+# HorizontalPodAutoscalers (KEDA's ScaledObjects create one), watched read-only: a pool whose
+# workload an HPA also sizes refuses to act instead of fighting it.
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["list", "watch"]
 # Ready pods of a target whose kind reports no readyReplicas.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]
-# Events that explain each decision (kopf posts its own too).
+# Events that explain each decision.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]

@@ -32,8 +32,14 @@ from fleetscale.api.inferencepool import PLURAL
 from fleetscale.controller.acceleratorpools import AcceleratorPoolRef, reconcile_accelerator_pool
 from fleetscale.controller.acceleratorpools.demand import demand_of
 from fleetscale.controller.allocations import allocations_index_entry
-from fleetscale.controller.indexes import ALLOCATIONS_INDEX, DEMAND_INDEX
+from fleetscale.controller.indexes import (
+    ALLOCATIONS_INDEX,
+    DEMAND_INDEX,
+    HPAS_BY_TARGET_INDEX,
+    POOLS_BY_TARGET_INDEX,
+)
 from fleetscale.controller.inferencepools import InferencePoolRef, reconcile
+from fleetscale.controller.inferencepools.conflicts import hpa_entry, pool_entry
 from fleetscale.controller.inferencepools.tick import withdraw_shed_flag_of_deleted_pool
 from fleetscale.controller.kube import connection_info, io_executor, load_configuration
 from fleetscale.controller.loop import (
@@ -126,6 +132,16 @@ def _index_handlers(registry: kopf.OperatorRegistry, runtime: OperatorRuntime) -
     def demand_by_accelerator_pool(body: kopf.Body, **_: Any) -> dict[str, Any] | None:
         entry = demand_of(body)
         return None if entry is None else {entry[0]: entry[1]}
+
+    @kopf.index(GROUP, VERSION, PLURAL, id=POOLS_BY_TARGET_INDEX, registry=registry)
+    def inference_pools_by_target(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
+        return pool_entry(body)
+
+    @kopf.index(
+        "autoscaling", "v2", "horizontalpodautoscalers", id=HPAS_BY_TARGET_INDEX, registry=registry
+    )
+    def hpas_by_target(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
+        return hpa_entry(body)
 
     @kopf.index(GROUP, VERSION, apool.PLURAL, id=ALLOCATIONS_INDEX, registry=registry)
     def allocations_by_accelerator_pool(name: str, status: kopf.Status, **_: Any) -> dict[str, Any]:

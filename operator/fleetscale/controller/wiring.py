@@ -23,6 +23,7 @@ from fleetscale.controller.acceleratorpools.demand import IndexedDemands
 from fleetscale.controller.allocations import IndexedAllocations
 from fleetscale.controller.indexes import Indexes
 from fleetscale.controller.inferencepools import InferencePoolDependencies
+from fleetscale.controller.inferencepools.conflicts import IndexedControllers
 from fleetscale.controller.kube import KubernetesStatusWriter
 from fleetscale.metrics import OperatorMetrics
 from fleetscale.nodepools import build_provider
@@ -49,6 +50,7 @@ def kubernetes_dependencies(
         plan=plan,
         allocations=IndexedAllocations(indexes.allocations),
         status_writer=KubernetesStatusWriter(api_client, PLURAL),
+        controllers=IndexedControllers(indexes.pools_by_target, indexes.hpas_by_target),
     )
 
 

@@ -25,6 +25,7 @@ from fleetscale.actuators.base import (
 from fleetscale.api.base import API_VERSION
 from fleetscale.api.inferencepool import KIND, InferencePoolSpec
 from fleetscale.controller.credentials import CredentialFiles
+from fleetscale.controller.inferencepools.conflicts import ControllerSource
 from fleetscale.controller.kube import StatusWriter
 from fleetscale.metrics import OperatorMetrics
 from fleetscale.planner.observe import PublishedAllocation
@@ -91,6 +92,8 @@ class InferencePoolDependencies:
     # Writes the pool's status; a change of size is recorded through it before it is made
     # (None: not recorded ahead, as in tests that do not exercise it).
     status_writer: StatusWriter | None = None
+    # Every InferencePool and HPA by the workload it sizes (None: not checked).
+    controllers: ControllerSource | None = None
     # Shed flags already in each pool's ConfigMaps, by (namespace, pool, ConfigMap), so an
     # unchanged flag is not re-written every tick. Lost on restart or on losing leadership,
     # which costs one idempotent write per pool.

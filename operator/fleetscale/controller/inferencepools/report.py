@@ -345,6 +345,7 @@ def decision_events(
 ) -> tuple[EventRecord, ...]:
     """The Events a decided tick posts, in order."""
     return (
+        *_external_scale_events(tick),
         *_scale_events(tick),
         *_metrics_events(tick, conditions),
         *_limited_events(tick, conditions),
@@ -355,6 +356,21 @@ def decision_events(
 
 def _target_words(spec: InferencePoolSpec) -> str:
     return f"{spec.target_ref.kind} {spec.target_ref.name}"
+
+
+def _external_scale_events(tick: Tick) -> tuple[EventRecord, ...]:
+    """A size this operator did not set: someone scaled the workload (`kubectl scale`). It is
+    followed as the HPA does (the next decisions start from it), and said once."""
+    last_seen, now_seen = tick.stored.replicas, tick.observation.current_replicas
+    pending = tick.stored.pending_scale
+    ours = pending is not None and pending.to_replicas == now_seen
+    if last_seen is None or last_seen == now_seen or ours:
+        return ()
+    message = (
+        f"{_target_words(tick.spec)} was scaled from {last_seen} to {now_seen} replicas by "
+        f"someone else; fleetscale continues from {now_seen} (its next decisions may change it)"
+    )
+    return (EventRecord("Normal", "ScaledExternally", message),)
 
 
 def _scale_events(tick: Tick) -> tuple[EventRecord, ...]:

@@ -37,6 +37,11 @@ from fleetscale.controller.conditions import (
     find_condition,
     plain_validation_error,
 )
+from fleetscale.controller.inferencepools.conflicts import (
+    CONFLICTING_AUTOSCALER,
+    conflicting,
+    target_key,
+)
 from fleetscale.controller.inferencepools.execute import commands, execute, withdrawal_commands
 from fleetscale.controller.inferencepools.measure import Sensors, measure
 from fleetscale.controller.inferencepools.memory import (
@@ -98,6 +103,24 @@ def validate(raw_spec: Mapping[str, Any]) -> InferencePoolSpec | NotReady:
     if spec.mode == "Paused":
         return NotReady(PAUSED, "Paused by spec.mode: nothing is read, decided or changed.")
     return spec
+
+
+def refuse_to_fight(
+    pool: InferencePoolRef, spec: InferencePoolSpec, deps: InferencePoolDependencies
+) -> tuple[str, str] | None:
+    """Why this pool must not act, if another controller sizes its workload (reason, message).
+    A DryRun pool writes nothing: it may run beside another autoscaler."""
+    if deps.controllers is None or spec.mode != "Active":
+        return None
+    target = spec.target_ref
+    key = target_key(pool.namespace, target.api_version, target.kind, target.name)
+    other = conflicting(pool.namespace, pool.name, deps.controllers.controllers_of(key))
+    if other is None:
+        return None
+    return CONFLICTING_AUTOSCALER, (
+        f"{other} also sizes {target.kind} {target.name}: this pool does not act, so that the "
+        "two do not fight over its replicas. Remove one of them, or set this pool to Paused."
+    )
 
 
 def sensors_of(deps: InferencePoolDependencies) -> Sensors:
@@ -167,6 +190,10 @@ async def _decide_and_act(
     if isinstance(spec, NotReady):
         fallback = None if spec.reason == INVALID_SPEC else _config_map_of(raw_spec)
         return await _not_ready(pool, stored, spec.reason, spec.message, fallback, deps, now)
+    refusal = refuse_to_fight(pool, spec, deps)
+    if refusal is not None:
+        fallback = spec.shed_load.config_map_name
+        return await _not_ready(pool, stored, *refusal, fallback, deps, now)
     try:
         measured = await measure(pool.namespace, pool.name, spec, sensors_of(deps), tick)
     except TargetNotFound as error:
