@@ -421,3 +421,53 @@ def test_kubectl_explain_describes_the_api(kube: Kube) -> None:
     assert "min" in out
     assert "max" in out
     assert "DESCRIPTION" in out.upper()
+
+
+def test_a_pool_refuses_to_fight_an_hpa_on_its_workload(
+    kube: Kube,
+    namespace: str,
+    deploy_vllm: Any,
+    fleet_load: Exporter,
+    prometheus: Prometheus,
+    operator: Operator,
+) -> None:
+    """An HPA (KEDA creates one per ScaledObject) already sizes the Deployment: the pool says
+    so and leaves the replicas to it, as the chart's ServiceAccount sees HPAs through its
+    watch."""
+    from kubernetes import client
+
+    start_fleet(kube, namespace, deploy_vllm, fleet_load, prometheus, replicas=1, load=30)
+    client.AutoscalingV2Api(kube.api).create_namespaced_horizontal_pod_autoscaler(
+        namespace,
+        {
+            "metadata": {"name": "vllm"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "vllm"},
+                "minReplicas": 1,
+                "maxReplicas": 3,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": 80},
+                        },
+                    }
+                ],
+            },
+        },
+    )
+    create_pool(kube, inference_pool("llama", namespace, "vllm", MODEL, poll=1))
+    pool = wait_until(
+        lambda: (
+            (p := get_pool(kube, namespace, "llama"))
+            and condition_is(p, "Ready", "False", "ConflictingAutoscaler")
+            and p
+        ),
+        60,
+        "Ready=False ConflictingAutoscaler",
+    )
+    message = (condition(pool, "Ready") or {}).get("message", "")
+    assert f"HorizontalPodAutoscaler {namespace}/vllm" in message
+    assert "ConflictingAutoscaler" in event_reasons(kube, namespace, "llama")
+    assert spec_replicas(kube, namespace, "vllm") == 1  # the queue asks for 6: not acted on
