@@ -94,6 +94,7 @@ async def test_nodes_are_requested_and_replicas_follow_them(
         node = cluster.server.objects[NODES, None, pool_nodes(cluster)[0]].raw
         assert node["metadata"]["labels"]["example.com/gpu"] == "h100"
         assert node["status"]["allocatable"]["nvidia.com/gpu"] == "8"
+
         # None is Ready yet: the InferencePool may not grow past what Ready nodes hold. (Its
         # first tick may hold at 0 too, AllocationPending, before the AcceleratorPool planned.)
         def provisioning() -> bool:
