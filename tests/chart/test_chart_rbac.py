@@ -124,8 +124,9 @@ GRANTS: tuple[Grant, ...] = (
          fs(HANDLERS, "KubernetesStatusWriter(self.api_client, apool.PLURAL)")),
     ),
     Grant(
-        "cluster", "", "nodes", ("list",),
-        (fs(APOOLS, '"GET", "/api/v1/nodes"'), fs(PLACEHOLDER, "self._core.list_node")),
+        "cluster", "", "nodes", ("list", "patch"),
+        (fs(APOOLS, '"GET", "/api/v1/nodes"'), fs(PLACEHOLDER, "self._core.list_node"),
+         fs(APOOLS, 'request("PATCH", path, body=patch, content_type=MERGE_PATCH)')),
     ),
     Grant(
         "cluster", "", "pods", ("list",),
@@ -152,11 +153,10 @@ GRANTS: tuple[Grant, ...] = (
         feature="namespaced",
     ),
     Grant(
-        "cluster", "", "nodes", ("list", "create", "delete", "patch"),
+        "cluster", "", "nodes", ("list", "create", "delete"),
         (fs("nodepools/kwok.py", "self._core.list_node"),
          fs("nodepools/kwok.py", "self._core.create_node"),
-         fs("nodepools/kwok.py", "self._core.delete_node"),
-         fs("nodepools/kwok.py", "self._core.patch_node")),
+         fs("nodepools/kwok.py", "self._core.delete_node")),
         feature="kwok",
     ),
     Grant(
