@@ -193,9 +193,10 @@ GRANTS: tuple[Grant, ...] = (
         feature="placeholder",
     ),
     Grant(
-        "placeholder", "", "pods", ("list", "patch"),
+        "placeholder", "", "pods", ("list", "patch", "delete"),
         (fs(PLACEHOLDER, "self._core.list_namespaced_pod"),
-         fs(PLACEHOLDER, "self._core.patch_namespaced_pod")),
+         fs(PLACEHOLDER, "self._core.patch_namespaced_pod"),
+         fs(PLACEHOLDER, "self._core.delete_namespaced_pod")),
         feature="placeholder",
     ),
 )  # fmt: skip

@@ -103,11 +103,17 @@ async def test_release_frees_the_placeholders_on_the_chosen_nodes(
     assert is_placeholder(placeholder)
 
     assert await provider.release([NodeRef("gpu-b")]) == ("gpu-b",)
-    pods = live(kmock, "v1/pods")
-    assert pods["ph-1"]["metadata"]["annotations"] == {DELETION_COST_ANNOTATION: "-1000"}
-    assert "annotations" not in pods["ph-2"]["metadata"]
+    marks = [r for r in kmock["patch"] if str(r.url.path).endswith("/pods/ph-1")]
+    assert [r.data for r in marks] == [
+        {"metadata": {"annotations": {DELETION_COST_ANNOTATION: "-1000"}}}
+    ]
     scale = [r for r in kmock["patch"] if str(r.url.path).endswith("/scale")]
     assert [r.data for r in scale] == [{"spec": {"replicas": 1}}]
+    # The Pending placeholder ranks first for the ReplicaSet: ph-1 itself is deleted too.
+    assert sorted(live(kmock, "v1/pods")) == ["exporter", "ph-2", "vllm-0"]
+    assert [str(r.url.path) for r in kmock["delete"]] == [
+        "/api/v1/namespaces/fleetscale-system/pods/ph-1"
+    ]
 
 
 async def test_fewer_placeholders_by_size_is_refused(

@@ -202,9 +202,9 @@ ClusterRole, or in a Role of each listed namespace. */}}
 - apiGroups: ["apps"]
   resources: ["deployments/scale"]
   verbs: ["patch"]
-# Placeholders on nodes to release get a low pod-deletion-cost, so they go first when the
-# Deployment is scaled down by their count.
+# Placeholders on nodes to release get a low pod-deletion-cost, the Deployment is scaled down
+# by their count, and those very pods are deleted (the ReplicaSet ranks Pending ones first).
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list", "patch"]
+  verbs: ["list", "patch", "delete"]
 {{- end }}

@@ -5,21 +5,23 @@ itself (two writers fight). Instead it keeps a Deployment of low-priority placeh
 per node it wants beyond the nodes model pods already use; each requests all of a node's
 accelerators and selects the pool's ``nodeLabels``. The cluster's autoscaler sees them Pending
 and provisions nodes for them, ahead of demand. When model pods need the room, the scheduler
-preempts the placeholders (their PriorityClass is below every model pod and never preempts);
-fleetscale then lowers the placeholder count on its next tick, so no extra node is provisioned
-for an evicted placeholder. Caller: the AcceleratorPool controller.
+preempts the placeholders (their PriorityClass is below every model pod and never preempts).
+Caller: the AcceleratorPool controller.
 
 Contract (see ``base``): size = nodes hosting model pods (pods of other than placeholders that
 request the pool's accelerator) + placeholder replicas. ``set_desired(n)`` keeps
 ``max(0, n - busy)`` placeholders, creating the PriorityClass and the Deployment when missing,
 and refuses a size below the current one. ``release`` frees the named nodes: it sets
-``controller.kubernetes.io/pod-deletion-cost`` low on the placeholders running there and scales
-the Deployment down by their count, so its ReplicaSet deletes those placeholders (a Pending
-placeholder, should there be one, goes first: it holds no node). fleetscale then holds nothing
-on those nodes, and they are all answered as released; the cluster's autoscaler removes each
-empty node on its own schedule (Cluster Autoscaler's scale-down-unneeded-time, Karpenter's
-consolidation). No node is ever deleted by this provider. Placeholder pods carry the label
-``fleetscale.io/placeholder``; the controller excludes them when it counts what a node hosts.
+``controller.kubernetes.io/pod-deletion-cost`` low on the placeholders running there, scales the
+Deployment down by their count, and deletes exactly those placeholder pods. The ReplicaSet ranks
+Pending and unready placeholders before a low deletion cost, so the scale-down alone could take
+another placeholder; deleting ours as well leaves exactly them gone and the count lowered by
+their number (a placeholder the ReplicaSet took instead is created again). fleetscale then
+holds nothing on those nodes, and they are all answered as released; the cluster's autoscaler
+removes each empty node on its own schedule (Cluster Autoscaler's scale-down-unneeded-time,
+Karpenter's consolidation). No node is ever deleted by this provider. Placeholder pods carry the
+label ``fleetscale.io/placeholder``; the controller excludes them when it counts what a node
+hosts.
 """
 
 from __future__ import annotations
@@ -216,6 +218,18 @@ class PlaceholderNodePool:
         if deployment is not None:
             current = int((deployment.get("spec") or {}).get("replicas", 0))
             await self._scale(max(0, current - len(freed)))
+        for pod in freed:
+            name = pod["metadata"]["name"]
+            try:
+                await _kube.call(
+                    f"delete placeholder pod {name}",
+                    self._core.delete_namespaced_pod,
+                    name,
+                    self._config.namespace,
+                )
+            except ProviderError as error:
+                if not _kube.is_not_found(error.__cause__ or error):
+                    raise  # gone already (the ReplicaSet took it): that is what was asked
         return tuple(ref.name for ref in nodes)
 
     async def _ensure_priority_class(self) -> None:
