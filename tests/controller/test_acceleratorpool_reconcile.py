@@ -412,3 +412,26 @@ async def test_our_stale_cordon_is_lifted_and_someone_elses_is_left_alone() -> N
     assert cluster.node_objects[1]["spec"]["unschedulable"] is True
     # Our own cordon never made h100-0 look unready; the administrator's does for h100-1.
     assert result.status["readyNodes"] == 1
+
+
+async def test_a_node_the_provider_cannot_name_does_not_hold_up_the_others() -> None:
+    pools = [inference_pool("chat", recommended=3, replicas=2)]  # two nodes' worth
+    cluster = InMemoryCluster(
+        node_objects=[node("h100-0"), node("h100-1"), node("h100-2")],
+        pod_objects=[model_pod("chat-0", "h100-0"), model_pod("chat-1", "h100-0")],
+    )
+    provider = FakeNodePool(desired=3, strangers={"h100-1"})
+    pool_deps, events = deps(cluster, provider, pools)
+    spec = pool_spec(delay=60)
+    status = None
+    for offset in (0, 60, 75):
+        result = await reconcile_accelerator_pool(H100, spec, status, pool_deps, NOW + offset)
+        status = result.status
+    # h100-1 went first (same empty age, first by name) and stayed; its clock started again,
+    # so the next release took h100-2.
+    assert [c for c in provider.calls if c[0] == "release"] == [
+        ("release", ("h100-1",)),
+        ("release", ("h100-2",)),
+    ]
+    assert provider.released == ["h100-2"]
+    assert events.reasons() == ["NodesKept", "NodesReleased"]

@@ -160,7 +160,12 @@ async def _plan_and_act(
         todo = node_commands(plan, provider_ids, cordons(nodes))
         outcome = await execute(todo, provider, deps.cluster, deps.cordoner, requested)
     committed = commit_node_actions(
-        planned, plan, resized=outcome.resized, released=outcome.released, now=now
+        planned,
+        plan,
+        resized=outcome.resized,
+        released=outcome.released,
+        now=now,
+        kept=[k.name for k in outcome.kept],
     )
     tick = NodeTick(pool, spec, stored, views, requested, plan, committed, outcome, now)
     return report_plan(tick), plan
