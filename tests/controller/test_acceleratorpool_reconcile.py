@@ -402,14 +402,20 @@ async def test_a_failed_release_lifts_the_cordon_and_counts_nothing() -> None:
 async def test_our_stale_cordon_is_lifted_and_someone_elses_is_left_alone() -> None:
     pools = [inference_pool("chat", recommended=2, replicas=2)]
     cluster = InMemoryCluster(
-        node_objects=[cordoned(node("h100-0"), ours=True), cordoned(node("h100-1"), ours=False)],
+        node_objects=[
+            cordoned(node("h100-0"), ours=True),
+            cordoned(node("h100-1"), ours=False),
+            cordoned(node("h100-2"), ours=True),  # released a tick ago, still going
+        ],
         pod_objects=[model_pod("chat-0", "h100-0"), model_pod("chat-1", "h100-0")],
     )
     provider = FakeNodePool(desired=2)
     pool_deps, _ = deps(cluster, provider, pools)
-    result = await reconcile_accelerator_pool(H100, pool_spec(), None, pool_deps, NOW)
+    stored = {"releasingNodes": [{"name": "h100-2", "since": iso(NOW - 15)}]}
+    result = await reconcile_accelerator_pool(H100, pool_spec(), stored, pool_deps, NOW)
     assert cluster.cordon_calls == [("uncordon", "h100-0")]
     assert cluster.node_objects[1]["spec"]["unschedulable"] is True
+    assert cluster.node_objects[2]["spec"]["unschedulable"] is True
     # Our own cordon never made h100-0 look unready; the administrator's does for h100-1.
     assert result.status["readyNodes"] == 1
 

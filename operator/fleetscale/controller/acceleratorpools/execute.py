@@ -2,10 +2,10 @@
 
 Role: ``node_commands`` (pure) turns a ``CapacityPlan`` into what is done this tick: the empty
 nodes to release (named, with their provider IDs), the size to grow to, and cordons of ours a
-previous tick left behind. ``execute`` carries them out and returns a ``NodeOutcome``: the nodes
-released, the ones kept and why, whether the group grew, or the ``ProviderError`` that stopped
-it. Nothing here records history: ``planner.commit.commit_node_actions`` does that from the
-outcome. Callers: ``tick``.
+previous tick left behind on nodes it did not release. ``execute`` carries them out and returns
+a ``NodeOutcome``: the nodes released, the ones kept and why, whether the group grew, or the
+``ProviderError`` that stopped it. Nothing here records history:
+``planner.commit.commit_node_actions`` does that from the outcome. Callers: ``tick``.
 
 A node is released only if it is still empty when it goes. The plan was made from pods read
 earlier in the tick, and the scheduler may have bound a pod there since; so each node is
@@ -18,7 +18,7 @@ never shrinks but by the nodes released.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Collection, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -77,14 +77,18 @@ class NodeOutcome:
 
 
 def node_commands(
-    plan: CapacityPlan, provider_ids: Mapping[str, str], cordons: Cordons
+    plan: CapacityPlan,
+    provider_ids: Mapping[str, str],
+    cordons: Cordons,
+    releasing: Collection[str],
 ) -> NodeCommands:
-    """What a plan asks for, given the pool's cordoned nodes."""
+    """What a plan asks for, given the pool's cordoned nodes and those released earlier that
+    still exist (they keep their cordon: no pod may land on a node on its way out)."""
     release = tuple(NodeRef(n, provider_ids.get(n, "")) for n in plan.release_nodes)
     return NodeCommands(
         release=release,
         grow_to=plan.desired_nodes,
-        uncordon=tuple(sorted(cordons.ours - set(plan.release_nodes))),
+        uncordon=tuple(sorted(cordons.ours - set(plan.release_nodes) - set(releasing))),
         cordoned_by_others=cordons.others,
     )
 

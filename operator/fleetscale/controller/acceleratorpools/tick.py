@@ -157,7 +157,7 @@ async def _plan_and_act(
     if provider is None or problem is not None:
         outcome = NodeOutcome(error=problem)
     else:
-        todo = node_commands(plan, provider_ids, cordons(nodes))
+        todo = node_commands(plan, provider_ids, cordons(nodes), planned.releasing)
         outcome = await execute(todo, provider, deps.cluster, deps.cordoner, requested)
     committed = commit_node_actions(
         planned,
