@@ -57,7 +57,7 @@ def accelerator_pool(
     holds the pool's finalizer), removes the test's pods, the pool, then its nodes."""
     name = namespace[-40:].strip("-")
 
-    def create(max_nodes: int = 3, delay: int = 5) -> dict[str, Any]:
+    def create(max_nodes: int = 3, delay: int = 5, min_nodes: int = 0) -> dict[str, Any]:
         doc = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "AcceleratorPool",
@@ -68,7 +68,7 @@ def accelerator_pool(
                 },
                 "nodeLabels": {POOL_LABEL: name},
                 "acceleratorsPerNode": 8,
-                "nodes": {"min": 0, "max": max_nodes},
+                "nodes": {"min": min_nodes, "max": max_nodes},
                 "scaleDownDelaySeconds": delay,
                 "pollIntervalSeconds": 2,
             },
@@ -259,3 +259,58 @@ def test_capped_pool_limits_the_lower_priority_pool_first(
     assert get_pool(kube, namespace, "batch")["status"]["replicas"] == 1
     assert ready_replicas(kube, namespace, "chat") == 3
     assert condition_is(get_apool(kube, name), "ScalingLimited", "True", "MaxNodes")
+
+
+def test_lowering_max_below_busy_nodes_keeps_them_and_still_releases_empty_ones(
+    kube: Kube,
+    namespace: str,
+    accelerator_pool: Callable[..., dict[str, Any]],
+    operator: Operator,
+) -> None:
+    name = pool_name(namespace)
+    # nodes.min holds three nodes without any InferencePool; two whole-node pods fill two.
+    accelerator_pool(max_nodes=3, min_nodes=3, delay=5)
+    wait_until(lambda: sum(pool_nodes(kube, name).values()) == 3, 60, "3 Ready nodes")
+    deploy_on_pool(kube, namespace, "batch", name, replicas=2, gpus=8, model="batch")
+    wait_until(lambda: ready_replicas(kube, namespace, "batch") == 2, 60, "2 pods running")
+    busy = nodes_hosting(kube, namespace)
+    assert len(busy) == 2
+    (empty,) = set(pool_nodes(kube, name)) - busy
+
+    # nodes.max drops to one, below the two busy nodes: only the empty node goes.
+    kube.custom.patch_cluster_custom_object(
+        GROUP, VERSION, APOOLS, name, {"spec": {"nodes": {"min": 0, "max": 1}}}
+    )
+
+    def planned_for_the_new_max() -> bool:
+        apool = get_apool(kube, name)
+        observed = apool["status"].get("observedGeneration") == apool["metadata"]["generation"]
+        return observed and empty not in pool_nodes(kube, name)
+
+    # The tick that took the change has written its status only after it released nodes.
+    wait_until(planned_for_the_new_max, 60, f"the new nodes.max planned, {empty} released")
+    assert set(pool_nodes(kube, name)) == busy, "a node hosting a pod was released"
+    assert nodes_hosting(kube, namespace) == busy
+    apool = wait_until(
+        lambda: (p := get_apool(kube, name)) and condition_is(p, "NodesBusy", "True") and p,
+        30,
+        "NodesBusy=True",
+    )
+    assert ready_replicas(kube, namespace, "batch") == 2
+    message = next(c["message"] for c in apool["status"]["conditions"] if c["type"] == "NodesBusy")
+    assert "2 node(s) host workload pods, 1 more than nodes.max=1" in message
+    assert apool["status"]["desiredNodes"] == 2
+    assert {"NodesReleased", "NodesBusy"} <= set(apool_event_reasons(kube, name))
+    # No node is left cordoned: the busy ones were never chosen.
+    for node in kube.core.list_node(label_selector=f"{POOL_LABEL}={name}").items:
+        assert not node.spec.unschedulable, node.metadata.name
+
+    # One pod goes: its node empties and is released after the delay; the pool is within max.
+    kube.apps.patch_namespaced_deployment_scale(name="batch", namespace=namespace,
+                                                body={"spec": {"replicas": 1}})  # fmt: skip
+    wait_until(lambda: len(pool_nodes(kube, name)) == 1, 60, "the emptied node released")
+    assert nodes_hosting(kube, namespace) <= set(pool_nodes(kube, name))
+    wait_until(
+        lambda: condition_is(get_apool(kube, name), "NodesBusy", "False"), 30, "NodesBusy=False"
+    )
+    assert ready_replicas(kube, namespace, "batch") == 1

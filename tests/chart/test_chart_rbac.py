@@ -132,8 +132,9 @@ GRANTS: tuple[Grant, ...] = (
          fs("controller/runtime.py", "KubernetesStatusWriter(self.api_client, apool.PLURAL)")),
     ),
     Grant(
-        "cluster", "", "nodes", ("list",),
-        (fs(APOOLS, '"GET", "/api/v1/nodes"'), fs(PLACEHOLDER, "self._core.list_node")),
+        "cluster", "", "nodes", ("list", "patch"),
+        (fs(APOOLS, '"GET", "/api/v1/nodes"'), fs(PLACEHOLDER, "self._core.list_node"),
+         fs(APOOLS, 'request("PATCH", path, body=patch, content_type=MERGE_PATCH)')),
     ),
     Grant(
         "cluster", "", "pods", ("list",),
@@ -150,11 +151,10 @@ GRANTS: tuple[Grant, ...] = (
         feature="namespaced",
     ),
     Grant(
-        "cluster", "", "nodes", ("list", "create", "delete", "patch"),
+        "cluster", "", "nodes", ("list", "create", "delete"),
         (fs("nodepools/kwok.py", "self._core.list_node"),
          fs("nodepools/kwok.py", "self._core.create_node"),
-         fs("nodepools/kwok.py", "self._core.delete_node"),
-         fs("nodepools/kwok.py", "self._core.patch_node")),
+         fs("nodepools/kwok.py", "self._core.delete_node")),
         feature="kwok",
     ),
     Grant(
@@ -191,9 +191,10 @@ GRANTS: tuple[Grant, ...] = (
         feature="placeholder",
     ),
     Grant(
-        "placeholder", "", "pods", ("list", "patch"),
+        "placeholder", "", "pods", ("list", "patch", "delete"),
         (fs(PLACEHOLDER, "self._core.list_namespaced_pod"),
-         fs(PLACEHOLDER, "self._core.patch_namespaced_pod")),
+         fs(PLACEHOLDER, "self._core.patch_namespaced_pod"),
+         fs(PLACEHOLDER, "self._core.delete_namespaced_pod")),
         feature="placeholder",
     ),
 )  # fmt: skip

@@ -105,6 +105,7 @@ class Fleet:
         )
         self.apool_deps = AcceleratorPoolDependencies(
             cluster=self.cluster,
+            cordoner=self.cluster,
             demands=self.demands,
             provider_for=lambda _name, _spec: self.provider,
             events=self.events,
@@ -190,4 +191,4 @@ async def test_nodes_and_replicas_move_together_and_limits_are_explained() -> No
         await fleet.tick(NOW + offset, queue=5)
     assert fleet.provider.desired == 1
     assert "NodesReleased" in fleet.events.reasons()
-    assert "h100-0" not in fleet.provider.marked  # the node hosting the replica stays
+    assert "h100-0" not in fleet.provider.released  # the node hosting the replica stays

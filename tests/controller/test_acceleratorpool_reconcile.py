@@ -105,6 +105,7 @@ def deps(
     return (
         AcceleratorPoolDependencies(
             cluster=cluster,
+            cordoner=cluster,
             demands=InMemoryDemands(inference_pools or []),
             provider_for=lambda _name, _spec: provider,
             events=events,
@@ -208,10 +209,13 @@ async def test_only_empty_nodes_are_released_after_the_delay() -> None:
     assert first.status["lastDecisionReason"] == "WaitingForEmptyNodes"
 
     later = await reconcile_accelerator_pool(H100, pool_spec(), first.status, pool_deps, NOW + 600)
-    assert provider.calls[-2:] == [("prefer_removal", ("h100-0", "h100-2")), ("set_desired", 1)]
-    assert "h100-1" not in provider.marked
+    assert provider.calls[-2:] == [("release", ("h100-0",)), ("release", ("h100-2",))]
+    assert provider.released == ["h100-0", "h100-2"]
     assert events.reasons() == ["NodesReleased"]
     assert later.status["desiredNodes"] == 1
+    # Each was cordoned and its pods read again right before it went.
+    assert cluster.cordon_calls == [("cordon", "h100-0"), ("cordon", "h100-2")]
+    assert cluster.pod_reads[-2:] == [("h100-0",), ("h100-2",)]
 
 
 async def test_provider_conflict_is_reported_and_nothing_is_written() -> None:
@@ -269,7 +273,11 @@ async def test_missing_cloud_extra_is_reported_and_caps_still_published() -> Non
     )
     events = FakeEventSink()
     pool_deps = AcceleratorPoolDependencies(
-        cluster=cluster, demands=InMemoryDemands(pools), provider_for=unavailable, events=events
+        cluster=cluster,
+        cordoner=cluster,
+        demands=InMemoryDemands(pools),
+        provider_for=unavailable,
+        events=events,
     )
     result = await reconcile_accelerator_pool(H100, pool_spec(), None, pool_deps, NOW)
     problem = condition(result.status, "ProviderError")
@@ -296,3 +304,140 @@ async def test_a_shedding_pools_demand_reads_as_a_lower_bound(
     (demand,) = InMemoryDemands([raw]).demands_for("h100")
     assert demand.desired_replicas == recommended
     assert demand.demand_is_lower_bound is lower_bound
+
+
+def cordoned(obj: dict[str, Any], ours: bool) -> dict[str, Any]:
+    obj["spec"]["unschedulable"] = True
+    if ours:
+        obj["metadata"]["annotations"] = {"fleetscale.io/cordoned-for-release": "true"}
+    return obj
+
+
+def daemon_pod(name: str, on: str) -> dict[str, Any]:
+    pod = model_pod(name, on, gpus=0)
+    pod["metadata"]["ownerReferences"] = [{"kind": "DaemonSet", "name": "dcgm-exporter"}]
+    return pod
+
+
+async def test_busy_nodes_stay_when_max_drops_below_them_and_empty_ones_still_go() -> None:
+    pools = [inference_pool("chat", recommended=6, replicas=6)]
+    cluster = InMemoryCluster(
+        node_objects=[node(f"h100-{i}") for i in range(4)],
+        pod_objects=[
+            *(model_pod(f"chat-{i}", f"h100-{i // 2}") for i in range(6)),
+            daemon_pod("dcgm-3", "h100-3"),  # a DaemonSet pod does not make a node busy
+        ],
+    )
+    provider = FakeNodePool(desired=4)
+    pool_deps, events = deps(cluster, provider, pools)
+    spec = pool_spec(max_nodes=1, delay=0)
+    result = await reconcile_accelerator_pool(H100, spec, None, pool_deps, NOW)
+
+    # Only the empty node goes; the provider is never told a size below the three busy nodes.
+    assert provider.calls == [("current",), ("release", ("h100-3",))]
+    assert (provider.desired, result.status["desiredNodes"]) == (3, 3)
+    busy = condition(result.status, "NodesBusy")
+    assert (busy["status"], busy["reason"]) == ("True", "NodesBusy")
+    assert "3 node(s) host workload pods, 2 more than nodes.max=1" in busy["message"]
+    assert events.reasons() == ["NodesReleased", "NodesBusy"]
+
+    # Next tick: still busy, said once; nothing more to release, nothing written.
+    cluster.node_objects = cluster.node_objects[:3]
+    again = await reconcile_accelerator_pool(H100, spec, result.status, pool_deps, NOW + 15)
+    assert provider.calls[2:] == [("current",)]
+    assert events.reasons() == ["NodesReleased", "NodesBusy"]
+    assert condition(again.status, "NodesBusy")["status"] == "True"
+
+    # The pods leave two of them: those nodes are released, and the condition clears.
+    cluster.pod_objects = [p for p in cluster.pod_objects if p["spec"]["nodeName"] == "h100-0"]
+    done = await reconcile_accelerator_pool(H100, spec, again.status, pool_deps, NOW + 30)
+    assert provider.released == ["h100-3", "h100-1", "h100-2"]
+    assert condition(done.status, "NodesBusy")["status"] == "False"
+
+
+@pytest.mark.parametrize(
+    ("landing", "strangers", "why"),
+    [
+        pytest.param([model_pod("late", "h100-1")], set(), "serving/late landed on it",
+                     id="a-pod-landed-after-the-read"),
+        pytest.param([], {"h100-1"}, "the fake provider cannot name it",
+                     id="provider-cannot-name-it"),
+    ],
+)  # fmt: skip
+async def test_a_node_that_cannot_go_is_kept_and_uncordoned(
+    landing: list[dict[str, Any]], strangers: set[str], why: str
+) -> None:
+    pools = [inference_pool("chat", recommended=1, replicas=1)]
+    cluster = InMemoryCluster(
+        node_objects=[node("h100-0"), node("h100-1")],
+        pod_objects=[model_pod("chat-0", "h100-0")],
+        landing={"h100-1": landing},
+    )
+    provider = FakeNodePool(desired=2, strangers=strangers)
+    pool_deps, events = deps(cluster, provider, pools)
+    result = await reconcile_accelerator_pool(H100, pool_spec(delay=0), None, pool_deps, NOW)
+
+    assert provider.released == []
+    assert cluster.cordon_calls == [("cordon", "h100-1"), ("uncordon", "h100-1")]
+    assert "unschedulable" not in cluster.node_objects[1]["spec"]
+    assert events.reasons() == ["NodesKept"]
+    assert f"h100-1: {why}" in events.events[0].message
+    assert result.status["releasingNodes"] == []
+    assert result.status["desiredNodes"] == 2
+
+
+async def test_a_failed_release_lifts_the_cordon_and_counts_nothing() -> None:
+    cluster = InMemoryCluster(node_objects=[node("h100-0"), node("h100-1")])
+    provider = FakeNodePool(desired=2, release_error=ProviderError("ProviderFailed", "throttled"))
+    pool_deps, events = deps(cluster, provider)
+    result = await reconcile_accelerator_pool(H100, pool_spec(delay=0), None, pool_deps, NOW)
+    assert provider.released == []
+    assert cluster.cordon_calls == [("cordon", "h100-0"), ("uncordon", "h100-0")]
+    problem = condition(result.status, "ProviderError")
+    assert (problem["status"], problem["reason"]) == ("True", "ProviderFailed")
+    assert result.status["releasingNodes"] == []
+    assert events.reasons() == ["ProviderFailed"]
+
+
+async def test_our_stale_cordon_is_lifted_and_someone_elses_is_left_alone() -> None:
+    pools = [inference_pool("chat", recommended=2, replicas=2)]
+    cluster = InMemoryCluster(
+        node_objects=[
+            cordoned(node("h100-0"), ours=True),
+            cordoned(node("h100-1"), ours=False),
+            cordoned(node("h100-2"), ours=True),  # released a tick ago, still going
+        ],
+        pod_objects=[model_pod("chat-0", "h100-0"), model_pod("chat-1", "h100-0")],
+    )
+    provider = FakeNodePool(desired=2)
+    pool_deps, _ = deps(cluster, provider, pools)
+    stored = {"releasingNodes": [{"name": "h100-2", "since": iso(NOW - 15)}]}
+    result = await reconcile_accelerator_pool(H100, pool_spec(), stored, pool_deps, NOW)
+    assert cluster.cordon_calls == [("uncordon", "h100-0")]
+    assert cluster.node_objects[1]["spec"]["unschedulable"] is True
+    assert cluster.node_objects[2]["spec"]["unschedulable"] is True
+    # Our own cordon never made h100-0 look unready; the administrator's does for h100-1.
+    assert result.status["readyNodes"] == 1
+
+
+async def test_a_node_the_provider_cannot_name_does_not_hold_up_the_others() -> None:
+    pools = [inference_pool("chat", recommended=3, replicas=2)]  # two nodes' worth
+    cluster = InMemoryCluster(
+        node_objects=[node("h100-0"), node("h100-1"), node("h100-2")],
+        pod_objects=[model_pod("chat-0", "h100-0"), model_pod("chat-1", "h100-0")],
+    )
+    provider = FakeNodePool(desired=3, strangers={"h100-1"})
+    pool_deps, events = deps(cluster, provider, pools)
+    spec = pool_spec(delay=60)
+    status = None
+    for offset in (0, 60, 75):
+        result = await reconcile_accelerator_pool(H100, spec, status, pool_deps, NOW + offset)
+        status = result.status
+    # h100-1 went first (same empty age, first by name) and stayed; its clock started again,
+    # so the next release took h100-2.
+    assert [c for c in provider.calls if c[0] == "release"] == [
+        ("release", ("h100-1",)),
+        ("release", ("h100-2",)),
+    ]
+    assert provider.released == ["h100-2"]
+    assert events.reasons() == ["NodesKept", "NodesReleased"]

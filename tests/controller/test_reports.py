@@ -196,10 +196,10 @@ REFUSED = NodeOutcome(error=ProviderError("ProviderConflict", "Cluster Autoscale
 @pytest.mark.parametrize(
     ("asked", "busy", "outcome", "events", "size", "releasing"),
     [
-        pytest.param(4, [True, True], NodeOutcome(resized=True), ["NodesRequested"], 4, [],
+        pytest.param(4, [True, True], NodeOutcome(grew=True, size=4), ["NodesRequested"], 4, [],
                      id="requested"),
         pytest.param(4, [True, True], REFUSED, ["ProviderConflict"], 2, [], id="request-refused"),
-        pytest.param(2, [True, True, False], NodeOutcome(released=("n2",), resized=True),
+        pytest.param(2, [True, True, False], NodeOutcome(released=("n2",), size=2),
                      ["NodesReleased"], 2, ["n2"], id="released"),
         pytest.param(2, [True, True, False], REFUSED, ["ProviderConflict"], 3, [],
                      id="release-refused"),

@@ -24,7 +24,13 @@ from azure.mgmt.containerservice import ContainerServiceClient
 
 from fleetscale.api.acceleratorpool import AksProvider
 from fleetscale.nodepools.aks import AksNodePool
-from fleetscale.nodepools.base import GROUP_NOT_FOUND, NodeRef, ProviderConflict, ProviderError
+from fleetscale.nodepools.base import (
+    GROUP_NOT_FOUND,
+    SHRINK_REFUSED,
+    NodeRef,
+    ProviderConflict,
+    ProviderError,
+)
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
 POOL_PATH = (
@@ -45,6 +51,9 @@ class RecordedArm(requests.adapters.HTTPAdapter):
     """Answers ARM's agent pool endpoints and records every request."""
 
     count: int = 2
+    machines: list[str] = field(
+        default_factory=lambda: ["aks-gpu-12345-vmss000000", "aks-gpu-12345-vmss000001"]
+    )
     autoscaling: bool = False
     exists: bool = True
     calls: list[tuple[str, str, Any]] = field(default_factory=list)
@@ -75,8 +84,19 @@ class RecordedArm(requests.adapters.HTTPAdapter):
             elif request.method == "PUT":
                 self.count = body["properties"]["count"]
                 status, payload = 200, self._pool()
+        elif path == f"{POOL_PATH}/machines" and request.method == "GET":
+            status, payload = (
+                200,
+                {
+                    "value": [
+                        {"id": f"{POOL_PATH}/machines/{m}", "name": m, "properties": {}}
+                        for m in self.machines
+                    ]
+                },
+            )
         elif path == f"{POOL_PATH}/deleteMachines" and request.method == "POST":
             self.count -= len(body["machineNames"])
+            self.machines = [m for m in self.machines if m not in body["machineNames"]]
             status, payload = 202, None
         content = json.dumps(payload).encode() if payload is not None else b""
         raw = urllib3.HTTPResponse(
@@ -117,13 +137,25 @@ async def test_reads_and_sets_the_count(provider: AksNodePool, arm: RecordedArm)
     assert len([c for c in arm.calls if c[0] == "PUT"]) == 1
 
 
-async def test_prefer_removal_deletes_those_machines(
+async def test_release_deletes_exactly_those_machines(
     provider: AksNodePool, arm: RecordedArm
 ) -> None:
-    await provider.prefer_removal([NodeRef("aks-gpu-12345-vmss000001")])
+    released = await provider.release(
+        [NodeRef("aks-gpu-12345-vmss000001"), NodeRef("aks-cpu-99999-vmss000000")]
+    )
+    assert released == ("aks-gpu-12345-vmss000001",)
     deletes = [c for c in arm.calls if c[1].endswith("/deleteMachines")]
     assert [c[2] for c in deletes] == [{"machineNames": ["aks-gpu-12345-vmss000001"]}]
     assert arm.count == 1
+
+
+async def test_a_smaller_count_is_refused(provider: AksNodePool, arm: RecordedArm) -> None:
+    """Writing a lower count lets AKS pick the machines to delete, busy or not."""
+    with pytest.raises(ProviderError) as raised:
+        await provider.set_desired(1)
+    assert raised.value.reason == SHRINK_REFUSED
+    assert [c for c in arm.calls if c[0] != "GET"] == []
+    assert arm.count == 2
 
 
 async def test_autoscaling_pool_is_a_conflict(provider: AksNodePool, arm: RecordedArm) -> None:

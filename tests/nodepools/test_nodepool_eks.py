@@ -13,6 +13,7 @@ from fleetscale.api.acceleratorpool import EksProvider
 from fleetscale.nodepools.base import (
     GROUP_NOT_FOUND,
     OUT_OF_BOUNDS,
+    SHRINK_REFUSED,
     NodeRef,
     ProviderConflict,
     ProviderError,
@@ -83,6 +84,16 @@ async def test_reads_and_sets_the_desired_size() -> None:
 
 
 @pytest.mark.usefixtures("aws")
+async def test_a_smaller_size_is_refused() -> None:
+    """UpdateNodegroupConfig down lets Auto Scaling pick the instances, busy or not."""
+    make_nodegroup(desired=3)
+    with pytest.raises(ProviderError) as raised:
+        await provider().set_desired(2)
+    assert raised.value.reason == SHRINK_REFUSED
+    assert scaling()["desiredSize"] == 3
+
+
+@pytest.mark.usefixtures("aws")
 async def test_size_outside_the_node_group_limits_is_refused() -> None:
     make_nodegroup()
     with pytest.raises(ProviderError) as raised:
@@ -109,36 +120,60 @@ async def test_missing_node_group() -> None:
     assert raised.value.reason == GROUP_NOT_FOUND
 
 
-@pytest.mark.usefixtures("aws")
-async def test_prefer_removal_terminates_exactly_those_instances() -> None:
-    make_nodegroup(desired=2)
+def auto_scaling_group(name: str, desired: int) -> list[str]:
+    """An Auto Scaling group of ``desired`` running instances; their ids, sorted."""
     ec2 = boto3.client("ec2", region_name=REGION)
     autoscaling = boto3.client("autoscaling", region_name=REGION)
     template = ec2.create_launch_template(
-        LaunchTemplateName="gpu", LaunchTemplateData={"ImageId": "ami-12c6146b"}
+        LaunchTemplateName=name, LaunchTemplateData={"ImageId": "ami-12c6146b"}
     )["LaunchTemplate"]["LaunchTemplateId"]
     autoscaling.create_auto_scaling_group(
-        AutoScalingGroupName="eks-gpu",
+        AutoScalingGroupName=name,
         LaunchTemplate={"LaunchTemplateId": template},
         MinSize=0,
         MaxSize=4,
-        DesiredCapacity=3,
+        DesiredCapacity=desired,
         AvailabilityZones=[f"{REGION}a"],
     )
-    group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["eks-gpu"])
-    instances = sorted(i["InstanceId"] for i in group["AutoScalingGroups"][0]["Instances"])
-    victim = instances[1]
+    return in_service(name)
 
-    await provider().prefer_removal(
-        [NodeRef("ip-10-0-0-2", f"aws:///{REGION}a/{victim}"), NodeRef("no-provider-id")]
-    )
 
-    group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["eks-gpu"])
-    remaining = {
+def in_service(group_name: str) -> list[str]:
+    autoscaling = boto3.client("autoscaling", region_name=REGION)
+    group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group_name])
+    return sorted(
         i["InstanceId"]
         for i in group["AutoScalingGroups"][0]["Instances"]
         if i["LifecycleState"] == "InService"
-    }
-    assert victim not in remaining
-    assert remaining == set(instances) - {victim}
-    assert group["AutoScalingGroups"][0]["DesiredCapacity"] == 2
+    )
+
+
+def desired_capacity(group_name: str) -> int:
+    autoscaling = boto3.client("autoscaling", region_name=REGION)
+    group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group_name])
+    return int(group["AutoScalingGroups"][0]["DesiredCapacity"])
+
+
+def node(name: str, instance: str) -> NodeRef:
+    return NodeRef(name, f"aws:///{REGION}a/{instance}")
+
+
+@pytest.mark.usefixtures("aws")
+async def test_release_terminates_exactly_those_instances_with_a_decrement() -> None:
+    make_nodegroup(desired=3)
+    eks = boto3.client("eks", region_name=REGION)
+    described = eks.describe_nodegroup(clusterName="prod", nodegroupName="gpu")["nodegroup"]
+    own_group = described["resources"]["autoScalingGroups"][0]["name"]
+    instances = auto_scaling_group(own_group, desired=3)
+    strangers = auto_scaling_group("another-group", desired=1)
+    victim = instances[1]
+
+    released = await provider().release(
+        [node("ip-10-0-0-2", victim), node("ip-10-0-9-9", strangers[0]), NodeRef("no-id")]
+    )
+
+    assert released == ("ip-10-0-0-2",)
+    assert in_service(own_group) == [i for i in instances if i != victim]
+    assert desired_capacity(own_group) == 2
+    assert in_service("another-group") == strangers  # not the node group's: left alone
+    assert desired_capacity("another-group") == 1

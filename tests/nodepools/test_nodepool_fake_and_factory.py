@@ -12,6 +12,7 @@ from fleetscale.nodepools.aks import AksNodePool
 from fleetscale.nodepools.base import (
     OUT_OF_BOUNDS,
     PROVIDER_FAILED,
+    SHRINK_REFUSED,
     NodePoolProvider,
     NodeRef,
     ProviderConflict,
@@ -47,19 +48,27 @@ def test_every_provider_implements_the_protocol(provider: type) -> None:
 
 
 async def test_fake_records_calls_and_writes_only_changes() -> None:
-    pool = FakeNodePool(desired=1)
-    await pool.prefer_removal([NodeRef("a")])
-    await pool.set_desired(1)
+    pool = FakeNodePool(desired=3, strangers={"x"})
+    assert await pool.release([NodeRef("a"), NodeRef("x")]) == ("a",)
     await pool.set_desired(2)
-    assert (await pool.current()).desired == 2
+    await pool.set_desired(4)
+    assert (await pool.current()).desired == 4
     assert pool.calls == [
-        ("prefer_removal", ("a",)),
-        ("set_desired", 1),
+        ("release", ("a", "x")),
         ("set_desired", 2),
+        ("set_desired", 4),
         ("current",),
     ]
-    assert pool.writes == 1
-    assert pool.marked == ["a"]
+    assert pool.writes == 2
+    assert pool.released == ["a"]
+
+
+async def test_fake_refuses_to_shrink_by_size() -> None:
+    pool = FakeNodePool(desired=3)
+    with pytest.raises(ProviderError) as raised:
+        await pool.set_desired(2)
+    assert raised.value.reason == SHRINK_REFUSED
+    assert (pool.desired, pool.writes) == (3, 0)
 
 
 async def test_fake_injects_failures_and_conflicts() -> None:

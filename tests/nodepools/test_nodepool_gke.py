@@ -1,5 +1,5 @@
 """The GKE provider against a local HTTP server that answers the Container and Compute REST
-APIs as Google does (the SDK's own REST transport talks to it)."""
+APIs as Google does (both SDKs' own REST transports talk to it)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-import requests
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import container_v1
+from google.cloud import compute_v1, container_v1
 
 from fleetscale.api.acceleratorpool import GkeProvider
-from fleetscale.nodepools.base import GROUP_NOT_FOUND, NodeRef, ProviderConflict, ProviderError
-from fleetscale.nodepools.gke import GkeNodePool, gce_instance
+from fleetscale.nodepools.base import (
+    GROUP_NOT_FOUND,
+    PROVIDER_FAILED,
+    SHRINK_REFUSED,
+    NodeRef,
+    ProviderConflict,
+    ProviderError,
+)
+from fleetscale.nodepools.gke import GkeNodePool, gce_instance, mig_parts
 
 POOL = "projects/acme/locations/us-central1/clusters/prod/nodePools/h100"
 ZONES = ("us-central1-a", "us-central1-b")
@@ -32,6 +38,9 @@ class FakeGoogle:
     autoscaling: bool = False
     exists: bool = True
     target_sizes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ZONES, 1))
+    members: dict[str, set[str]] = field(
+        default_factory=lambda: {zone: {f"gke-h100-{zone[-1]}-1"} for zone in ZONES}
+    )
     calls: list[tuple[str, str, Any]] = field(default_factory=list)
 
     def mig_url(self, zone: str) -> str:
@@ -64,7 +73,11 @@ class FakeGoogle:
             if path == mig and method == "GET":
                 return 200, {"name": f"gke-h100-{zone}", "targetSize": self.target_sizes[zone]}
             if path == f"{mig}/deleteInstances" and method == "POST":
-                self.target_sizes[zone] -= len(body["instances"])
+                names = {url.rsplit("/", 1)[-1] for url in body["instances"]}
+                if not names <= self.members[zone]:  # validation is never skipped
+                    return 400, {"error": {"code": 400, "message": "not a member of the group"}}
+                self.members[zone] -= names
+                self.target_sizes[zone] -= len(names)
                 return 200, {"name": "operation-2", "status": "RUNNING"}
         return 404, {"error": {"code": 404, "message": f"no route {method} {path}"}}
 
@@ -101,13 +114,15 @@ def google() -> Iterator[FakeGoogle]:
 
 @pytest.fixture
 def provider(google: FakeGoogle) -> GkeNodePool:
+    options = ClientOptions(api_endpoint=google.base)
     client = container_v1.ClusterManagerClient(
-        credentials=AnonymousCredentials(),
-        transport="rest",
-        client_options=ClientOptions(api_endpoint=google.base),
+        credentials=AnonymousCredentials(), transport="rest", client_options=options
+    )
+    instance_groups = compute_v1.InstanceGroupManagersClient(
+        credentials=AnonymousCredentials(), transport="rest", client_options=options
     )
     config = GkeProvider(project="acme", location="us-central1", cluster="prod", node_pool="h100")
-    return GkeNodePool(config, client=client, session=requests.Session())
+    return GkeNodePool(config, client=client, instance_groups=instance_groups)
 
 
 def test_gce_instance() -> None:
@@ -116,6 +131,9 @@ def test_gce_instance() -> None:
         "gke-h100-abcd",
     )
     assert gce_instance("aws:///us-east-1a/i-1") is None
+    url = "https://www.googleapis.com/compute/v1/projects/acme/zones/z-a/instanceGroupManagers/m"
+    assert mig_parts(url) == ("acme", "z-a", "m")
+    assert mig_parts("https://example.com/not/a/mig") is None
 
 
 async def test_size_is_the_sum_of_the_zones(provider: GkeNodePool) -> None:
@@ -133,17 +151,45 @@ async def test_resize_asks_each_zone_for_its_share(
     assert [c for c in google.calls if c[0] == "POST"] == writes  # already there: no write
 
 
-async def test_prefer_removal_deletes_those_instances(
+async def test_a_smaller_size_is_refused(provider: GkeNodePool, google: FakeGoogle) -> None:
+    """setSize down lets each MIG pick the instances to delete, busy or not."""
+    with pytest.raises(ProviderError) as raised:
+        await provider.set_desired(1)
+    assert raised.value.reason == SHRINK_REFUSED
+    assert not [c for c in google.calls if c[0] == "POST"]
+
+
+async def test_growing_never_shrinks_a_zone(provider: GkeNodePool, google: FakeGoogle) -> None:
+    google.target_sizes = {"us-central1-a": 3, "us-central1-b": 0}
+    await provider.set_desired(4)
+    assert ("POST", f"/v1/{POOL}:setSize", {"nodeCount": 3}) in google.calls
+
+
+async def test_release_deletes_exactly_those_instances(
     provider: GkeNodePool, google: FakeGoogle
 ) -> None:
-    await provider.prefer_removal(
-        [NodeRef("gke-h100-b-1", "gce://acme/us-central1-b/gke-h100-b-1"), NodeRef("no-id")]
+    released = await provider.release(
+        [
+            NodeRef("gke-h100-b-1", "gce://acme/us-central1-b/gke-h100-b-1"),
+            NodeRef("elsewhere", "gce://acme/europe-west4-a/gke-h100-x-1"),
+            NodeRef("no-id"),
+        ]
     )
+    assert released == ("gke-h100-b-1",)
     deletes = [c for c in google.calls if c[1].endswith("/deleteInstances")]
     assert len(deletes) == 1
     assert deletes[0][2]["instances"] == ["zones/us-central1-b/instances/gke-h100-b-1"]
     assert "us-central1-b" in deletes[0][1]
     assert google.target_sizes == {"us-central1-a": 1, "us-central1-b": 0}
+
+
+async def test_releasing_an_instance_of_another_group_fails(
+    provider: GkeNodePool, google: FakeGoogle
+) -> None:
+    with pytest.raises(ProviderError) as raised:
+        await provider.release([NodeRef("x", "gce://acme/us-central1-a/gke-other-pool-7")])
+    assert raised.value.reason == PROVIDER_FAILED
+    assert google.target_sizes == {"us-central1-a": 1, "us-central1-b": 1}
 
 
 async def test_gke_autoscaling_is_a_conflict(provider: GkeNodePool, google: FakeGoogle) -> None:

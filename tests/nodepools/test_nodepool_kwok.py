@@ -6,12 +6,7 @@ import kmock
 import kubernetes.client
 import pytest
 
-from fleetscale.nodepools.base import (
-    PREFER_REMOVAL_ANNOTATION,
-    PROVIDER_FAILED,
-    NodeRef,
-    ProviderError,
-)
+from fleetscale.nodepools.base import PROVIDER_FAILED, SHRINK_REFUSED, NodeRef, ProviderError
 from fleetscale.nodepools.kwok import KwokNodePool
 
 from .conftest import live, pool_spec
@@ -51,17 +46,30 @@ async def test_same_size_writes_nothing(
     assert len(kmock["post"]) + len(kmock["delete"]) == writes
 
 
-async def test_shrink_removes_the_preferred_nodes(
+async def test_release_deletes_exactly_the_named_nodes(
     provider: KwokNodePool, kmock: kmock.KubernetesEmulator
 ) -> None:
     await provider.set_desired(3)
-    await provider.prefer_removal([NodeRef("h100-1"), NodeRef("not-ours")])
-    assert PREFER_REMOVAL_ANNOTATION in live(kmock, "v1/nodes")["h100-1"]["metadata"]["annotations"]
-    await provider.set_desired(2)
+    released = await provider.release([NodeRef("h100-1"), NodeRef("not-ours")])
+    assert released == ("h100-1",)
     assert sorted(live(kmock, "v1/nodes")) == ["h100-0", "h100-2"]
+    assert [str(r.url.path) for r in kmock["delete"]] == ["/api/v1/nodes/h100-1"]
+    assert (await provider.current()).desired == 2
     # The freed name is reused first when growing again.
     await provider.set_desired(3)
     assert sorted(live(kmock, "v1/nodes")) == ["h100-0", "h100-1", "h100-2"]
+
+
+async def test_a_smaller_size_is_refused_and_deletes_nothing(
+    provider: KwokNodePool, kmock: kmock.KubernetesEmulator
+) -> None:
+    """Resizing down would pick the victims (the newest Nodes), busy or not."""
+    await provider.set_desired(3)
+    with pytest.raises(ProviderError) as raised:
+        await provider.set_desired(1)
+    assert raised.value.reason == SHRINK_REFUSED
+    assert sorted(live(kmock, "v1/nodes")) == ["h100-0", "h100-1", "h100-2"]
+    assert len(kmock["delete"]) == 0
 
 
 async def test_other_nodes_are_not_counted(
@@ -74,7 +82,7 @@ async def test_other_nodes_are_not_counted(
     }
     await provider.set_desired(1)
     assert (await provider.current()).desired == 1
-    await provider.set_desired(0)
+    assert await provider.release([NodeRef("h100-0"), NodeRef("cpu-0")]) == ("h100-0",)
     assert sorted(live(kmock, "v1/nodes")) == ["cpu-0"]
     assert kmock["get"][0].params["labelSelector"] == (
         "app.kubernetes.io/managed-by=fleetscale,fleetscale.io/accelerator-pool=h100"

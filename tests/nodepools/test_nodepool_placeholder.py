@@ -8,7 +8,7 @@ import kmock
 import kubernetes.client
 import pytest
 
-from fleetscale.nodepools.base import NodeRef
+from fleetscale.nodepools.base import SHRINK_REFUSED, NodeRef, ProviderError
 from fleetscale.nodepools.placeholder import (
     DELETION_COST_ANNOTATION,
     PLACEHOLDER_LABEL,
@@ -87,7 +87,7 @@ async def test_placeholders_reserve_the_nodes_model_pods_do_not_use(
     assert (size.desired, size.current) == (3, 2)
 
 
-async def test_shrink_prefers_the_placeholders_on_the_chosen_nodes(
+async def test_release_frees_the_placeholders_on_the_chosen_nodes(
     provider: PlaceholderNodePool, kmock: kmock.KubernetesEmulator
 ) -> None:
     await provider.set_desired(3)
@@ -102,14 +102,28 @@ async def test_shrink_prefers_the_placeholders_on_the_chosen_nodes(
         kmock.objects["v1/pods", "fleetscale-system", name] = placeholder
     assert is_placeholder(placeholder)
 
-    await provider.prefer_removal([NodeRef("gpu-b")])
-    pods = live(kmock, "v1/pods")
-    assert pods["ph-1"]["metadata"]["annotations"] == {DELETION_COST_ANNOTATION: "-1000"}
-    assert "annotations" not in pods["ph-2"]["metadata"]
-
-    await provider.set_desired(2)
+    assert await provider.release([NodeRef("gpu-b")]) == ("gpu-b",)
+    marks = [r for r in kmock["patch"] if str(r.url.path).endswith("/pods/ph-1")]
+    assert [r.data for r in marks] == [
+        {"metadata": {"annotations": {DELETION_COST_ANNOTATION: "-1000"}}}
+    ]
     scale = [r for r in kmock["patch"] if str(r.url.path).endswith("/scale")]
     assert [r.data for r in scale] == [{"spec": {"replicas": 1}}]
+    # The Pending placeholder ranks first for the ReplicaSet: ph-1 itself is deleted too.
+    assert sorted(live(kmock, "v1/pods")) == ["exporter", "ph-2", "vllm-0"]
+    assert [str(r.url.path) for r in kmock["delete"]] == [
+        "/api/v1/namespaces/fleetscale-system/pods/ph-1"
+    ]
+
+
+async def test_fewer_placeholders_by_size_is_refused(
+    provider: PlaceholderNodePool, kmock: kmock.KubernetesEmulator
+) -> None:
+    await provider.set_desired(3)
+    with pytest.raises(ProviderError) as raised:
+        await provider.set_desired(2)
+    assert raised.value.reason == SHRINK_REFUSED
+    assert live(kmock, DEPLOYMENTS)["fleetscale-placeholder-h100"]["spec"]["replicas"] == 2
 
 
 async def test_no_placeholders_needed_creates_nothing(

@@ -12,6 +12,7 @@ from fleetscale.api.acceleratorpool import AcceleratorPoolSpec
 from fleetscale.planner.capacity import (
     CAPACITY_AVAILABLE,
     MAX_NODES,
+    NODES_BUSY,
     NODES_PROVISIONING,
     NODES_RELEASED,
     NODES_REQUESTED,
@@ -264,6 +265,42 @@ def test_a_busy_node_is_never_released() -> None:
     )
     assert plan.release_nodes == ()
     assert plan.desired_nodes == 3
+
+
+@pytest.mark.parametrize(
+    ("max_nodes", "nodes", "release", "desired", "busy"),
+    [
+        pytest.param(
+            1, [node("a", in_use=8), node("b", in_use=8), node("c", in_use=4)], (), 3, True,
+            id="three-busy-under-max-one",
+        ),
+        pytest.param(
+            1, [node("a", in_use=8), node("b"), node("c", in_use=4)], ("b",), 2, True,
+            id="the-empty-one-still-goes",
+        ),
+        pytest.param(
+            1, [node("a", in_use=8), node("b", ready=False, pods=1, age=30)], (), 2, True,
+            id="a-busy-node-not-ready-counts",
+        ),
+        pytest.param(
+            2, [node("a", in_use=8), node("b", in_use=8), node("c")], ("c",), 2, False,
+            id="busy-within-max",
+        ),
+    ],
+)  # fmt: skip
+def test_busy_nodes_keep_the_pool_above_a_lowered_max(
+    max_nodes: int, nodes: list[NodeView], release: tuple[str, ...], desired: int, busy: bool
+) -> None:
+    spec = pool_spec(nodes={"min": 0, "max": max_nodes}, scaleDownDelaySeconds=0)
+    demands = [demand(desired=8, current=4)]
+    plan, _ = plan_capacity_and_commit(spec, demands, observe(*nodes), CapacityState(), NOW)
+    assert plan.release_nodes == release
+    assert plan.desired_nodes == desired
+    assert plan.nodes_busy.status is busy
+    assert plan.nodes_busy.reason == (NODES_BUSY if busy else "BusyNodesWithinMax")
+    if busy:
+        assert f"more than nodes.max={max_nodes}" in plan.nodes_busy.message
+        assert "a" in plan.nodes_busy.message
 
 
 def test_nodes_min_is_kept_even_when_empty() -> None:

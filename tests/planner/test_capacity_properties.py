@@ -91,8 +91,12 @@ def test_bounds_and_safety_hold_for_any_input(
     # Never release a node that hosts a model pod, nor one we do not see.
     for name in plan.release_nodes:
         assert by_name[name].empty, name
-    # Never more than nodes.max requested; never more granted than nodes.max can hold.
-    assert plan.desired_nodes <= max(spec.nodes.max, 0)
+    # Never fewer nodes asked than host workload pods; growth never past nodes.max (only
+    # nodes that are not released keep the size above it); never more granted than it holds.
+    busy = [n for n in nodes if not n.empty]
+    assert plan.desired_nodes >= len(busy)
+    assert plan.desired_nodes <= max(spec.nodes.max, plan.current_nodes - len(plan.release_nodes))
+    assert plan.nodes_busy.status == (len(busy) > spec.nodes.max)
     granted = sum(a.accelerators for a in plan.allocations)
     assert granted <= spec.nodes.max * PER_NODE
     # Caps only on Ready nodes.

@@ -168,6 +168,22 @@ def test_a_release_counts_only_once_the_provider_took_it() -> None:
     assert (dict(taken.empty_since), dict(taken.releasing)) == ({}, {"a": NOW, "b": NOW})
 
 
+def test_a_node_kept_from_release_waits_the_delay_again() -> None:
+    spec = _pool_spec(scaleDownDelaySeconds=60)
+    state = CapacityState(empty_since={"stranger": NOW - 600, "b": NOW - 300})
+    nodes = CapacityObservation([_node("stranger"), _node("b")], 2)
+    capacity_plan, planned = plan_capacity(spec, [], nodes, state, NOW)
+    assert capacity_plan.release_nodes == ("stranger", "b")
+    # The provider could not name "stranger": it stays, and its empty clock starts again.
+    kept = commit_node_actions(
+        planned, capacity_plan, resized=True, released=("b",), now=NOW, kept=("stranger",)
+    )
+    assert dict(kept.empty_since) == {"stranger": NOW}
+    assert dict(kept.releasing) == {"b": NOW}
+    again, _ = plan_capacity(spec, [], CapacityObservation([_node("stranger")], 1), kept, NOW + 30)
+    assert again.release_nodes == ()
+
+
 def _pool_spec(**overrides: Any) -> AcceleratorPoolSpec:
     raw: dict[str, Any] = {
         "provider": {"kwok": {}},

@@ -149,21 +149,22 @@ watches the whole cluster, in a Role of each watched namespace otherwise.
   resources: ["acceleratorpools/status"]
   verbs: ["patch"]
 # An AcceleratorPool observes its nodes and the pods on each of them (a field selector per
-# node; RBAC cannot narrow a list by field, so this is a cluster-wide pod list grant). The
-# demand of its InferencePools comes from the watch of the watched namespaces above.
+# node; RBAC cannot narrow a list by field, so this is a cluster-wide pod list grant), and
+# cordons a node (patch spec.unschedulable) before it checks it is still empty and releases
+# it, with every provider. The demand of its InferencePools comes from the watch of the
+# watched namespaces above.
 - apiGroups: [""]
   resources: ["nodes"]
-  verbs: ["list"]
+  verbs: ["list", "patch"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]
 
 {{- if .Values.providers.kwok.enabled }}
-# kwok provider: fake GPU nodes are Node objects it lists, creates, deletes, and annotates
-# (prefer to remove these first).
+# kwok provider: fake GPU nodes are Node objects it lists, creates, and deletes by name.
 - apiGroups: [""]
   resources: ["nodes"]
-  verbs: ["list", "create", "delete", "patch"]
+  verbs: ["list", "create", "delete"]
 {{- end }}
 {{- if and .Values.providers.clusterAPI.enabled (not .Values.providers.clusterAPI.namespaces) }}
 {{- include "fleetscale.rules.clusterAPI" . | nindent 0 }}
@@ -177,8 +178,9 @@ watches the whole cluster, in a Role of each watched namespace otherwise.
 {{- end }}
 {{- end }}
 
-{{/* Cluster API provider: the MachineDeployment's size through /scale; empty Machines are
-annotated for deletion first. In a ClusterRole, or in a Role of each listed namespace. */}}
+{{/* Cluster API provider: the MachineDeployment's size through /scale; the Machines of the
+nodes to release are annotated for deletion, then the size lowered by their count. In a
+ClusterRole, or in a Role of each listed namespace. */}}
 {{- define "fleetscale.rules.clusterAPI" -}}
 - apiGroups: ["cluster.x-k8s.io"]
   resources: ["machinedeployments"]
@@ -200,8 +202,9 @@ annotated for deletion first. In a ClusterRole, or in a Role of each listed name
 - apiGroups: ["apps"]
   resources: ["deployments/scale"]
   verbs: ["patch"]
-# Placeholders on nodes to release get a low pod-deletion-cost, so they go first.
+# Placeholders on nodes to release get a low pod-deletion-cost, the Deployment is scaled down
+# by their count, and those very pods are deleted (the ReplicaSet ranks Pending ones first).
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list", "patch"]
+  verbs: ["list", "patch", "delete"]
 {{- end }}

@@ -18,7 +18,10 @@ from fleetscale.actuators.kubernetes_scale import KubernetesScaleActuator
 from fleetscale.actuators.secrets import KubernetesSecretReader
 from fleetscale.api.inferencepool import PLURAL
 from fleetscale.controller.acceleratorpools import AcceleratorPoolDependencies
-from fleetscale.controller.acceleratorpools.cluster import KubernetesClusterReader
+from fleetscale.controller.acceleratorpools.cluster import (
+    KubernetesClusterReader,
+    KubernetesNodeCordoner,
+)
 from fleetscale.controller.acceleratorpools.demand import IndexedDemands
 from fleetscale.controller.allocations import IndexedAllocations
 from fleetscale.controller.indexes import Indexes
@@ -59,10 +62,11 @@ def kubernetes_accelerator_pool_dependencies(
     inference_pools: InferencePoolDependencies,
     indexes: Indexes,
 ) -> AcceleratorPoolDependencies:
-    """AcceleratorPool dependencies: the cluster's Nodes and pods, the demand index, the
-    providers, and the same Event sink as the InferencePools."""
+    """AcceleratorPool dependencies: the cluster's Nodes and pods, cordons, the demand index,
+    the providers, and the same Event sink as the InferencePools."""
     return AcceleratorPoolDependencies(
         cluster=KubernetesClusterReader(api_client),
+        cordoner=KubernetesNodeCordoner(api_client),
         demands=IndexedDemands(indexes.demands),
         provider_for=lambda name, spec: build_provider(name, spec, api_client),
         events=inference_pools.events,

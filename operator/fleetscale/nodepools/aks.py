@@ -1,15 +1,16 @@
 """The AKS provider: size an Azure Kubernetes Service agent pool (extra ``aks``).
 
-Role: read the agent pool's ``count`` (``AgentPools.get``), set it by writing the pool back
+Role: read the agent pool's ``count`` (``AgentPools.get``), grow it by writing the pool back
 with the new count (``begin_create_or_update``; the long-running operation is started, not
-waited for), and remove chosen empty nodes with ``begin_delete_machines``, which deletes those
+waited for), and release chosen empty nodes with ``begin_delete_machines``, which deletes those
 very machines and lowers the count, so a shrink never picks a busy node. The SDK is
 synchronous: calls run in a worker thread. Credentials: ``DefaultAzureCredential`` (workload
 identity in a cluster). Caller: the AcceleratorPool controller.
 
 Contract (see ``base``): an agent pool with ``enableAutoScaling`` raises ``ProviderConflict``
-(AKS's own cluster autoscaler owns it). On AKS a Node's name is its machine name, so
-``prefer_removal`` passes Node names as machine names.
+(AKS's own cluster autoscaler owns it); a count below the pool's is refused. On AKS a Node's
+name is its machine name: ``release`` deletes the named Nodes that are machines of the agent
+pool (``Machines.list``) and leaves any other Node alone.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from fleetscale.nodepools.base import (
     NodeRef,
     ProviderConflict,
     ProviderError,
+    shrink_refused,
 )
 
 T = TypeVar("T")
@@ -50,6 +52,7 @@ class AksNodePool:
                 ) from error
             client = ContainerServiceClient(DefaultAzureCredential(), config.subscription_id)
         self._pools = client.agent_pools
+        self._machines = client.machines
         self._config = config
 
     def __str__(self) -> str:
@@ -85,8 +88,11 @@ class AksNodePool:
         if nodes < 0:
             raise ProviderError("InvalidSize", f"cannot hold {nodes} nodes")
         pool = await self._agent_pool()
-        if int(pool.count or 0) == nodes:
+        size = int(pool.count or 0)
+        if size == nodes:
             return
+        if nodes < size:
+            raise shrink_refused(self, size, nodes)
         pool.count = nodes
         c = self._config
         await self._call(
@@ -99,17 +105,27 @@ class AksNodePool:
             polling=False,  # accepted is enough: Nodes are observed as they register
         )
 
-    async def prefer_removal(self, nodes: Sequence[NodeRef]) -> None:
+    async def release(self, nodes: Sequence[NodeRef]) -> tuple[str, ...]:
         if not nodes:
-            return
+            return ()
         await self._agent_pool()
         c = self._config
+        machines = await self._call(
+            f"list machines of {self}",
+            lambda: {
+                m.name for m in self._machines.list(c.resource_group, c.cluster_name, c.agent_pool)
+            },
+        )
+        names = [n.name for n in nodes if n.name in machines]
+        if not names:
+            return ()
         await self._call(
-            f"delete machines {', '.join(n.name for n in nodes)} of {self}",
+            f"delete machines {', '.join(names)} of {self}",
             self._pools.begin_delete_machines,
             c.resource_group,
             c.cluster_name,
             c.agent_pool,
-            {"machineNames": [n.name for n in nodes]},
+            {"machineNames": names},
             polling=False,
         )
+        return tuple(names)

@@ -2,23 +2,27 @@
 
 Role: one narrow interface between the AcceleratorPool controller, which decides (through the
 pure ``planner.capacity``), and the backends that add and remove nodes. The controller hands a
-provider plain commands: read the size, mark these empty nodes for removal, set the size.
+provider plain commands: read the size, grow it, release these named empty nodes.
 Callers: ``controller.acceleratorpools``; implemented by ``kwok``, ``clusterapi``,
 ``placeholder``, ``eks``, ``gke``, ``aks`` and the in-memory ``fake``.
 
 The contract, for every provider:
 
 - ``current()`` reads the backend's own view of the group's size. Never changes anything.
-- ``set_desired(n)`` makes the backend hold ``n`` nodes. Idempotent: setting the size it already
-  holds changes nothing and sends no write. It returns once the backend accepted the request,
-  not once nodes exist: nodes appear (and turn Ready) later, and the controller observes them as
-  Node objects.
-- ``prefer_removal(nodes)`` is called with empty nodes right before a ``set_desired`` that
-  shrinks the group, so that the shrink removes exactly those nodes and never a busy one. What
-  "prefer" means differs per backend (see each module): kwok and Cluster API honour it exactly;
-  EKS and AKS remove those very instances; the placeholder provider frees the placeholder pods on
-  them and leaves removal to the cluster's autoscaler; GKE cannot target instances through its
-  container API, which its module says loud and clear.
+- ``set_desired(n)`` grows the group to ``n`` nodes. Idempotent: the size it already holds
+  changes nothing and sends no write. It returns once the backend accepted the request, not once
+  nodes exist: nodes appear (and turn Ready) later, and the controller observes them as Node
+  objects. A size below the group's raises ``ProviderError(ShrinkRefused)`` and writes nothing:
+  a resize down lets the backend pick which nodes go, and it may pick a busy one.
+- ``release(nodes)`` is the only way a group shrinks: it removes exactly the named nodes and
+  lowers the group's size by as many, through the backend's instance-level call (kwok deletes
+  those Node objects; Cluster API marks those Machines and scales down by their count; EKS
+  terminates those instances with a decrement; GKE deletes those instances from their managed
+  instance group; AKS deletes those machines; the placeholder provider frees the placeholders
+  on those nodes and leaves their removal to the cluster's autoscaler). It answers the names it
+  removed; a node it cannot name in the group (not a member, no cloud identity) is left alone
+  and not in the answer, and no other node is ever removed in its place. The caller has
+  cordoned each node and checked it is empty right before: a provider does not check pods.
 - Every failure raises ``ProviderError`` (or its subclass ``ProviderConflict``) with a CamelCase
   reason and a message a human can act on. Nothing is retried silently forever: transient errors
   are retried a few times inside the call, then raised; the controller reports the error in the
@@ -40,12 +44,12 @@ PROVIDER_UNAVAILABLE = "ProviderUnavailable"  # the extra (SDK) is not installed
 PROVIDER_FAILED = "ProviderFailed"  # the backend refused or kept failing
 GROUP_NOT_FOUND = "NodeGroupNotFound"
 OUT_OF_BOUNDS = "OutsideNodeGroupBounds"  # the backend's own min/max does not allow the size
+SHRINK_REFUSED = "ShrinkRefused"  # set_desired below the size: only ``release`` shrinks
 
 # Labels and annotations fleetscale puts on objects it creates or marks.
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "fleetscale"
 POOL_LABEL = "fleetscale.io/accelerator-pool"
-PREFER_REMOVAL_ANNOTATION = "fleetscale.io/prefer-removal"
 
 
 class ProviderError(Exception):
@@ -81,7 +85,8 @@ class NodeRef:
 
 
 class NodePoolProvider(Protocol):
-    """Reads and sets the size of one group of accelerator nodes (see the module contract)."""
+    """Reads and grows one group of accelerator nodes, and releases named nodes from it
+    (see the module contract)."""
 
     @property
     def kind(self) -> str:
@@ -93,12 +98,23 @@ class NodePoolProvider(Protocol):
         ...
 
     async def set_desired(self, nodes: int) -> None:
-        """Make the backend hold ``nodes`` nodes (idempotent). Raises ProviderError."""
+        """Grow the group to ``nodes`` nodes (idempotent; never shrinks). Raises
+        ProviderError (ShrinkRefused below the group's size)."""
         ...
 
-    async def prefer_removal(self, nodes: Sequence[NodeRef]) -> None:
-        """Mark empty nodes so the next shrink removes them first. Raises ProviderError."""
+    async def release(self, nodes: Sequence[NodeRef]) -> tuple[str, ...]:
+        """Remove exactly these nodes, lowering the size by as many; the names removed.
+        Raises ProviderError."""
         ...
+
+
+def shrink_refused(group: object, size: int, asked: int) -> ProviderError:
+    """The error of a ``set_desired`` below the group's size."""
+    return ProviderError(
+        SHRINK_REFUSED,
+        f"{group} holds {size} node(s) and was asked for {asked}: a group shrinks only by "
+        "releasing named empty nodes, never by a resize that lets the backend pick",
+    )
 
 
 def selector_string(labels: Mapping[str, str]) -> str:

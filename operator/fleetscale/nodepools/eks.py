@@ -1,7 +1,7 @@
 """The EKS provider: size an Amazon EKS managed node group through boto3 (extra ``eks``).
 
-Role: read and set ``scalingConfig.desiredSize`` of one managed node group with
-``DescribeNodegroup`` / ``UpdateNodegroupConfig``; remove chosen empty nodes with Auto Scaling's
+Role: read and grow ``scalingConfig.desiredSize`` of one managed node group with
+``DescribeNodegroup`` / ``UpdateNodegroupConfig``; release chosen empty nodes with Auto Scaling's
 ``TerminateInstanceInAutoScalingGroup`` (decrementing the desired capacity), the call Cluster
 Autoscaler itself uses on EKS, so a shrink removes exactly those instances and never a busy one.
 boto3 is synchronous: every call runs in a worker thread. Credentials and region come from the
@@ -11,9 +11,10 @@ controller.
 Contract (see ``base``): a node group tagged ``k8s.io/cluster-autoscaler/enabled=true`` is
 discovered by Cluster Autoscaler: every call raises ``ProviderConflict``. A size outside the
 node group's own minSize..maxSize raises ``ProviderError(OutsideNodeGroupBounds)``: widen the
-node group, fleetscale does not. ``prefer_removal`` needs the Node's providerID
-(``aws:///<zone>/<instance-id>``); Nodes without one are skipped. It terminates the instances
-at once, so the following ``set_desired`` finds the size already lowered and writes nothing.
+node group, fleetscale does not; a size below the node group's is refused. ``release`` needs the
+Node's providerID (``aws:///<zone>/<instance-id>``) and terminates only instances that Auto
+Scaling reports in one of the node group's own Auto Scaling groups (``DescribeAutoScaling
+Instances``); other Nodes are left alone.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from fleetscale.nodepools.base import (
     NodeRef,
     ProviderConflict,
     ProviderError,
+    shrink_refused,
 )
 
 T = TypeVar("T")
@@ -109,8 +111,11 @@ class EksNodePool:
 
     async def set_desired(self, nodes: int) -> None:
         scaling = dict((await self._nodegroup_info()).get("scalingConfig") or {})
-        if int(scaling.get("desiredSize", 0)) == nodes:
+        size = int(scaling.get("desiredSize", 0))
+        if size == nodes:
             return
+        if nodes < size:
+            raise shrink_refused(self, size, nodes)
         low, high = int(scaling.get("minSize", 0)), int(scaling.get("maxSize", 0))
         if not low <= nodes <= high:
             raise ProviderError(
@@ -126,18 +131,34 @@ class EksNodePool:
             scalingConfig={"minSize": low, "maxSize": high, "desiredSize": nodes},
         )
 
-    async def prefer_removal(self, nodes: Sequence[NodeRef]) -> None:
-        instances = [i for i in (instance_id(ref.provider_id) for ref in nodes) if i]
+    async def release(self, nodes: Sequence[NodeRef]) -> tuple[str, ...]:
+        instances = {ref.name: i for ref in nodes if (i := instance_id(ref.provider_id))}
         if not instances:
-            return
-        await self._nodegroup_info()
-        for instance in instances:
+            return ()
+        resources = (await self._nodegroup_info()).get("resources") or {}
+        groups = {g.get("name") for g in resources.get("autoScalingGroups") or []}
+        answer = await self._call(
+            f"find the Auto Scaling groups of instances of {self}",
+            self._autoscaling.describe_auto_scaling_instances,
+            InstanceIds=sorted(instances.values()),
+        )
+        members = {
+            i["InstanceId"]
+            for i in answer.get("AutoScalingInstances") or []
+            if i.get("AutoScalingGroupName") in groups
+        }
+        removed: list[str] = []
+        for name, instance in instances.items():
+            if instance not in members:
+                continue  # not an instance of this node group: never terminate it
             await self._call(
                 f"terminate instance {instance} of {self}",
                 self._autoscaling.terminate_instance_in_auto_scaling_group,
                 InstanceId=instance,
                 ShouldDecrementDesiredCapacity=True,
             )
+            removed.append(name)
+        return tuple(removed)
 
 
 def _error_code(error: BaseException) -> str | None:

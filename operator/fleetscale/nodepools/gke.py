@@ -2,18 +2,21 @@
 
 Role: a GKE node pool is one managed instance group (MIG) per zone. The provider reads the
 pool with the Container API (``ClusterManagerClient.get_node_pool``), reads each MIG's
-``targetSize`` through the Compute API to know the pool's size, resizes with
-``set_node_pool_size``, and removes chosen empty nodes with the MIG's ``deleteInstances`` (which
-also lowers its target size), as Cluster Autoscaler does on GKE, so a shrink never picks a busy
-node. All calls are synchronous SDK/HTTP calls run in a worker thread, with Application Default
-Credentials (Workload Identity in a cluster). Caller: the AcceleratorPool controller.
+``targetSize`` with the Compute API (``InstanceGroupManagersClient.get``) to know the pool's
+size, grows it with ``set_node_pool_size``, and releases chosen empty nodes with the MIG's
+``deleteInstances`` (``InstanceGroupManagersClient.delete_instances``, which also lowers its
+target size), as Cluster Autoscaler does on GKE, so a shrink never picks a busy node. The SDK
+calls are synchronous and run in a worker thread, with Application Default Credentials (Workload
+Identity in a cluster). Caller: the AcceleratorPool controller.
 
 Contract (see ``base``): a node pool with GKE's own autoscaling enabled raises
-``ProviderConflict``. GKE sizes a pool per zone: ``set_desired(n)`` asks for ``ceil(n / zones)``
-nodes in each zone, so a multi-zone pool holds a multiple of its zone count (the planner sees
-the real count as Nodes register). ``prefer_removal`` needs the Node's providerID
-(``gce://<project>/<zone>/<instance>``); Nodes without one, or in a zone the pool does not
-use, are skipped.
+``ProviderConflict``. GKE sizes a pool per zone: ``set_desired(n)`` asks each zone for
+``ceil(n / zones)`` nodes, and never for fewer than a zone already holds (so a multi-zone pool
+holds a multiple of its zone count, and a resize never shrinks a zone); a size below the pool's
+is refused. ``release`` needs the Node's providerID (``gce://<project>/<zone>/<instance>``) and
+deletes each instance from its zone's MIG without skipping validation, so an instance that is
+not a member fails the call instead of being ignored; Nodes without a providerID, or in a zone
+the pool does not use, are left alone.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from fleetscale.nodepools.base import (
     NodeRef,
     ProviderConflict,
     ProviderError,
+    shrink_refused,
 )
 
 T = TypeVar("T")
@@ -49,10 +53,17 @@ def gce_instance(provider_id: str) -> tuple[str, str] | None:
     return parts[1], parts[2]
 
 
-def mig_zone(instance_group_url: str) -> str:
-    """The zone of a MIG URL (``.../zones/<zone>/instanceGroupManagers/<name>``)."""
+def mig_parts(instance_group_url: str) -> tuple[str, str, str] | None:
+    """``.../projects/<p>/zones/<z>/instanceGroupManagers/<name>`` -> ``(p, z, name)``."""
     parts = instance_group_url.rstrip("/").split("/")
-    return parts[parts.index("zones") + 1] if "zones" in parts else ""
+    try:
+        at = parts.index("projects")
+    except ValueError:
+        return None
+    tail = parts[at:]
+    if len(tail) != 6 or tail[2] != "zones" or tail[4] != "instanceGroupManagers":
+        return None
+    return tail[1], tail[3], tail[5]
 
 
 class GkeNodePool:
@@ -60,24 +71,27 @@ class GkeNodePool:
 
     kind = "gke"
 
-    def __init__(self, config: GkeProvider, client: Any = None, session: Any = None) -> None:
-        """``client``: a ``container_v1.ClusterManagerClient``; ``session``: an authorized
-        ``requests`` session for the Compute API. Both default to Application Default
+    def __init__(
+        self, config: GkeProvider, client: Any = None, instance_groups: Any = None
+    ) -> None:
+        """``client``: a ``container_v1.ClusterManagerClient``; ``instance_groups``: a
+        ``compute_v1.InstanceGroupManagersClient``. Both default to Application Default
         Credentials."""
-        if client is None or session is None:
+        if client is None or instance_groups is None:
             try:
                 import google.auth
-                from google.auth.transport.requests import AuthorizedSession
-                from google.cloud import container_v1
+                from google.cloud import compute_v1, container_v1
             except ImportError as error:
                 raise ProviderError(
                     PROVIDER_UNAVAILABLE, "the gke provider needs `pip install fleetscale[gke]`"
                 ) from error
             credentials, _ = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
             client = client or container_v1.ClusterManagerClient(credentials=credentials)
-            session = session or AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
+            instance_groups = instance_groups or compute_v1.InstanceGroupManagersClient(
+                credentials=credentials
+            )
         self._client = client
-        self._session = session
+        self._migs = instance_groups
         self._name = (
             f"projects/{config.project}/locations/{config.location}/clusters/{config.cluster}"
             f"/nodePools/{config.node_pool}"
@@ -108,21 +122,22 @@ class GkeNodePool:
             )
         return pool
 
-    def _get_json(self, url: str) -> Any:
-        response = self._session.get(url, timeout=10)
-        response.raise_for_status()
-        return response.json()
-
-    def _post_json(self, url: str, body: Any) -> Any:
-        response = self._session.post(url, json=body, timeout=10)
-        response.raise_for_status()
-        return response.json()
+    def _migs_by_zone(self, pool: Any) -> dict[str, tuple[str, str, str]]:
+        """The pool's MIGs, by zone, as (project, zone, name)."""
+        found = (mig_parts(url) for url in pool.instance_group_urls)
+        return {mig[1]: mig for mig in found if mig is not None}
 
     async def _target_sizes(self, pool: Any) -> dict[str, int]:
         sizes: dict[str, int] = {}
-        for url in pool.instance_group_urls:
-            group = await self._call(f"read instance group {url}", self._get_json, url)
-            sizes[url] = int(group.get("targetSize", 0))
+        for project, zone, name in self._migs_by_zone(pool).values():
+            group = await self._call(
+                f"read instance group {project}/{zone}/{name}",
+                self._migs.get,
+                project=project,
+                zone=zone,
+                instance_group_manager=name,
+            )
+            sizes[zone] = int(group.target_size or 0)
         return sizes
 
     async def current(self) -> NodeGroupSize:
@@ -133,9 +148,12 @@ class GkeNodePool:
         if nodes < 0:
             raise ProviderError("InvalidSize", f"cannot hold {nodes} nodes")
         pool = await self._node_pool()
-        zones = max(1, len(pool.instance_group_urls))
-        per_zone = math.ceil(nodes / zones)
         sizes = await self._target_sizes(pool)
+        if nodes < sum(sizes.values()):
+            raise shrink_refused(self, sum(sizes.values()), nodes)
+        zones = max(1, len(pool.instance_group_urls))
+        # The size is set per zone: never below what a zone holds, or GKE picks who goes.
+        per_zone = max(math.ceil(nodes / zones), *sizes.values(), 0)
         if sizes and all(size == per_zone for size in sizes.values()):
             return
         await self._call(
@@ -144,20 +162,27 @@ class GkeNodePool:
             request={"name": self._name, "node_count": per_zone},
         )
 
-    async def prefer_removal(self, nodes: Sequence[NodeRef]) -> None:
-        targets = [t for t in (gce_instance(ref.provider_id) for ref in nodes) if t]
+    async def release(self, nodes: Sequence[NodeRef]) -> tuple[str, ...]:
+        targets = {ref.name: t for ref in nodes if (t := gce_instance(ref.provider_id))}
         if not targets:
-            return
-        pool = await self._node_pool()
-        by_zone = {mig_zone(url): url for url in pool.instance_group_urls}
-        for zone in sorted({zone for zone, _ in targets}):
-            url = by_zone.get(zone)
-            if url is None:
-                continue
-            instances = [f"zones/{zone}/instances/{name}" for z, name in targets if z == zone]
+            return ()
+        migs = self._migs_by_zone(await self._node_pool())
+        removed: list[str] = []
+        for node_name, (zone, instance) in targets.items():
+            mig = migs.get(zone)
+            if mig is None:
+                continue  # a zone this pool does not use: not one of its instances
+            project, _, name = mig
             await self._call(
-                f"delete instances {', '.join(instances)} of {url}",
-                self._post_json,
-                f"{url}/deleteInstances",
-                {"instances": instances, "skipInstancesOnValidationError": True},
+                f"delete instance {zone}/{instance} of {self}",
+                self._migs.delete_instances,
+                project=project,
+                zone=zone,
+                instance_group_manager=name,
+                instance_group_managers_delete_instances_request_resource={
+                    "instances": [f"zones/{zone}/instances/{instance}"],
+                    "skip_instances_on_validation_error": False,
+                },
             )
+            removed.append(node_name)
+        return tuple(removed)

@@ -9,16 +9,15 @@ Caller: the AcceleratorPool controller (through ``nodepools.build_provider``).
 
 Contract (see ``base``): the group is the set of Nodes labelled ``fleetscale.io/accelerator-pool
 =<pool>`` and managed by fleetscale. ``set_desired`` creates Nodes named ``<prefix>-<n>`` with the
-lowest free numbers, or deletes Nodes: first those marked by ``prefer_removal`` (annotation
-``fleetscale.io/prefer-removal``), then, only if the caller asks for more than it marked, the
-most recently created. Nodes are created with their capacity in ``.status``; kwok sets their
+lowest free numbers, and refuses a size below the group's. ``release`` deletes exactly the named
+Nodes that belong to the group (one already gone counts as removed); a Node of another group or
+of no group is left alone. Nodes are created with their capacity in ``.status``; kwok sets their
 conditions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 import kubernetes.client
@@ -29,12 +28,12 @@ from fleetscale.nodepools.base import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     POOL_LABEL,
-    PREFER_REMOVAL_ANNOTATION,
     NodeGroupSize,
     NodeRef,
     ProviderError,
     labels_match,
     selector_string,
+    shrink_refused,
 )
 
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
@@ -90,42 +89,31 @@ class KwokNodePool:
         if nodes < 0:
             raise ProviderError("InvalidSize", f"cannot hold {nodes} nodes")
         existing = await self._nodes()
-        if nodes > len(existing):
-            taken = {_name(node) for node in existing}
-            names: list[str] = []
-            index = 0
-            while len(names) < nodes - len(existing):
-                if f"{self._prefix}-{index}" not in taken:
-                    names.append(f"{self._prefix}-{index}")
-                index += 1
-            for name in names:
-                await _kube.call(f"create Node {name}", self._core.create_node, self.manifest(name))
-            return
-        surplus = len(existing) - nodes
-        if surplus == 0:
-            return
+        if nodes < len(existing):
+            raise shrink_refused(f"kwok pool {self._pool_name}", len(existing), nodes)
+        taken = {_name(node) for node in existing}
+        names: list[str] = []
+        index = 0
+        while len(names) < nodes - len(existing):
+            if f"{self._prefix}-{index}" not in taken:
+                names.append(f"{self._prefix}-{index}")
+            index += 1
+        for name in names:
+            await _kube.call(f"create Node {name}", self._core.create_node, self.manifest(name))
 
-        def removal_order(node: dict[str, Any]) -> tuple[int, float, str]:
-            marked = PREFER_REMOVAL_ANNOTATION in (_meta(node).get("annotations") or {})
-            created = _meta(node).get("creationTimestamp")
-            age_key = -datetime.fromisoformat(created).timestamp() if created else 0.0
-            return (0 if marked else 1, age_key, _name(node))  # marked, then newest, first
-
-        for node in sorted(existing, key=removal_order)[:surplus]:
-            name = _name(node)
-            try:
-                await _kube.call(f"delete Node {name}", self._core.delete_node, name)
-            except ProviderError as error:
-                if _kube.is_not_found(error.__cause__ or error):
-                    continue  # already gone: that is what was asked for
-                raise
-
-    async def prefer_removal(self, nodes: Sequence[NodeRef]) -> None:
+    async def release(self, nodes: Sequence[NodeRef]) -> tuple[str, ...]:
         owned = {_name(node) for node in await self._nodes()}
-        patch = {"metadata": {"annotations": {PREFER_REMOVAL_ANNOTATION: "true"}}}
+        removed: list[str] = []
         for ref in nodes:
-            if ref.name in owned:
-                await _kube.call(f"mark Node {ref.name}", self._core.patch_node, ref.name, patch)
+            if ref.name not in owned:
+                continue  # not one of this pool's kwok Nodes: never delete it
+            try:
+                await _kube.call(f"delete Node {ref.name}", self._core.delete_node, ref.name)
+            except ProviderError as error:
+                if not _kube.is_not_found(error.__cause__ or error):
+                    raise
+            removed.append(ref.name)  # deleted now, or already gone: either way removed
+        return tuple(removed)
 
     def manifest(self, name: str) -> dict[str, Any]:
         """The Node object of one fake accelerator node."""

@@ -5,18 +5,23 @@ itself (two writers fight). Instead it keeps a Deployment of low-priority placeh
 per node it wants beyond the nodes model pods already use; each requests all of a node's
 accelerators and selects the pool's ``nodeLabels``. The cluster's autoscaler sees them Pending
 and provisions nodes for them, ahead of demand. When model pods need the room, the scheduler
-preempts the placeholders (their PriorityClass is below every model pod and never preempts);
-fleetscale then lowers the placeholder count on its next tick, so no extra node is provisioned
-for an evicted placeholder. Caller: the AcceleratorPool controller.
+preempts the placeholders (their PriorityClass is below every model pod and never preempts).
+Caller: the AcceleratorPool controller.
 
 Contract (see ``base``): size = nodes hosting model pods (pods of other than placeholders that
 request the pool's accelerator) + placeholder replicas. ``set_desired(n)`` keeps
-``max(0, n - busy)`` placeholders, creating the PriorityClass and the Deployment when missing.
-``prefer_removal`` sets ``controller.kubernetes.io/pod-deletion-cost`` low on the placeholders
-running on those nodes, so the next shrink deletes those pods first; the autoscaler then removes
-the empty node on its own schedule (Cluster Autoscaler's scale-down-unneeded-time, Karpenter's
-consolidation). Placeholder pods carry the label ``fleetscale.io/placeholder``; the controller
-excludes them when it counts what a node hosts.
+``max(0, n - busy)`` placeholders, creating the PriorityClass and the Deployment when missing,
+and refuses a size below the current one. ``release`` frees the named nodes: it sets
+``controller.kubernetes.io/pod-deletion-cost`` low on the placeholders running there, scales the
+Deployment down by their count, and deletes exactly those placeholder pods. The ReplicaSet ranks
+Pending and unready placeholders before a low deletion cost, so the scale-down alone could take
+another placeholder; deleting ours as well leaves exactly them gone and the count lowered by
+their number (a placeholder the ReplicaSet took instead is created again). fleetscale then
+holds nothing on those nodes, and they are all answered as released; the cluster's autoscaler
+removes each empty node on its own schedule (Cluster Autoscaler's scale-down-unneeded-time,
+Karpenter's consolidation). No node is ever deleted by this provider. Placeholder pods carry the
+label ``fleetscale.io/placeholder``; the controller excludes them when it counts what a node
+hosts.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from fleetscale.nodepools.base import (
     ProviderError,
     labels_match,
     selector_string,
+    shrink_refused,
 )
 
 PLACEHOLDER_LABEL = "fleetscale.io/placeholder"
@@ -165,8 +171,14 @@ class PlaceholderNodePool:
                 self.manifest(replicas),
             )
             return
-        if int((deployment.get("spec") or {}).get("replicas", 0)) == replicas:
+        current = int((deployment.get("spec") or {}).get("replicas", 0))
+        if current == replicas:
             return
+        if replicas < current:
+            raise shrink_refused(self, busy + current, nodes)
+        await self._scale(replicas)
+
+    async def _scale(self, replicas: int) -> None:
         await _kube.call(
             f"scale {self} to {replicas}",
             self._apps.patch_namespaced_deployment_scale,
@@ -175,30 +187,50 @@ class PlaceholderNodePool:
             {"spec": {"replicas": replicas}},
         )
 
-    async def prefer_removal(self, nodes: Sequence[NodeRef]) -> None:
+    async def release(self, nodes: Sequence[NodeRef]) -> tuple[str, ...]:
         wanted = {ref.name for ref in nodes}
         if not wanted:
-            return
+            return ()
         pods = await _kube.call_json(
             f"list pods of {self}",
             self._core.list_namespaced_pod,
             self._config.namespace,
             label_selector=selector_string(self._pod_labels),
         )
+        freed = [
+            pod
+            for pod in pods.get("items") or []
+            if labels_match((pod.get("metadata") or {}).get("labels"), self._pod_labels)
+            and (pod.get("spec") or {}).get("nodeName") in wanted
+            and not (pod.get("metadata") or {}).get("deletionTimestamp")
+        ]
         patch = {"metadata": {"annotations": {DELETION_COST_ANNOTATION: PREFERRED_DELETION_COST}}}
-        for pod in pods.get("items") or []:
-            meta = pod.get("metadata") or {}
-            if not labels_match(meta.get("labels"), self._pod_labels):
-                continue
-            if (pod.get("spec") or {}).get("nodeName") not in wanted:
-                continue
+        for pod in freed:
+            name = pod["metadata"]["name"]
             await _kube.call(
-                f"prefer deleting placeholder pod {meta.get('name')}",
+                f"prefer deleting placeholder pod {name}",
                 self._core.patch_namespaced_pod,
-                meta["name"],
+                name,
                 self._config.namespace,
                 patch,
             )
+        deployment = await self._deployment() if freed else None
+        if deployment is not None:
+            current = int((deployment.get("spec") or {}).get("replicas", 0))
+            await self._scale(max(0, current - len(freed)))
+        for pod in freed:
+            name = pod["metadata"]["name"]
+            try:
+                await _kube.call(
+                    f"delete placeholder pod {name}",
+                    self._core.delete_namespaced_pod,
+                    name,
+                    self._config.namespace,
+                )
+            except ProviderError as error:
+                if not _kube.is_not_found(error.__cause__ or error):
+                    raise  # gone already (the ReplicaSet took it): that is what was asked
+        return tuple(ref.name for ref in nodes)
 
     async def _ensure_priority_class(self) -> None:
         name = self._config.priority_class_name

@@ -26,7 +26,10 @@ The rules, in order:
    their current replicas so they do not take the room it asks for next.
 5. Scale-down: replicas go first (the replica planner); a node is released only once it hosts no
    workload pod and has stayed so for scaleDownDelaySeconds, oldest-empty first, and never below
-   what demand needs or nodes.min.
+   what demand needs or nodes.min. Releases are named: the provider's size shrinks only by the
+   nodes released, never by a resize that lets the backend pick victims, so it never falls below
+   the nodes that host workload pods (Ready or not), even when nodes.max is lowered under them;
+   the NodesBusy verdict says so until their pods leave.
 6. Failures: a node not Ready within provisioningTimeoutSeconds of its creation, or requested
    nodes that never registered within it, count as failed capacity: not coming, reported once
    (ProvisioningFailed), and failed Node objects are released at once (they host nothing).
@@ -57,6 +60,11 @@ NODES_REQUESTED = "NodesRequested"
 NODES_RELEASED = "NodesReleased"
 HOLDING = "Holding"
 WAITING_FOR_EMPTY_NODES = "WaitingForEmptyNodes"
+NODES_BUSY = "NodesBusy"
+BUSY_NODES_WITHIN_MAX = "BusyNodesWithinMax"
+
+# How many node names a message lists before it only counts the rest.
+NAMES_IN_MESSAGES = 10
 
 # Until a node of the pool has been seen going from created to Ready, assume this long.
 DEFAULT_PROVISIONING_SECONDS = 180.0
@@ -124,7 +132,7 @@ class CapacityPlan:
 
     current_nodes: int  # the size before this tick: the provider's, or the nodes that exist
     desired_nodes: int  # the provider's target size after this tick
-    release_nodes: tuple[str, ...]  # empty nodes to remove (prefer_removal, then shrink)
+    release_nodes: tuple[str, ...]  # empty nodes to release, by name (the only way to shrink)
     allocations: tuple[InferencePoolAllocation, ...]  # priority order
     ready_nodes: int
     provisioning_nodes: int  # expected and not Ready (registered or not)
@@ -137,6 +145,7 @@ class CapacityPlan:
     scaling_limited: ConditionVerdict
     ready: ConditionVerdict
     seconds_until_more: float | None
+    nodes_busy: ConditionVerdict  # True while more nodes host pods than nodes.max: all kept
 
     @property
     def limits(self) -> dict[tuple[str, str], CapacityLimit]:
@@ -325,14 +334,14 @@ def plan_capacity(
     # Never release into a node count below what is needed (a busy node is never a candidate).
     release_failed = [n.name for n in failed if n.empty]
 
-    # The provider's size: grow to `want` healthy nodes, or shrink by exactly what is released.
+    # The provider's size: shrink by exactly the nodes released (named, empty), or grow to
+    # `want` healthy nodes within nodes.max. Never lower: what is not released stays, so busy
+    # nodes keep their place even when nodes.max was lowered under them (NodesBusy).
     # Nodes still registered beyond the provider's size (being deleted) are counted as present.
     current_size = max(observation.requested_nodes, len(nodes))
-    if want > healthy:
-        desired = current_size - len(release_failed) + (want - healthy)
-    else:
-        desired = current_size - len(release_failed) - len(release)
-    desired = max(0, min(desired, spec.nodes.max))
+    after_release = current_size - len(release_failed) - len(release)
+    grow = max(0, want - healthy)
+    desired = max(after_release, min(after_release + grow, spec.nodes.max))
 
     # Grants within the nodes we will have; caps within the Ready nodes.
     granted = _grant(
@@ -392,6 +401,7 @@ def plan_capacity(
         scaling_limited=scaling_limited,
         ready=ready_verdict,
         seconds_until_more=seconds_until_more,
+        nodes_busy=_nodes_busy([n.name for n in nodes if not n.empty], spec.nodes.max),
     )
     return plan, new_state
 
@@ -519,6 +529,29 @@ def _scaling_limited(allocations: Sequence[InferencePoolAllocation]) -> Conditio
     rank = {MAX_NODES: 0, PROVISIONING_FAILED: 1, NODES_PROVISIONING: 2}
     first = min(limited, key=lambda a: rank.get(a.limit.reason, 3))
     return ConditionVerdict(True, first.limit.reason, "; ".join(a.limit.message for a in limited))
+
+
+def _nodes_busy(busy: Sequence[str], max_nodes: int) -> ConditionVerdict:
+    """True while more nodes host workload pods than nodes.max: none of them is released."""
+    if len(busy) <= max_nodes:
+        return ConditionVerdict(
+            False,
+            BUSY_NODES_WITHIN_MAX,
+            f"{len(busy)} node(s) host workload pods, within nodes.max={max_nodes}",
+        )
+    return ConditionVerdict(
+        True,
+        NODES_BUSY,
+        f"{len(busy)} node(s) host workload pods, {len(busy) - max_nodes} more than "
+        f"nodes.max={max_nodes}: busy nodes are never released, so the pool stays above "
+        f"nodes.max until their pods leave ({_names(busy)})",
+    )
+
+
+def _names(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:NAMES_IN_MESSAGES])
+    rest = len(names) - NAMES_IN_MESSAGES
+    return f"{shown} and {rest} more" if rest > 0 else shown
 
 
 def _ready(

@@ -61,17 +61,22 @@ def commit_node_actions(
     resized: bool,
     released: Collection[str],
     now: float,
+    kept: Collection[str] = (),
 ) -> CapacityState:
     """``state`` with the node actions that succeeded at ``now``.
 
-    ``resized``: the provider took ``plan.desired_nodes`` (a size that differed from
-    ``plan.current_nodes``). ``released``: the nodes the provider was told to remove.
+    ``resized``: the provider's size changed (it grew, or released nodes). ``released``: the
+    nodes the provider removed. ``kept``: nodes chosen for release that stayed (a pod arrived,
+    or the provider cannot name them); their empty clock starts again, so one the provider can
+    never remove is not chosen every tick ahead of nodes that have been empty longer.
     """
     requested_more = resized and plan.desired_nodes > plan.current_nodes
     return replace(
         state,
         scale_up_requested_at=now if requested_more else state.scale_up_requested_at,
         last_scale_time=now if resized else state.last_scale_time,
-        empty_since={n: t for n, t in state.empty_since.items() if n not in released},
+        empty_since={
+            n: now if n in kept else t for n, t in state.empty_since.items() if n not in released
+        },
         releasing={**state.releasing, **dict.fromkeys(released, now)},
     )

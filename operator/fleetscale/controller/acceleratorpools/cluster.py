@@ -2,8 +2,10 @@
 
 Role: ``ClusterReader`` through the one retrying client (``kubeapi.KubeJson``): Nodes by the
 pool's labels, and the pods of each of those Nodes by a ``spec.nodeName`` field selector, so a
-tick never lists every pod of the cluster. ``InMemoryCluster`` is the fake for tests.
-Callers: ``tick`` (through ``AcceleratorPoolDependencies.cluster``), ``controller.wiring``.
+tick never lists every pod of the cluster. ``NodeCordoner`` through the same client: a merge
+patch of the Node's ``spec.unschedulable`` with fleetscale's mark (``nodes.CORDONED_FOR_RELEASE``)
+so a later tick knows the cordon is its own. ``InMemoryCluster`` is the fake of both for tests.
+Callers: ``tick`` and ``execute`` (through ``AcceleratorPoolDependencies``), ``controller.wiring``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Any
 
 from kubernetes.client import ApiClient
 
-from fleetscale.kubeapi import KubeJson, RetryPolicy
+from fleetscale.controller.acceleratorpools.nodes import CORDONED_FOR_RELEASE
+from fleetscale.kubeapi import MERGE_PATCH, KubeJson, RetryPolicy
 from fleetscale.nodepools.base import labels_match, selector_string
 
 # Pods that hold (or may still hold) a node's accelerators.
@@ -54,14 +57,57 @@ class KubernetesClusterReader:
         return _items(listing)
 
 
+def cordon_patch(cordoned: bool) -> dict[str, Any]:
+    """The merge patch that sets (or lifts) fleetscale's cordon on a Node."""
+    return {
+        "metadata": {"annotations": {CORDONED_FOR_RELEASE: "true" if cordoned else None}},
+        "spec": {"unschedulable": True if cordoned else None},
+    }
+
+
+class KubernetesNodeCordoner:
+    """``NodeCordoner`` over the Kubernetes API (needs ``patch`` on nodes)."""
+
+    def __init__(self, api_client: ApiClient, retry: RetryPolicy | None = None) -> None:
+        self._api = KubeJson(api_client, retry or RetryPolicy())
+
+    async def cordon(self, node_name: str) -> None:
+        await self._patch(node_name, cordon_patch(True))
+
+    async def uncordon(self, node_name: str) -> None:
+        await self._patch(node_name, cordon_patch(False))
+
+    async def _patch(self, node_name: str, patch: dict[str, Any]) -> None:
+        path = f"/api/v1/nodes/{node_name}"
+        await self._api.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
+
+
 @dataclass
 class InMemoryCluster:
-    """``ClusterReader`` over objects held in memory (tests)."""
+    """``ClusterReader`` and ``NodeCordoner`` over objects held in memory (tests)."""
 
     node_objects: list[dict[str, Any]] = field(default_factory=list)
     pod_objects: list[dict[str, Any]] = field(default_factory=list)
     # The node names each ``pods_on`` call asked for, in order (what a tick read).
     pod_reads: list[tuple[str, ...]] = field(default_factory=list)
+    # ("cordon" | "uncordon", node name), in order.
+    cordon_calls: list[tuple[str, str]] = field(default_factory=list)
+    # Pods the scheduler binds to a node just before it is cordoned (after the tick read it).
+    landing: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    async def cordon(self, node_name: str) -> None:
+        self.cordon_calls.append(("cordon", node_name))
+        self.pod_objects.extend(self.landing.pop(node_name, []))
+        self._patch(node_name, cordon_patch(True))
+
+    async def uncordon(self, node_name: str) -> None:
+        self.cordon_calls.append(("uncordon", node_name))
+        self._patch(node_name, cordon_patch(False))
+
+    def _patch(self, node_name: str, patch: dict[str, Any]) -> None:
+        for node in self.node_objects:
+            if (node.get("metadata") or {}).get("name") == node_name:
+                _merge(node, patch)
 
     async def nodes(self, labels: Mapping[str, str]) -> list[Mapping[str, Any]]:
         return [n for n in self.node_objects if labels_match(_labels(n), labels)]
@@ -74,3 +120,17 @@ class InMemoryCluster:
             if (pod.get("spec") or {}).get("nodeName") in node_names
             and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
         ]
+
+
+def _merge(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
+    """A JSON merge patch (RFC 7386) applied in place: None removes a key."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, Mapping):
+            child = target.get(key)
+            if not isinstance(child, dict):
+                child = target[key] = {}
+            _merge(child, value)
+        else:
+            target[key] = value

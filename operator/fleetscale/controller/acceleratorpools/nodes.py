@@ -4,12 +4,16 @@ Role: pure translation of what the API server shows (Nodes with their Ready cond
 allocatable accelerators; the pods scheduled on them) into ``planner.capacity.NodeView``: Ready
 (and schedulable) or not, since when, accelerators allocatable and in use, and how many workload
 pods run there. DaemonSet pods and the placeholder provider's own pods are not workload: a node
-that hosts only those is empty. Callers: ``tick``.
+that hosts only those is empty. A node cordoned by the execute step while it releases nodes
+carries ``CORDONED_FOR_RELEASE``; that cordon does not make it unready (it is ours, and is
+lifted if the node is kept), and ``cordons`` tells it apart from a cordon someone else set.
+Callers: ``tick``, ``execute``, ``cluster``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +21,39 @@ from fleetscale.actuators.workloads import pod_accelerators
 from fleetscale.controller.conditions import to_epoch
 from fleetscale.nodepools.placeholder import is_placeholder
 from fleetscale.planner.capacity import NodeView
+
+# Set with spec.unschedulable by the execute step on a node it is about to release.
+CORDONED_FOR_RELEASE = "fleetscale.io/cordoned-for-release"
+
+
+@dataclass(frozen=True)
+class Cordons:
+    """Which of the pool's Nodes are cordoned, and by whom."""
+
+    ours: frozenset[str] = frozenset()  # left by a release that stopped midway
+    others: frozenset[str] = frozenset()  # cordoned by an administrator or another tool
+
+
+def _unschedulable(node: Mapping[str, Any]) -> bool:
+    return bool((node.get("spec") or {}).get("unschedulable", False))
+
+
+def _cordoned_by_us(node: Mapping[str, Any]) -> bool:
+    annotations = (node.get("metadata") or {}).get("annotations") or {}
+    return _unschedulable(node) and CORDONED_FOR_RELEASE in annotations
+
+
+def cordons(nodes: Sequence[Mapping[str, Any]]) -> Cordons:
+    """The pool's cordoned Nodes, ours apart from everyone else's."""
+    cordoned = [n for n in nodes if _unschedulable(n)]
+    return Cordons(
+        ours=frozenset(_name(n) for n in cordoned if _cordoned_by_us(n)),
+        others=frozenset(_name(n) for n in cordoned if not _cordoned_by_us(n)),
+    )
+
+
+def _name(node: Mapping[str, Any]) -> str:
+    return str((node.get("metadata") or {}).get("name", ""))
 
 
 def _epoch(value: Any) -> float | None:
@@ -70,7 +107,7 @@ def node_views(
         views.append(
             NodeView(
                 name=name,
-                ready=ready and not (node.get("spec") or {}).get("unschedulable", False),
+                ready=ready and (not _unschedulable(node) or _cordoned_by_us(node)),
                 # The API server always sets it; without it, nothing says the node is old.
                 created_at=_epoch(meta.get("creationTimestamp")) or now,
                 accelerators_allocatable=int(allocatable) if allocatable.isdigit() else 0,

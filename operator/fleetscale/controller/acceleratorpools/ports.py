@@ -1,11 +1,13 @@
 """What one AcceleratorPool tick needs from the outside world, and the identity of the pool.
 
 Role: the ports of the AcceleratorPool controller: the cluster's Nodes and the pods on them
-(``ClusterReader``), the demand of the InferencePools that draw on the pool (``DemandSource``),
-the node-pool provider (built per pool from its spec) and Events, gathered in
-``AcceleratorPoolDependencies``. Real implementations: ``cluster.KubernetesClusterReader``,
+(``ClusterReader``), cordoning a Node before it is released (``NodeCordoner``), the demand of
+the InferencePools that draw on the pool (``DemandSource``), the node-pool provider (built per
+pool from its spec) and Events, gathered in ``AcceleratorPoolDependencies``. Real
+implementations: ``cluster.KubernetesClusterReader``, ``cluster.KubernetesNodeCordoner``,
 ``demand.IndexedDemands`` (the operator's watch-fed index), ``nodepools.build_provider``; fakes:
-``cluster.InMemoryCluster``, ``demand.InMemoryDemands``, ``nodepools.fake.FakeNodePool``.
+``cluster.InMemoryCluster`` (reader and cordoner), ``demand.InMemoryDemands``,
+``nodepools.fake.FakeNodePool``.
 Callers: ``tick``, ``controller.handlers``, ``controller.wiring``.
 """
 
@@ -47,6 +49,18 @@ class ClusterReader(Protocol):
         ...
 
 
+class NodeCordoner(Protocol):
+    """Marks a Node unschedulable while it is checked and released, and lifts that again."""
+
+    async def cordon(self, node_name: str) -> None:
+        """No new pod lands on the Node (spec.unschedulable, marked as fleetscale's)."""
+        ...
+
+    async def uncordon(self, node_name: str) -> None:
+        """Lift fleetscale's cordon: the Node schedules pods again."""
+        ...
+
+
 class DemandSource(Protocol):
     """The demand of every InferencePool that draws on an AcceleratorPool."""
 
@@ -60,6 +74,7 @@ class AcceleratorPoolDependencies:
     """Everything an AcceleratorPool tick needs; fakes in tests, real adapters under kopf."""
 
     cluster: ClusterReader
+    cordoner: NodeCordoner
     demands: DemandSource
     provider_for: Callable[[str, AcceleratorPoolSpec], NodePoolProvider]
     events: EventSink

@@ -2,8 +2,9 @@
 
 Role: from the stored status, the plan, what the provider took and the state committed after
 it, compute the AcceleratorPool's status (node counts, each InferencePool's allocation, the
-planner's memory, conditions Ready / ScalingLimited / ProviderError) and the Events to post
-(NodesRequested, NodesReleased, ProvisioningFailed, the provider's error once per reason).
+planner's memory, conditions Ready / ScalingLimited / NodesBusy / ProviderError) and the Events
+to post (NodesRequested, NodesReleased, NodesKept, ProvisioningFailed, NodesBusy when it turns
+True, the provider's error once per reason).
 Pure. Callers: ``tick``.
 """
 
@@ -21,7 +22,7 @@ from fleetscale.api.acceleratorpool import (
     EmptyNode,
 )
 from fleetscale.api.base import Condition
-from fleetscale.controller.acceleratorpools.execute import NodeOutcome
+from fleetscale.controller.acceleratorpools.execute import KeptNode, NodeOutcome
 from fleetscale.controller.acceleratorpools.ports import AcceleratorPoolRef
 from fleetscale.controller.conditions import (
     READY,
@@ -39,9 +40,10 @@ from fleetscale.planner.capacity import (
 )
 
 SCALING_LIMITED = "ScalingLimited"
+NODES_BUSY = "NodesBusy"
 PROVIDER_ERROR = "ProviderError"
 PROVIDER_REACHABLE = "ProviderReachable"  # ProviderError=False: the provider answered
-CONDITION_ORDER = (READY, SCALING_LIMITED, PROVIDER_ERROR)
+CONDITION_ORDER = (READY, SCALING_LIMITED, NODES_BUSY, PROVIDER_ERROR)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class AcceleratorPoolReport:
     status: AcceleratorPoolStatus
     reason: str
     events: tuple[EventRecord, ...] = ()
+    kept: tuple[KeptNode, ...] = ()  # nodes chosen for release that stayed, and why
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ def report_invalid(
 def report_plan(tick: NodeTick) -> AcceleratorPoolReport:
     """The report of a planned tick."""
     plan, state, problem = tick.plan, tick.committed, tick.problem
-    size = plan.desired_nodes if tick.outcome.applied else tick.requested_nodes
+    size = tick.outcome.size if tick.outcome.size is not None else tick.requested_nodes
     status = AcceleratorPoolStatus(
         observed_generation=tick.pool.generation,
         provider=tick.spec.provider.kind,
@@ -127,7 +130,10 @@ def report_plan(tick: NodeTick) -> AcceleratorPoolReport:
         conditions=_conditions(tick),
     )
     return AcceleratorPoolReport(
-        status=status, reason=status.last_decision_reason or plan.reason, events=_events(tick)
+        status=status,
+        reason=status.last_decision_reason or plan.reason,
+        events=_events(tick),
+        kept=tick.outcome.kept,
     )
 
 
@@ -173,6 +179,8 @@ def _conditions(tick: NodeTick) -> tuple[Condition, ...]:
     conditions = _set(
         conditions, SCALING_LIMITED, limited.status, limited.reason, limited.message, tick
     )
+    busy = plan.nodes_busy
+    conditions = _set(conditions, NODES_BUSY, busy.status, busy.reason, busy.message, tick)
     if problem is not None:
         return _set(conditions, PROVIDER_ERROR, True, problem.reason, problem.message, tick)
     message = f"{tick.spec.provider.kind} provider answers"
@@ -182,11 +190,19 @@ def _conditions(tick: NodeTick) -> tuple[Condition, ...]:
 def _events(tick: NodeTick) -> tuple[EventRecord, ...]:
     plan, outcome, problem = tick.plan, tick.outcome, tick.problem
     events: list[EventRecord] = []
-    if outcome.applied and plan.desired_nodes > tick.requested_nodes - len(plan.release_nodes):
+    if outcome.grew:
         events.append(EventRecord("Normal", "NodesRequested", plan.message))
     if outcome.released:
         released = ", ".join(outcome.released)
         events.append(EventRecord("Normal", "NodesReleased", f"Released empty node(s): {released}"))
+    if outcome.kept:
+        kept = "; ".join(f"{k.name}: {k.message}" for k in outcome.kept)
+        events.append(
+            EventRecord("Normal", "NodesKept", f"Kept node(s) chosen for release: {kept}")
+        )
+    was_busy = find_condition(tick.stored.conditions, NODES_BUSY)
+    if plan.nodes_busy.status and (was_busy is None or was_busy.status != "True"):
+        events.append(EventRecord("Warning", NODES_BUSY, plan.nodes_busy.message))
     events.extend(
         EventRecord(
             "Warning",

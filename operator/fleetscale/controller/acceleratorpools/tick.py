@@ -8,7 +8,8 @@ with the clock passed in as ``now``. Mirrors the InferencePool tick, step for st
 2. measure: the pool's Nodes (by ``nodeLabels``) and the pods on those Nodes only; the
    InferencePools' demand from the watch-fed index (``demand``); the provider's size.
 3. plan: the pure ``planner.capacity.plan_capacity``.
-4. execute: mark the released nodes, set the size (``execute``).
+4. execute: release each chosen node that is still empty (cordon, read its pods again, release
+   by name through the provider, else lift the cordon), then grow the size (``execute``).
 5. commit: a node request or release enters the memory only if the provider took it.
 6. report (pure) and publish: status with every InferencePool's allocation (which the
    InferencePools read back as their capacity cap), Events, one log line.
@@ -31,7 +32,7 @@ from fleetscale.controller.acceleratorpools.execute import (
     execute,
     node_commands,
 )
-from fleetscale.controller.acceleratorpools.nodes import node_views
+from fleetscale.controller.acceleratorpools.nodes import cordons, node_views
 from fleetscale.controller.acceleratorpools.ports import (
     AcceleratorPoolDependencies,
     AcceleratorPoolRef,
@@ -109,6 +110,7 @@ async def reconcile_accelerator_pool(
             requested_nodes=plan.current_nodes,
             ready_nodes=plan.ready_nodes,
             release=list(plan.release_nodes),
+            kept={k.name: k.reason for k in report.kept},
             provider_error=report.reason if report.reason != plan.reason else None,
             detail=report.status.last_decision_message,
         )
@@ -155,9 +157,15 @@ async def _plan_and_act(
     if provider is None or problem is not None:
         outcome = NodeOutcome(error=problem)
     else:
-        outcome = await execute(plan, provider, node_commands(plan, requested, provider_ids))
+        todo = node_commands(plan, provider_ids, cordons(nodes), planned.releasing)
+        outcome = await execute(todo, provider, deps.cluster, deps.cordoner, requested)
     committed = commit_node_actions(
-        planned, plan, resized=outcome.resized, released=outcome.released, now=now
+        planned,
+        plan,
+        resized=outcome.resized,
+        released=outcome.released,
+        now=now,
+        kept=[k.name for k in outcome.kept],
     )
     tick = NodeTick(pool, spec, stored, views, requested, plan, committed, outcome, now)
     return report_plan(tick), plan
