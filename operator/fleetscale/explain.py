@@ -38,12 +38,12 @@ from fleetscale.actuators.base import (
 from fleetscale.api.base import GROUP, VERSION, Condition
 from fleetscale.api.inferencepool import PLURAL, InferencePoolSpec, InferencePoolStatus
 from fleetscale.controller.conditions import plain_validation_error
-from fleetscale.controller.inferencepools.measure import Sensors, measure
-from fleetscale.controller.inferencepools.memory import parse_status, planner_state_from_status
+from fleetscale.controller.inferencepools.measure import Sensors, measure, observation_of
+from fleetscale.controller.inferencepools.memory import memory_at_tick, parse_status
 from fleetscale.controller.inferencepools.ports import AllocationSource
 from fleetscale.planner import plan
 from fleetscale.planner.explain import explain_decision
-from fleetscale.planner.observe import GPU, QUEUE, TargetSize, observe
+from fleetscale.planner.observe import GPU, QUEUE, TargetSize
 from fleetscale.planner.types import Decision, MetricReading
 from fleetscale.settings import Settings
 from fleetscale.signals.base import SignalSource
@@ -111,14 +111,8 @@ async def explain_pool(
     except (TargetNotFound, ActuatorError) as error:
         target = ScaleTargetRef.of(namespace, spec.target_ref)
         raise ExplainError(f"cannot read the target {target}: {error}") from None
-    observation = observe(
-        spec,
-        measured.target,
-        measured.readings,
-        measured.allocation,
-        pending_seconds=float(spec.poll_interval_seconds),
-    )
-    state = planner_state_from_status(status, dry_run=spec.mode == "DryRun")
+    observation = observation_of(spec, measured)
+    state = memory_at_tick(status, spec, measured.target.spec_replicas, now)
     decision, _ = plan(spec, observation, state, now)
     live = Live(
         target=measured.target,

@@ -24,8 +24,8 @@ from fleetscale.actuators.base import (
 from fleetscale.api.inferencepool import InferencePoolSpec
 from fleetscale.controller.credentials import CredentialFileError, CredentialFiles
 from fleetscale.controller.inferencepools.ports import AllocationSource
-from fleetscale.planner.observe import GPU, QUEUE, PublishedAllocation, TargetSize
-from fleetscale.planner.types import MetricProblem, MetricReading
+from fleetscale.planner.observe import GPU, QUEUE, PublishedAllocation, TargetSize, observe
+from fleetscale.planner.types import MetricProblem, MetricReading, Observation
 from fleetscale.settings import Settings
 from fleetscale.signals.base import MetricQuery, PrometheusEndpoint, Refusal, SignalSource
 from fleetscale.signals.endpoints import allowed_base_url
@@ -129,6 +129,18 @@ async def measure(
             for name, query in wanted.items()
         },
         query_seconds=query_seconds,
+    )
+
+
+def observation_of(spec: InferencePoolSpec, measured: Measurements) -> Observation:
+    """The planner's view of what was measured (``planner.observe``, with the pool's interval
+    as the wait while its allocation is pending)."""
+    return observe(
+        spec,
+        measured.target,
+        measured.readings,
+        measured.allocation,
+        pending_seconds=float(spec.poll_interval_seconds),
     )
 
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from fleetscale.api.inferencepool import (
+    InferencePoolSpec,
     InferencePoolStatus,
     Recommendation,
     ScaleEvent,
@@ -28,6 +29,7 @@ from fleetscale.controller.conditions import (
     to_datetime,
     to_epoch,
 )
+from fleetscale.planner.commit import settle_pending_scale
 from fleetscale.planner.types import PlannerState, ShedState, TimedDelta, TimedReplicas
 
 METRICS_AVAILABLE = "MetricsAvailable"
@@ -140,6 +142,20 @@ def published_shed_config_map(status: InferencePoolStatus) -> str | None:
     release that did not record where)."""
     shed = status.shed_load
     return shed.config_map_name if shed is not None and shed.active else None
+
+
+def memory_at_tick(
+    status: InferencePoolStatus, spec: InferencePoolSpec, target_replicas: int, now: float
+) -> PlannerState:
+    """What the planner remembers at the start of a tick: the state kept in status, with a
+    change recorded ahead of time settled against the target's size (``target_replicas``)."""
+    return settle_pending_scale(
+        planner_state_from_status(status, dry_run=spec.mode == "DryRun"),
+        pending_scale_of(status),
+        happened=pending_scale_happened(status, target_replicas),
+        behavior=spec.behavior,
+        now=now,
+    )
 
 
 def pending_scale_of(status: InferencePoolStatus) -> TimedDelta | None:

@@ -43,12 +43,10 @@ from fleetscale.controller.inferencepools.conflicts import (
     target_key,
 )
 from fleetscale.controller.inferencepools.execute import commands, execute, withdrawal_commands
-from fleetscale.controller.inferencepools.measure import Sensors, measure
+from fleetscale.controller.inferencepools.measure import Sensors, measure, observation_of
 from fleetscale.controller.inferencepools.memory import (
+    memory_at_tick,
     parse_status,
-    pending_scale_happened,
-    pending_scale_of,
-    planner_state_from_status,
     status_patch,
     worth_writing,
 )
@@ -62,8 +60,7 @@ from fleetscale.controller.inferencepools.report import (
     report_not_ready,
 )
 from fleetscale.logs import get_logger
-from fleetscale.planner.commit import commit_scale, settle_pending_scale
-from fleetscale.planner.observe import observe
+from fleetscale.planner.commit import commit_scale
 from fleetscale.planner.types import Decision
 
 INVALID_SPEC = "InvalidSpec"
@@ -203,20 +200,8 @@ async def _decide_and_act(
         return await _not_ready(pool, stored, TARGET_NOT_FOUND, message, fallback, deps, now)
     if measured.query_seconds is not None:
         deps.metrics.metric_query_duration_seconds.observe(measured.query_seconds)
-    observation = observe(
-        spec,
-        measured.target,
-        measured.readings,
-        measured.allocation,
-        pending_seconds=float(spec.poll_interval_seconds),
-    )
-    state = settle_pending_scale(
-        planner_state_from_status(stored, dry_run=spec.mode == "DryRun"),
-        pending_scale_of(stored),
-        happened=pending_scale_happened(stored, measured.target.spec_replicas),
-        behavior=spec.behavior,
-        now=now,
-    )
+    observation = observation_of(spec, measured)
+    state = memory_at_tick(stored, spec, measured.target.spec_replicas, now)
     decision, planned = deps.plan(spec, observation, state, now)
     outcome = await execute(pool, commands(pool, spec, decision, planned, stored), deps, now)
     committed = commit_scale(
