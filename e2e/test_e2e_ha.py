@@ -15,7 +15,7 @@ import itertools
 import json
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -127,26 +127,34 @@ def leader_and_standby(first: Replica, second: Replica) -> tuple[Replica, Replic
     return (first, second) if first.leads() else (second, first)
 
 
+@pytest.fixture
+def scale_under_load(
+    kube: Kube, namespace: str, deploy_vllm: Any, fleet_load: Exporter, prometheus: Prometheus
+) -> Callable[[], None]:
+    """Put one replica under load and a pool on it; return once the leader has scaled to 6."""
+
+    def scale() -> None:
+        start_fleet(kube, namespace, deploy_vllm, fleet_load, prometheus, replicas=1, load=30)
+        create_pool(kube, inference_pool("llama", namespace, "vllm", MODEL, gpu=True, poll=1))
+        wait_until(lambda: spec_replicas(kube, namespace, "vllm") == 6, 90, "the leader to scale")
+
+    return scale
+
+
 def scale_writes(audit: AuditLog, since: int, by: str) -> list[Any]:
     return [w for w in audit.writes(since, by=by) if w.uri.split("?")[0].endswith("/scale")]
 
 
 def test_the_charts_two_replicas_elect_exactly_one_writer(
-    kube: Kube,
-    namespace: str,
-    deploy_vllm: Any,
-    fleet_load: Exporter,
-    prometheus: Prometheus,
     start_replica: Any,
     audit: AuditLog,
+    scale_under_load: Callable[[], None],
 ) -> None:
     first, second = start_replica("fleetscale-a"), start_replica("fleetscale-b")
     leader, standby = leader_and_standby(first, second)
     assert not standby.leads()
-    start_fleet(kube, namespace, deploy_vllm, fleet_load, prometheus, replicas=1, load=30)
     mark = audit.size()
-    create_pool(kube, inference_pool("llama", namespace, "vllm", MODEL, gpu=True, poll=1))
-    wait_until(lambda: spec_replicas(kube, namespace, "vllm") == 6, 90, "the leader to scale")
+    scale_under_load()
     decided = leader.decisions()
     wait_until(lambda: leader.decisions() >= decided + 10, 60, "ten more ticks of the leader")
 
@@ -163,17 +171,14 @@ def test_the_charts_two_replicas_elect_exactly_one_writer(
 def test_kill_9_of_the_leader_under_load_hands_over_within_the_lease(
     kube: Kube,
     namespace: str,
-    deploy_vllm: Any,
     fleet_load: Exporter,
-    prometheus: Prometheus,
     start_replica: Any,
     audit: AuditLog,
+    scale_under_load: Callable[[], None],
 ) -> None:
     first, second = start_replica("fleetscale-a"), start_replica("fleetscale-b")
     leader, standby = leader_and_standby(first, second)
-    start_fleet(kube, namespace, deploy_vllm, fleet_load, prometheus, replicas=1, load=30)
-    create_pool(kube, inference_pool("llama", namespace, "vllm", MODEL, gpu=True, poll=1))
-    wait_until(lambda: spec_replicas(kube, namespace, "vllm") == 6, 90, "the leader to scale")
+    scale_under_load()
 
     mark = audit.size()
     leader.process.kill()  # SIGKILL: no release of the Lease, no clean-up of any kind
@@ -192,17 +197,14 @@ def test_kill_9_of_the_leader_under_load_hands_over_within_the_lease(
 def test_a_paused_leader_writes_nothing_after_it_resumes(
     kube: Kube,
     namespace: str,
-    deploy_vllm: Any,
     fleet_load: Exporter,
-    prometheus: Prometheus,
     start_replica: Any,
     audit: AuditLog,
+    scale_under_load: Callable[[], None],
 ) -> None:
     first, second = start_replica("fleetscale-a"), start_replica("fleetscale-b")
     leader, standby = leader_and_standby(first, second)
-    start_fleet(kube, namespace, deploy_vllm, fleet_load, prometheus, replicas=1, load=30)
-    create_pool(kube, inference_pool("llama", namespace, "vllm", MODEL, gpu=True, poll=1))
-    wait_until(lambda: spec_replicas(kube, namespace, "vllm") == 6, 90, "the leader to scale")
+    scale_under_load()
 
     leader.pause()  # SIGSTOP: a frozen node, a long GC pause, a partitioned pod
     paused = time.time()
@@ -222,20 +224,14 @@ def test_a_paused_leader_writes_nothing_after_it_resumes(
 
 
 def test_a_rollout_loses_no_tick_longer_than_one_lease(
-    kube: Kube,
-    namespace: str,
-    deploy_vllm: Any,
-    fleet_load: Exporter,
-    prometheus: Prometheus,
     start_replica: Any,
+    scale_under_load: Callable[[], None],
 ) -> None:
     """`helm upgrade` with a changed pod annotation: the Deployment (maxSurge 1,
     maxUnavailable 0) starts a new pod, stops an old one once the new one is ready, twice."""
     old = [start_replica("fleetscale-old-a"), start_replica("fleetscale-old-b")]
     leader_and_standby(*old)
-    start_fleet(kube, namespace, deploy_vllm, fleet_load, prometheus, replicas=1, load=30)
-    create_pool(kube, inference_pool("llama", namespace, "vllm", MODEL, gpu=True, poll=1))
-    wait_until(lambda: spec_replicas(kube, namespace, "vllm") == 6, 90, "the leader to scale")
+    scale_under_load()
     started = time.time()
     new = []
     for index, retiring in enumerate(sorted(old, key=lambda r: not r.leads())):
