@@ -72,6 +72,12 @@ class FractionDecision:
     message: str
 
 
+def offered_queue(queue_depth: float, previous_fraction: float) -> float:
+    """The waiting queue with the gateway's refusals added back (see ``load_estimate``)."""
+    kept = 1.0 - min(max(previous_fraction, 0.0), MAX_UNCENSOR)
+    return max(queue_depth, 0.0) / kept
+
+
 def load_estimate(
     queue_depth: float | None,
     ready_replicas: int,
@@ -82,10 +88,9 @@ def load_estimate(
     the queue is unknown."""
     if queue_depth is None or not math.isfinite(queue_depth):
         return None
-    kept = 1.0 - min(max(previous_fraction, 0.0), MAX_UNCENSOR)
     return LoadEstimate(
         servable=threshold_per_replica * max(ready_replicas, 0),
-        offered=max(queue_depth, 0.0) / kept,
+        offered=offered_queue(queue_depth, previous_fraction),
     )
 
 
