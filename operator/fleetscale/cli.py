@@ -121,6 +121,40 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_haproxy_agent(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import signal
+
+    from fleetscale.explain import _load_api_client
+    from fleetscale.gateways.base import GatewayError
+    from fleetscale.gateways.haproxy import HAProxyShedAgent
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        agent = HAProxyShedAgent.build(
+            _load_api_client(args.kubeconfig, None),
+            namespace=args.namespace,
+            config_map=args.config_map,
+            socket_path=args.socket,
+            map_path=args.map,
+            text_map_path=args.text_map,
+        )
+    except GatewayError as error:
+        print(f"fleetscale haproxy-agent: {error}", file=sys.stderr)
+        return 2
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await agent.run(args.interval, stop)
+
+    asyncio.run(main())
+    return 0
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from fleetscale.sim.command import simulate
 
@@ -225,6 +259,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="this replica's holder identity (default: the pod name) [FLEETSCALE_IDENTITY]",
     )
     run.set_defaults(handler=_cmd_run)
+
+    agent = commands.add_parser(
+        "haproxy-agent",
+        help="keep an HAProxy's shed maps at a pool's shed-load ConfigMap (Runtime API)",
+    )
+    agent.add_argument("--namespace", required=True, help="the InferencePool's namespace")
+    agent.add_argument("--config-map", required=True, help="the pool's spec.shedLoad.configMapName")
+    agent.add_argument("--socket", required=True, help="HAProxy's stats socket (level admin)")
+    agent.add_argument(
+        "--map", required=True, help="the map file HAProxy's configuration reads numbers from"
+    )
+    agent.add_argument("--text-map", help="the map file it reads the message from")
+    agent.add_argument("--interval", type=float, default=1.0, help="seconds between reads (1)")
+    agent.add_argument("--kubeconfig", help="default: in-cluster, else $KUBECONFIG")
+    agent.set_defaults(handler=_cmd_haproxy_agent)
 
     simulate = commands.add_parser(
         "simulate",
