@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# System packages the local e2e environment needs: Prometheus (Debian's package)
-# and curl. Idempotent; the package's own service is kept stopped, since
-# e2e/cluster.sh runs its own instance with its own configuration.
+# System packages the local e2e environment needs: Prometheus and HAProxy (Debian's
+# packages) and curl. Idempotent; the packages' own services are kept stopped, since
+# e2e/cluster.sh runs its own Prometheus, and the shed scenarios their own HAProxy, each
+# with its own configuration.
 set -euo pipefail
 
 need=()
 [[ -x "${PROMETHEUS_BIN:-/usr/bin/prometheus}" ]] || need+=(prometheus)
+[[ -x "${HAPROXY_BIN:-/usr/sbin/haproxy}" ]] || need+=(haproxy)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 [[ ${#need[@]} -gt 0 ]] || exit 0
 
@@ -16,4 +18,5 @@ ${SUDO} apt-get update -qq
 DEBIAN_FRONTEND=noninteractive ${SUDO} apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
 if [[ -d /run/systemd/system ]]; then
   ${SUDO} systemctl disable --now prometheus >/dev/null 2>&1 || true
+  ${SUDO} systemctl disable --now haproxy >/dev/null 2>&1 || true
 fi
