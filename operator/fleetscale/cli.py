@@ -314,6 +314,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--readme", metavar="FILE", help="README to refresh (with --bench)")
     simulate.add_argument(
+        "--compare-gateways",
+        action="store_true",
+        help="fleetscale with an all-or-nothing gateway against one that refuses the decided "
+        "fraction, lower priority first (default scenario: flash-70b)",
+    )
+    simulate.add_argument(
+        "--low-priority-share",
+        type=float,
+        default=0.5,
+        metavar="SHARE",
+        help="share of requests marked lower priority (with --compare-gateways; 0.5)",
+    )
+    simulate.add_argument(
         "--docs-dir", metavar="DIR", default="docs", help="docs directory (with --bench)"
     )
     simulate.set_defaults(handler=_cmd_simulate)
