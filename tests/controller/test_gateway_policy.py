@@ -55,6 +55,9 @@ async def test_a_shedding_pool_writes_its_fraction_retry_after_and_message() -> 
     assert call.target.route is not None
     assert call.target.route.name == "llama-route"
     assert world.condition("Ready")["status"] == "True"
+    [started] = [e for e in world.events.events if e.reason == "ShedLoadStarted"]
+    assert "to 80% of requests, lower priority first (MaxReplicas)" in started.message
+    assert "refusing 80%: 300 offered for 60 servable" in started.message
 
     await world.tick(shedding_spec(), NOW + 15, queue=60)  # the same order: not written again
     assert len(writer.calls) == 1

@@ -437,7 +437,8 @@ def _shed_events(tick: Tick, shed_load: ShedLoadStatus | None) -> tuple[EventRec
     if after:
         message = (
             f"Shedding load: gateways should answer 429 with Retry-After "
-            f"{shed.retry_after_seconds} s ({shed.reason}): {shed.message}"
+            f"{shed.retry_after_seconds} s to {round(shed.fraction * 100)}% of requests, lower "
+            f"priority first ({shed.reason}): {shed.message}; {shed.fraction_message}"
         )
         return (EventRecord("Warning", "ShedLoadStarted", message),)
     if tick.spec.mode == "DryRun":
