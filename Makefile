@@ -52,7 +52,7 @@ crd-check: venv ## Fail when crds/ differs from the models
 system-deps: ## Install the Debian packages the suites use (prometheus, buildah, podman, ...) when missing
 	e2e/install-deps.sh
 
-binaries: ## Build (or reuse) kube-apiserver & co., etcd, kwok and helm from their Go modules
+binaries: ## Build (or reuse) kube-apiserver & co., etcd, kwok, helm and Envoy Gateway from their Go modules; fetch the gateway CRDs
 	e2e/build-binaries.sh
 
 helm-binary: ## Build (or reuse) helm alone: the chart tests need it

@@ -5,13 +5,15 @@
 #   e2e/build-binaries.sh [COMPONENT...]          build what is missing (idempotent)
 #   e2e/build-binaries.sh --print                  print the cache directories
 #   e2e/build-binaries.sh --check [COMPONENT...]   exit 1 if anything is missing
-# COMPONENT: kubernetes, etcd, kwok, helm (default: all of them).
+# COMPONENT: kubernetes, etcd, kwok, helm, gateway-crds, envoy-gateway (default: all of them).
 #
 # Layout: ${FLEETSCALE_BIN_CACHE:-~/.cache/fleetscale/bin}/<component>-<version>/
 #   kubernetes-vX.Y.Z/  kube-apiserver kube-controller-manager kube-scheduler kubectl
 #   etcd-vX.Y.Z/        etcd
 #   kwok-vX.Y.Z/        kwok kwokctl
 #   helm-vX.Y.Z/        helm
+#   gateway-crds-vX.Y.Z-vA.B.C/  gateway-api/*.yaml (standard channel), envoy-gateway/*.yaml
+#   envoy-gateway-vX.Y.Z/ envoy-gateway
 # Versions come from e2e/versions.env. Everything is fetched from the Go module
 # proxy and built with CGO_ENABLED=0; nothing is downloaded at cluster run time.
 set -euo pipefail
@@ -25,11 +27,16 @@ KUBE_DIR="${CACHE_ROOT}/kubernetes-${KUBE_VERSION}"
 ETCD_DIR="${CACHE_ROOT}/etcd-${ETCD_VERSION}"
 KWOK_DIR="${CACHE_ROOT}/kwok-${KWOK_VERSION}"
 HELM_DIR="${CACHE_ROOT}/helm-${HELM_VERSION}"
+GATEWAY_CRDS_DIR="${CACHE_ROOT}/gateway-crds-${ENVOY_GATEWAY_VERSION}-${GATEWAY_API_VERSION}"
+ENVOY_GATEWAY_DIR="${CACHE_ROOT}/envoy-gateway-${ENVOY_GATEWAY_VERSION}"
 
 KUBE_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 ETCD_BINS=(etcd)
 KWOK_BINS=(kwok kwokctl)
 HELM_BINS=(helm)
+# Not binaries: the marker that the CRD files are complete.
+GATEWAY_CRDS_BINS=(.complete)
+ENVOY_GATEWAY_BINS=(envoy-gateway)
 
 if [[ -x /usr/local/go/bin/go ]] && ! command -v go >/dev/null 2>&1; then
   export PATH="/usr/local/go/bin:${PATH}"
@@ -46,7 +53,7 @@ die() { log "ERROR: $*"; exit 1; }
 have_all() { # dir bin...
   local dir="$1"; shift
   local b
-  for b in "$@"; do [[ -x "${dir}/${b}" ]] || return 1; done
+  for b in "$@"; do [[ -x "${dir}/${b}" || ( "${b}" == .complete && -f "${dir}/${b}" ) ]] || return 1; done
 }
 
 print_dirs() {
@@ -54,6 +61,8 @@ print_dirs() {
   echo "ETCD_BIN_DIR=${ETCD_DIR}"
   echo "KWOK_BIN_DIR=${KWOK_DIR}"
   echo "HELM_BIN_DIR=${HELM_DIR}"
+  echo "GATEWAY_CRDS_DIR=${GATEWAY_CRDS_DIR}"
+  echo "ENVOY_GATEWAY_BIN_DIR=${ENVOY_GATEWAY_DIR}"
 }
 
 MODE=build
@@ -62,23 +71,26 @@ for arg in "$@"; do
   case "${arg}" in
     --print) print_dirs; exit 0 ;;
     --check) MODE=check ;;
-    kubernetes|etcd|kwok|helm) COMPONENTS+=("${arg}") ;;
-    *) die "unknown argument: ${arg} (use --print, --check or kubernetes|etcd|kwok|helm)" ;;
+    kubernetes|etcd|kwok|helm|gateway-crds|envoy-gateway) COMPONENTS+=("${arg}") ;;
+    *) die "unknown argument: ${arg} (use --print, --check or kubernetes|etcd|kwok|helm|gateway-crds|envoy-gateway)" ;;
   esac
 done
 # Small ones first: they are useful (and fail fast) while kubernetes compiles.
-[[ ${#COMPONENTS[@]} -gt 0 ]] || COMPONENTS=(kwok etcd helm kubernetes)
+[[ ${#COMPONENTS[@]} -gt 0 ]] || COMPONENTS=(gateway-crds kwok etcd helm kubernetes envoy-gateway)
 
 component_dir() {
   case "$1" in
     kubernetes) echo "${KUBE_DIR}" ;; etcd) echo "${ETCD_DIR}" ;;
     kwok) echo "${KWOK_DIR}" ;; helm) echo "${HELM_DIR}" ;;
+    gateway-crds) echo "${GATEWAY_CRDS_DIR}" ;; envoy-gateway) echo "${ENVOY_GATEWAY_DIR}" ;;
   esac
 }
 component_bins() {
   case "$1" in
     kubernetes) echo "${KUBE_BINS[*]}" ;; etcd) echo "${ETCD_BINS[*]}" ;;
     kwok) echo "${KWOK_BINS[*]}" ;; helm) echo "${HELM_BINS[*]}" ;;
+    gateway-crds) echo "${GATEWAY_CRDS_BINS[*]}" ;;
+    envoy-gateway) echo "${ENVOY_GATEWAY_BINS[*]}" ;;
   esac
 }
 
@@ -264,6 +276,46 @@ build_helm() {
   "${HELM_DIR}/helm" version --short >&2
 }
 
+# Gateway API's CRDs (standard channel) and Envoy Gateway's, copied from their Go modules as
+# the proxy serves them. Envoy Gateway keeps its CRDs as Helm templates
+# (charts/gateway-crds-helm/templates/generated/): the one `{{- if ... }}` line and the one
+# `{{- end }}` line around each are dropped, nothing else is touched.
+build_gateway_crds() {
+  if have_all "${GATEWAY_CRDS_DIR}" "${GATEWAY_CRDS_BINS[@]}"; then
+    log "gateway-crds ${ENVOY_GATEWAY_VERSION} ${GATEWAY_API_VERSION}: cached"; return
+  fi
+  log "gateway-crds: fetching github.com/envoyproxy/gateway@${ENVOY_GATEWAY_VERSION} and sigs.k8s.io/gateway-api@${GATEWAY_API_VERSION}"
+  local eg gwapi tmp="${GATEWAY_CRDS_DIR}.tmp.$$" f
+  eg="$(mod_info "github.com/envoyproxy/gateway@${ENVOY_GATEWAY_VERSION}" Dir)"
+  gwapi="$(mod_info "sigs.k8s.io/gateway-api@${GATEWAY_API_VERSION}" Dir)"
+  [[ -d "${eg}/charts/gateway-crds-helm/templates/generated" ]] || die "no CRDs in ${eg}"
+  [[ -d "${gwapi}/config/crd/standard" ]] || die "no CRDs in ${gwapi}"
+  rm -rf "${tmp}"; mkdir -p "${tmp}/gateway-api" "${tmp}/envoy-gateway"
+  for f in "${gwapi}"/config/crd/standard/gateway.networking.k8s.io_*.yaml; do
+    [[ "${f}" == *_vap_* ]] && continue   # a ValidatingAdmissionPolicy, not a CRD
+    cp "${f}" "${tmp}/gateway-api/"
+  done
+  for f in "${eg}"/charts/gateway-crds-helm/templates/generated/*.yaml; do
+    grep -v '^{{-' "${f}" >"${tmp}/envoy-gateway/$(basename "${f}")"
+  done
+  grep -q 'kind: BackendTrafficPolicy' "${tmp}/envoy-gateway/gateway.envoyproxy.io_backendtrafficpolicies.yaml"     || die "Envoy Gateway ${ENVOY_GATEWAY_VERSION} has no BackendTrafficPolicy CRD where expected"
+  touch "${tmp}/.complete"
+  rm -rf "${GATEWAY_CRDS_DIR}"; mv "${tmp}" "${GATEWAY_CRDS_DIR}"
+  log "gateway-crds: $(ls "${GATEWAY_CRDS_DIR}/gateway-api" | wc -l) Gateway API and $(ls "${GATEWAY_CRDS_DIR}/envoy-gateway" | wc -l) Envoy Gateway CRDs"
+}
+
+# Envoy Gateway's controller (cmd/envoy-gateway); its go.mod has no replace directives, so
+# `go install` builds it as the project's own build does.
+build_envoy_gateway() {
+  local v="${ENVOY_GATEWAY_VERSION}"
+  if have_all "${ENVOY_GATEWAY_DIR}" "${ENVOY_GATEWAY_BINS[@]}"; then log "envoy-gateway ${v}: cached"; return; fi
+  log "envoy-gateway ${v}: building"
+  local dir="${WORK_ROOT}/envoy-gateway"
+  mkdir -p "${dir}/out"
+  (cd "${dir}" && GOBIN="${dir}/out" go install -trimpath -ldflags "-s -w"       "github.com/envoyproxy/gateway/cmd/envoy-gateway@${v}")     || die "envoy-gateway ${v}: go install failed"
+  install_bins "${dir}/out" "${ENVOY_GATEWAY_DIR}" "${ENVOY_GATEWAY_BINS[@]}"
+}
+
 TIMINGS=()
 TOTAL_START=${SECONDS}
 log "go: $(go version); cache: ${CACHE_ROOT}"
@@ -273,6 +325,8 @@ for c in "${COMPONENTS[@]}"; do
     etcd) timed "etcd ${ETCD_VERSION}" build_etcd ;;
     helm) timed "helm ${HELM_VERSION}" build_helm ;;
     kubernetes) timed "kubernetes ${KUBE_VERSION}" build_kubernetes ;;
+    gateway-crds) timed "gateway-crds ${ENVOY_GATEWAY_VERSION}" build_gateway_crds ;;
+    envoy-gateway) timed "envoy-gateway ${ENVOY_GATEWAY_VERSION}" build_envoy_gateway ;;
   esac
 done
 log "timings:"

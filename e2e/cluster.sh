@@ -14,6 +14,7 @@
 #   e2e/cluster.sh chart                 (re)install CRDs and chart, operator kubeconfig
 #   e2e/cluster.sh exporter start|stop   the fleet exporter alone
 #   e2e/cluster.sh prometheus start|stop Prometheus alone (same port each time)
+#   e2e/cluster.sh envoy-gateway start|stop  Envoy Gateway's controller alone
 #
 # Settings (environment):
 #   FLEETSCALE_E2E_STATE      state dir (kubeconfig, logs, data)   [/tmp/fleetscale-e2e]
@@ -27,6 +28,7 @@
 #                             and scheduler, set when the cluster is created [their defaults]
 #   PYTHON                    Python with prometheus-client and kubernetes [python]
 #   PROMETHEUS_BIN            [/usr/bin/prometheus]
+#   HAPROXY_BIN               [/usr/sbin/haproxy] the gateway of the shed scenarios
 set -euo pipefail
 
 E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -36,6 +38,7 @@ STATE="${FLEETSCALE_E2E_STATE:-${TMPDIR:-/tmp}/fleetscale-e2e}"
 CLUSTER="${FLEETSCALE_E2E_CLUSTER:-fleetscale-e2e}"
 PYTHON="${PYTHON:-python}"
 PROMETHEUS_BIN="${PROMETHEUS_BIN:-/usr/bin/prometheus}"
+HAPROXY_BIN="${HAPROXY_BIN:-/usr/sbin/haproxy}"
 KUBECONFIG_PATH="${STATE}/kubeconfig"
 LOGS="${STATE}/logs"
 # kwokctl keeps each cluster's files (pki, component configs, pids) here.
@@ -278,11 +281,13 @@ CHART_NS="${FLEETSCALE_E2E_OPERATOR_NAMESPACE:-fleetscale-system}"
 chart_install() {
   local chart="${E2E_DIR}/../charts/fleetscale"
   [[ -f "${chart}/Chart.yaml" ]] || die "no chart at ${chart}"
+  gateway_crds_install
   log "installing CRDs and chart ${CHART_RELEASE} into ${CHART_NS}"
   kc apply --server-side --force-conflicts -f "${E2E_DIR}/../crds/" >&2
   helm --kubeconfig "${KUBECONFIG_PATH}" upgrade --install "${CHART_RELEASE}" "${chart}" \
     --namespace "${CHART_NS}" --create-namespace \
-    --set replicaCount=1 --set providers.kwok.enabled=true >"${LOGS}/helm.log" 2>&1 \
+    --set replicaCount=1 --set providers.kwok.enabled=true \
+    --set gateways.envoyGateway.enabled=true >"${LOGS}/helm.log" 2>&1 \
     || { cat "${LOGS}/helm.log" >&2; die "helm install failed"; }
   local dep sa
   dep="$(kc -n "${CHART_NS}" get deploy -l app.kubernetes.io/instance="${CHART_RELEASE}" -o name | head -n1)"
@@ -291,6 +296,19 @@ chart_install() {
   sa="$(kc -n "${CHART_NS}" get "${dep}" -o jsonpath='{.spec.template.spec.serviceAccountName}')"
   [[ -n "${sa}" ]] || die "the chart's Deployment names no ServiceAccount"
   operator_kubeconfig "${CHART_NS}" "${sa}"
+}
+
+# Gateway API's CRDs (standard channel) and Envoy Gateway's, from their Go modules
+# (e2e/build-binaries.sh gateway-crds): the API server validates every policy the operator
+# writes against Envoy Gateway's own schema.
+gateway_crds_install() {
+  [[ -f "${GATEWAY_CRDS_DIR}/.complete" ]] || "${E2E_DIR}/build-binaries.sh" gateway-crds >&2
+  log "installing Gateway API ${GATEWAY_API_VERSION} and Envoy Gateway ${ENVOY_GATEWAY_VERSION} CRDs"
+  kc apply --server-side --force-conflicts -f "${GATEWAY_CRDS_DIR}/gateway-api/" \
+    -f "${GATEWAY_CRDS_DIR}/envoy-gateway/" >"${LOGS}/gateway-crds.log" 2>&1 \
+    || { cat "${LOGS}/gateway-crds.log" >&2; die "installing the gateway CRDs failed"; }
+  kc wait --for=condition=Established --timeout=60s \
+    crd/backendtrafficpolicies.gateway.envoyproxy.io crd/httproutes.gateway.networking.k8s.io >&2
 }
 
 # A kubeconfig that authenticates as the chart's ServiceAccount.
@@ -378,6 +396,60 @@ prometheus_start() {
 
 prometheus_stop() { stop_pid prometheus "${STATE}/prometheus/prometheus.yml"; }
 
+# ----------------------------------------------------------------- envoy gateway
+# Envoy Gateway's controller (built by e2e/build-binaries.sh envoy-gateway), run as a local
+# process with the admin kubeconfig, as its chart runs it cluster-wide with its own RBAC. It
+# reconciles GatewayClass envoy-gateway and writes the status of routes and policies (the shed
+# scenario checks that it accepts fleetscale's BackendTrafficPolicy). Its Envoy proxies cannot
+# run on kwok's fake nodes; only the control plane's status is tested.
+#
+# Out of a pod, the controller still loads its xDS TLS certificates from /certs/tls.crt,
+# tls.key and ca.crt (fixed paths in v1.9.1 for the Kubernetes provider). `certgen --local`
+# writes them under the state directory, and the controller runs in a mount namespace of its
+# own (unshare) where that directory is bind-mounted on /certs; only an empty /certs directory
+# is created on the host, as the mount point.
+EG_NS=envoy-gateway-system
+envoy_gateway_start() {
+  mkdir -p "${STATE}/envoy-gateway" "${LOGS}"
+  if pid_alive envoy-gateway "${STATE}/envoy-gateway/config.yaml"; then log "envoy-gateway already running"; return; fi
+  local bin="${ENVOY_GATEWAY_BIN_DIR}/envoy-gateway" dir="${STATE}/envoy-gateway"
+  [[ -x "${bin}" ]] || "${E2E_DIR}/build-binaries.sh" envoy-gateway >&2
+  command -v unshare >/dev/null || die "unshare (util-linux) is required to run Envoy Gateway"
+  kc get namespace "${EG_NS}" >/dev/null 2>&1 || kc create namespace "${EG_NS}" >&2
+  "${bin}" certgen --local --config-home "${dir}" >"${LOGS}/envoy-gateway-certgen.log" 2>&1 \
+    || { cat "${LOGS}/envoy-gateway-certgen.log" >&2; die "envoy-gateway certgen --local failed"; }
+  # The proxies' certificates as Secrets, as the chart's certgen Job creates them.
+  ENVOY_GATEWAY_NAMESPACE="${EG_NS}" KUBECONFIG="${KUBECONFIG_PATH}" "${bin}" certgen --disable-topology-injector \
+    >>"${LOGS}/envoy-gateway-certgen.log" 2>&1 \
+    || { cat "${LOGS}/envoy-gateway-certgen.log" >&2; die "envoy-gateway certgen failed"; }
+  printf '%s\n' \
+    'apiVersion: gateway.envoyproxy.io/v1alpha1' \
+    'kind: EnvoyGateway' \
+    'provider:' \
+    '  type: Kubernetes' \
+    'gateway:' \
+    '  controllerName: gateway.envoyproxy.io/gatewayclass-controller' >"${dir}/config.yaml"
+  mkdir -p /certs
+  ENVOY_GATEWAY_NAMESPACE="${EG_NS}" KUBECONFIG="${KUBECONFIG_PATH}" start_bg envoy-gateway \
+    "${LOGS}/envoy-gateway.log" unshare --mount --propagation private sh -c \
+    'mount --bind "$0" /certs && exec "$1" server --config-path "$2"' \
+    "${dir}/certs/envoy-gateway" "${bin}" "${dir}/config.yaml"
+  printf '%s\n' \
+    'apiVersion: gateway.networking.k8s.io/v1' \
+    'kind: GatewayClass' \
+    'metadata: {name: envoy-gateway}' \
+    'spec: {controllerName: gateway.envoyproxy.io/gatewayclass-controller}' | kc apply -f - >&2
+  local start=${SECONDS}
+  until [[ "$(kc get gatewayclass envoy-gateway -o jsonpath='{.status.conditions[?(@.type=="Accepted")].status}' 2>/dev/null)" == True ]]; do
+    pid_alive envoy-gateway "${dir}/config.yaml" || { tail -n 30 "${LOGS}/envoy-gateway.log" >&2; die "envoy-gateway exited"; }
+    (( SECONDS - start < 90 )) || { tail -n 30 "${LOGS}/envoy-gateway.log" >&2; die "Envoy Gateway did not accept its GatewayClass in 90s"; }
+    sleep 1
+  done
+  log "envoy gateway ${ENVOY_GATEWAY_VERSION} running; GatewayClass envoy-gateway accepted"
+}
+
+envoy_gateway_stop() { stop_pid envoy-gateway "${STATE}/envoy-gateway/config.yaml"; }
+
 wait_first_scrape() {
   local url start=${SECONDS}
   url="http://127.0.0.1:$(cat "${STATE}/prometheus.port")"
@@ -410,12 +482,15 @@ export FLEETSCALE_E2E_OPERATOR=${FLEETSCALE_E2E_OPERATOR:-process}
 export FLEETSCALE_E2E_OPERATOR_KUBECONFIG=${STATE}/operator.kubeconfig
 export FLEETSCALE_E2E_OPERATOR_NAMESPACE=${CHART_NS}
 export FLEETSCALE_E2E_AUDIT_LOG=${KWOK_WORKDIR}/clusters/${CLUSTER}/logs/audit.log
+export FLEETSCALE_E2E_HAPROXY=${HAPROXY_BIN}
+export FLEETSCALE_E2E_ENVOY_GATEWAY=${ENVOY_GATEWAY_BIN_DIR}/envoy-gateway
+export FLEETSCALE_E2E_GATEWAY_CRDS=${GATEWAY_CRDS_DIR}
 EOF
 }
 
 status() {
   local n
-  for n in exporter prometheus; do
+  for n in exporter prometheus envoy-gateway; do
     if [[ -f "${STATE}/${n}.pid" ]] && [[ -d "/proc/$(cat "${STATE}/${n}.pid")" ]]; then
       echo "${n}: running (pid $(cat "${STATE}/${n}.pid"), port $(cat "${STATE}/${n}.port" 2>/dev/null))"
     else
@@ -437,6 +512,7 @@ up() {
   chart_install
   exporter_start
   prometheus_start
+  envoy_gateway_start
   wait_first_scrape
   env_lines >"${STATE}/env"
   log "up in $((SECONDS - start))s; env in ${STATE}/env"
@@ -448,6 +524,7 @@ down() {
     mkdir -p "${FLEETSCALE_E2E_ARTIFACTS}"
     cp -r "${LOGS}" "${FLEETSCALE_E2E_ARTIFACTS}/" 2>/dev/null || true
   fi
+  envoy_gateway_stop
   prometheus_stop
   exporter_stop
   # Operator containers (e2e/image-local.sh) that a test run left behind.
@@ -475,6 +552,12 @@ case "${1:-}" in
       start) exporter_start ;;
       stop) exporter_stop ;;
       *) die "usage: $0 exporter start|stop" ;;
+    esac ;;
+  envoy-gateway)
+    case "${2:-}" in
+      start) envoy_gateway_start ;;
+      stop) envoy_gateway_stop ;;
+      *) die "usage: $0 envoy-gateway start|stop" ;;
     esac ;;
   prometheus)
     case "${2:-}" in

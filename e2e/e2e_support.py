@@ -166,8 +166,11 @@ class Exporter:
         value: int,
         model: str | None = None,
         concurrency: int | None = None,
+        service_seconds: float | None = None,
     ) -> dict[str, Any]:
         q = {"pool": f"{namespace}/{deployment}", "value": str(value)}
+        if service_seconds is not None:
+            q["service"] = str(service_seconds)
         if model:
             q["model"] = model
         if concurrency is not None:

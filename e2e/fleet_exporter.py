@@ -29,6 +29,14 @@ HTTP (one port, 127.0.0.1 by default):
 * ``DELETE /load?pool=NS/NAME``         forget a pool
 * ``GET /load``                         JSON: every pool's inputs and outputs
 * ``GET /healthz``                      ``ok``
+* ``POST /v1/completions``, ``POST /v1/chat/completions`` (header ``X-Fleet-Pool: NS/NAME``)
+                                        the replicas serving: an OpenAI-style answer after
+                                        the pool's service time (``&service=S`` on
+                                        ``/load``, default 1 s) while at least one pod is
+                                        Ready (503 otherwise). A request counts in the
+                                        pool's load while it is served, so real traffic
+                                        (what a gateway lets through) drives the metrics;
+                                        ``value`` is added to it.
 
 Run: ``python e2e/fleet_exporter.py --port 0 --port-file /tmp/p``
 (the Kubernetes config comes from ``KUBECONFIG``, as for kubectl).
@@ -44,6 +52,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -75,6 +84,9 @@ class Pool:
     model: str
     concurrency: int = DEFAULT_CONCURRENCY
     load: int = 0
+    in_flight: int = 0  # completions being served now (added to ``load``)
+    service_seconds: float = 1.0
+    served: int = 0
     ready_pods: list[ReadyPod] = dataclasses.field(default_factory=list)
     observed: bool = False  # the API server has been read at least once
     error: str = ""
@@ -103,7 +115,7 @@ def split_evenly(total: int, parts: int) -> list[int]:
 def compute(pool: Pool, idle_gpu_util: int) -> list[PodSample]:
     """The per-pod numbers of one pool: pure, so a test can predict them."""
     pods = sorted(pool.ready_pods, key=lambda p: p.name)
-    load = max(0, pool.load)
+    load = max(0, pool.load) + max(0, pool.in_flight)
     if not pods:
         return [PodSample(pod="", node="", gpus=0, running=0, waiting=load, gpu_util=0)]
     capacity = len(pods) * pool.concurrency
@@ -135,7 +147,12 @@ class Fleet:
         self.idle_gpu_util = idle_gpu_util
 
     def set_load(
-        self, key: str, value: int, model: str | None = None, concurrency: int | None = None
+        self,
+        key: str,
+        value: int,
+        model: str | None = None,
+        concurrency: int | None = None,
+        service_seconds: float | None = None,
     ) -> Pool:
         namespace, name = parse_pool_key(key)
         with self._lock:
@@ -147,6 +164,8 @@ class Fleet:
                 pool.model = model
             if concurrency is not None:
                 pool.concurrency = concurrency
+            if service_seconds is not None:
+                pool.service_seconds = service_seconds
             pool.load = value
             return dataclasses.replace(pool)
 
@@ -172,6 +191,24 @@ class Fleet:
                 pool.observed = True
             pool.error = error
 
+    def admit(self, key: str) -> tuple[Pool | None, str]:
+        """Start serving one completion of pool ``key``: the pool, or None and why not."""
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                return None, f"no pool {key}"
+            if not pool.ready_pods:
+                return None, f"no Ready replica of {key}"
+            pool.in_flight += 1
+            return dataclasses.replace(pool), ""
+
+    def finish(self, key: str) -> None:
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is not None:
+                pool.in_flight = max(0, pool.in_flight - 1)
+                pool.served += 1
+
     def snapshot(self) -> list[tuple[Pool, list[PodSample]]]:
         with self._lock:
             pools = [
@@ -186,6 +223,9 @@ class Fleet:
                 "model": pool.model,
                 "concurrency": pool.concurrency,
                 "load": pool.load,
+                "inFlight": pool.in_flight,
+                "served": pool.served,
+                "serviceSeconds": pool.service_seconds,
                 "observed": pool.observed,
                 "error": pool.error,
                 "readyPods": [p.name for p in sorted(pool.ready_pods, key=lambda p: p.name)],
@@ -402,7 +442,16 @@ def make_handler(fleet: Fleet, registry: CollectorRegistry) -> type[BaseHTTPRequ
                 conc = int(q["concurrency"]) if "concurrency" in q else None
                 if conc is not None and conc < 1:
                     raise ValueError("concurrency must be >= 1")
-                pool = fleet.set_load(q["pool"], value, model=q.get("model"), concurrency=conc)
+                service = float(q["service"]) if "service" in q else None
+                if service is not None and not 0 <= service <= 60:
+                    raise ValueError("service must be within [0, 60] seconds")
+                pool = fleet.set_load(
+                    q["pool"],
+                    value,
+                    model=q.get("model"),
+                    concurrency=conc,
+                    service_seconds=service,
+                )
             except (KeyError, ValueError) as e:
                 self.reply(400, f"bad request: {e}; use /load?pool=NS/NAME&value=N\n")
                 return
@@ -410,7 +459,42 @@ def make_handler(fleet: Fleet, registry: CollectorRegistry) -> type[BaseHTTPRequ
             self.reply_json(200, fleet.describe()[pool.key])
 
         def do_POST(self) -> None:
-            self.do_PUT()
+            path = urlsplit(self.path).path
+            if path in ("/v1/completions", "/v1/chat/completions"):
+                self.complete(path)
+            else:
+                self.do_PUT()
+
+        def complete(self, path: str) -> None:
+            """Serve one completion as the pool's Ready replicas would (see the module doc)."""
+            length = int(self.headers.get("Content-Length") or 0)
+            request = json.loads(self.rfile.read(length) or b"{}") if length else {}
+            key = self.headers.get("X-Fleet-Pool", "")
+            pool, why = fleet.admit(key)
+            if pool is None:
+                self.reply_json(503, {"error": {"message": why, "type": "unavailable"}})
+                return
+            try:
+                time.sleep(pool.service_seconds)
+            finally:
+                fleet.finish(key)
+            chat = path.endswith("chat/completions")
+            text = "ok"
+            choice: dict[str, Any] = (
+                {"index": 0, "message": {"role": "assistant", "content": text}}
+                if chat
+                else {"index": 0, "text": text}
+            )
+            self.reply_json(
+                200,
+                {
+                    "id": f"cmpl-{time.monotonic_ns()}",
+                    "object": "chat.completion" if chat else "text_completion",
+                    "model": request.get("model", pool.model),
+                    "choices": [{**choice, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                },
+            )
 
         def do_DELETE(self) -> None:
             url = urlsplit(self.path)

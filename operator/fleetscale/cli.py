@@ -121,6 +121,40 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_haproxy_agent(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import signal
+
+    from fleetscale.explain import _load_api_client
+    from fleetscale.gateways.base import GatewayError
+    from fleetscale.gateways.haproxy import HAProxyShedAgent
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        agent = HAProxyShedAgent.build(
+            _load_api_client(args.kubeconfig, None),
+            namespace=args.namespace,
+            config_map=args.config_map,
+            socket_path=args.socket,
+            map_path=args.map,
+            text_map_path=args.text_map,
+        )
+    except GatewayError as error:
+        print(f"fleetscale haproxy-agent: {error}", file=sys.stderr)
+        return 2
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await agent.run(args.interval, stop)
+
+    asyncio.run(main())
+    return 0
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from fleetscale.sim.command import simulate
 
@@ -226,6 +260,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_cmd_run)
 
+    agent = commands.add_parser(
+        "haproxy-agent",
+        help="keep an HAProxy's shed maps at a pool's shed-load ConfigMap (Runtime API)",
+    )
+    agent.add_argument("--namespace", required=True, help="the InferencePool's namespace")
+    agent.add_argument("--config-map", required=True, help="the pool's spec.shedLoad.configMapName")
+    agent.add_argument("--socket", required=True, help="HAProxy's stats socket (level admin)")
+    agent.add_argument(
+        "--map", required=True, help="the map file HAProxy's configuration reads numbers from"
+    )
+    agent.add_argument("--text-map", help="the map file it reads the message from")
+    agent.add_argument("--interval", type=float, default=1.0, help="seconds between reads (1)")
+    agent.add_argument("--kubeconfig", help="default: in-cluster, else $KUBECONFIG")
+    agent.set_defaults(handler=_cmd_haproxy_agent)
+
     simulate = commands.add_parser(
         "simulate",
         help="replay request traces through a simulated GPU fleet under autoscaling policies",
@@ -264,6 +313,19 @@ def build_parser() -> argparse.ArgumentParser:
         "and the README section between the bench markers",
     )
     simulate.add_argument("--readme", metavar="FILE", help="README to refresh (with --bench)")
+    simulate.add_argument(
+        "--compare-gateways",
+        action="store_true",
+        help="fleetscale with an all-or-nothing gateway against one that refuses the decided "
+        "fraction, lower priority first (default scenario: flash-70b)",
+    )
+    simulate.add_argument(
+        "--low-priority-share",
+        type=float,
+        default=0.5,
+        metavar="SHARE",
+        help="share of requests marked lower priority (with --compare-gateways; 0.5)",
+    )
     simulate.add_argument(
         "--docs-dir", metavar="DIR", default="docs", help="docs directory (with --bench)"
     )

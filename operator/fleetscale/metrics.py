@@ -60,6 +60,13 @@ class OperatorMetrics:
             pool_labels,
             registry=self.registry,
         )
+        self.shed_fraction = Gauge(
+            "fleetscale_shed_fraction",
+            "Share of requests (0-1) the gateways should refuse while shedding, lower-priority "
+            "requests first (0 when not shedding).",
+            pool_labels,
+            registry=self.registry,
+        )
         self.observed_queue_depth = Gauge(
             "fleetscale_observed_queue_depth",
             "Queue depth (waiting requests) of the pool as last read from Prometheus; absent "
@@ -108,6 +115,7 @@ class OperatorMetrics:
             self.current_replicas,
             self.shed_active,
             self.shed_retry_after_seconds,
+            self.shed_fraction,
             self.observed_queue_depth,
             self.observed_gpu_utilization_percent,
         )

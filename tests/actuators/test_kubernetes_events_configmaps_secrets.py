@@ -145,6 +145,12 @@ async def test_a_failed_post_is_logged_not_raised(
 
 # ----- Shed flag ConfigMap -----
 
+_UNSET: dict[str, str | None] = {
+    "message": None,
+    "lowPriorityHeader": None,
+    "lowPriorityValue": None,
+}
+
 
 @pytest.mark.parametrize(
     ("flag", "expected"),
@@ -153,24 +159,49 @@ async def test_a_failed_post_is_logged_not_raised(
             ShedFlag(True, "MaxReplicas", SINCE, 30),
             {
                 "active": "true",
+                "fraction": "0.00",
                 "reason": "MaxReplicas",
                 "retryAfterSeconds": "30",
                 "since": "2026-11-26T12:00:00Z",
+                **_UNSET,
             },
             id="on",
         ),
         pytest.param(
-            ShedFlag(False, "NotLimited", SINCE, None),
-            {"active": "false", "reason": "NotLimited", "retryAfterSeconds": None, "since": None},
-            id="off-drops-since-and-retry",
+            ShedFlag(True, "MaxReplicas", SINCE, 30, 0.35, "busy", ("x-priority", "low")),
+            {
+                "active": "true",
+                "fraction": "0.35",
+                "reason": "MaxReplicas",
+                "retryAfterSeconds": "30",
+                "since": "2026-11-26T12:00:00Z",
+                "message": "busy",
+                "lowPriorityHeader": "x-priority",
+                "lowPriorityValue": "low",
+            },
+            id="on-with-fraction-message-and-priority",
+        ),
+        pytest.param(
+            ShedFlag(False, "NotLimited", SINCE, None, 0.4),
+            {
+                "active": "false",
+                "fraction": "0.00",
+                "reason": "NotLimited",
+                "retryAfterSeconds": None,
+                "since": None,
+                **_UNSET,
+            },
+            id="off-drops-since-and-retry-and-the-fraction",
         ),
         pytest.param(
             ShedFlag(True, "NodesProvisioning", SINCE.astimezone(timezone(timedelta(hours=2))), 5),
             {
                 "active": "true",
+                "fraction": "0.00",
                 "reason": "NodesProvisioning",
                 "retryAfterSeconds": "5",
                 "since": "2026-11-26T12:00:00Z",
+                **_UNSET,
             },
             id="since-in-utc",
         ),
@@ -188,6 +219,7 @@ async def test_the_flag_configmap_is_created_owned_then_patched(
     stored = emulator.objects["v1/configmaps", NS, "llama-shed"]
     assert dict(stored["data"]) == {
         "active": "true",
+        "fraction": "0.00",
         "reason": "MaxReplicas",
         "retryAfterSeconds": "30",
         "since": "2026-11-26T12:00:00Z",
@@ -206,7 +238,7 @@ async def test_the_flag_configmap_is_created_owned_then_patched(
     await publisher.publish(POOL, "llama-shed", ShedFlag(False, "NotLimited", None, None))
     stored = emulator.objects["v1/configmaps", NS, "llama-shed"]
     # Removed keys are gone (merge patch with null), not left behind stale.
-    assert dict(stored["data"]) == {"active": "false", "reason": "NotLimited"}
+    assert dict(stored["data"]) == {"active": "false", "fraction": "0.00", "reason": "NotLimited"}
     assert len(emulator[kmock.method.POST]) == 1
     assert len(emulator[kmock.method.PATCH]) == 1
 

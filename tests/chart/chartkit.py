@@ -308,6 +308,7 @@ MATRIX = [
                 "clusterAPI": {"enabled": True},
                 "placeholder": {"enabled": True, "namespace": "gpu-placeholders"},
             },
+            "gateways": {"envoyGateway": {"enabled": True}},
             "rbac": {
                 "extraScaleTargets": [
                     {"apiGroup": "leaderworkerset.x-k8s.io", "resource": "leaderworkersets"},
@@ -324,6 +325,7 @@ MATRIX = [
                 "clusterAPI": {"enabled": True, "namespaces": ["capi-system"]},
                 "placeholder": {"enabled": True},
             },
+            "gateways": {"envoyGateway": {"enabled": True}},
             "rbac": {"extraScaleTargets": []},
         },
         id="namespaced-providers",

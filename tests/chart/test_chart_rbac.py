@@ -73,6 +73,7 @@ CAPI = "nodepools/clusterapi.py"
 APOOLS = "controller/acceleratorpools/cluster.py"
 HANDLERS = "controller/handlers.py"
 PLACEHOLDER = "nodepools/placeholder.py"
+ENVOY = "gateways/envoy_gateway.py"
 
 GRANTS: tuple[Grant, ...] = (
     Grant(
@@ -115,6 +116,15 @@ GRANTS: tuple[Grant, ...] = (
         "watched", "", "configmaps", ("get", "create", "patch"),
         (fs(CONFIGMAP, '"GET", path'), fs(CONFIGMAP, '"PATCH", path'),
          fs(CONFIGMAP, '"POST", f"/api/v1/namespaces/{namespace}/configmaps"')),
+    ),
+    Grant(
+        "watched", "gateway.envoyproxy.io", "backendtrafficpolicies",
+        ("get", "create", "patch", "delete"),
+        (fs(ENVOY, 'self._api.request("GET", path)'),
+         fs(ENVOY, 'self._api.request("POST", self._path(target), body=desired)'),
+         fs(ENVOY, '"PATCH", path, body=patch, content_type=MERGE_PATCH'),
+         fs(ENVOY, 'self._api.request("DELETE", path, body=options)')),
+        feature="envoyGateway",
     ),
     Grant(
         "cluster", "apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch"),
@@ -216,9 +226,10 @@ LEASE_EVIDENCE = (
 def _features(values: dict[str, Any]) -> set[str]:
     namespaced = bool(values.get("operator", {}).get("watchNamespaces"))
     features = {"namespaced" if namespaced else "clusterwide"}
-    for provider, settings in values.get("providers", {}).items():
-        if settings.get("enabled"):
-            features.add(provider)
+    for switches in ("providers", "gateways"):
+        for name, settings in values.get(switches, {}).items():
+            if settings.get("enabled"):
+                features.add(name)
     return features
 
 

@@ -55,7 +55,7 @@ def test_kubectl_explain_documents_every_field(kind: str) -> None:
     [
         pytest.param(
             "InferencePool", ("ipool", "ipools"),
-            {"Target", "Ready", "Desired", "Queue", "GPU%", "Shed"},
+            {"Target", "Ready", "Desired", "Queue", "GPU%", "Shed", "Refused"},
             id="ipools",
         ),
         pytest.param(

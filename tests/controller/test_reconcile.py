@@ -489,10 +489,13 @@ async def test_shed_flag_goes_to_status_configmap_gauge_and_events() -> None:
         shedLoad={"enabled": True, "queuePerReplicaThreshold": 20, "configMapName": "llama-shed"},
     )
     await world.tick(shed_spec, NOW, queue=300)
-    await world.tick(shed_spec, NOW + 15, queue=300)
+    # 3 ready replicas at a threshold of 20 carry 60 of the 300 waiting: 80% are refused, so
+    # the next reading shows the 20% let through, and the fraction holds.
+    await world.tick(shed_spec, NOW + 15, queue=60)
 
     assert world.status is not None
     assert world.status["shedLoad"]["active"] is True
+    assert world.status["shedLoad"]["fraction"] == 0.8
     assert world.status["shedLoad"]["retryAfterSeconds"] > 0
     assert world.condition("ShedLoad")["status"] == "True"
     assert world.condition("ScalingLimited")["status"] == "True"
@@ -502,12 +505,16 @@ async def test_shed_flag_goes_to_status_configmap_gauge_and_events() -> None:
     assert len(world.publisher.published) == 1  # unchanged flag: not re-written
     assert world.metric("fleetscale_shed_active") == 1
     assert world.metric("fleetscale_shed_retry_after_seconds") == flag.retry_after_seconds
+    assert world.metric("fleetscale_shed_fraction") == 0.8
+    assert flag.fraction == 0.8
     assert world.events.reasons().count("ShedLoadStarted") == 1
 
     await world.tick(shed_spec, NOW + 30, queue=3)
     assert world.status["shedLoad"]["active"] is False
+    assert "fraction" not in world.status["shedLoad"]
     assert not world.publisher.current[("serving", "llama-shed")].active
     assert world.metric("fleetscale_shed_active") == 0
+    assert world.metric("fleetscale_shed_fraction") == 0
     assert world.events.reasons().count("ShedLoadStopped") == 1
 
 

@@ -358,10 +358,26 @@ def test_shed_state_remembers_when_it_started() -> None:
     assert second.shed.active  # 15 per replica: between release (10) and threshold (20)
     assert not second.shed.changed
     assert state.shed.since == NOW
-    third, state = plan_and_commit(spec, observe(8, queue=40, now=NOW + 30), state, NOW + 30)
+    # The queue is empty, so the refused share added back is nothing: demand fits, the flag
+    # goes off at once (NotLimited).
+    third, state = plan_and_commit(spec, observe(8, queue=0, now=NOW + 30), state, NOW + 30)
     assert not third.shed.active
     assert third.shed.changed
     assert state.shed.since == NOW + 30
+
+
+def test_a_queue_held_low_by_the_gateway_still_reads_as_limited() -> None:
+    """While gateways refuse a share of the requests, the queue shows only what they let
+    through: 40 waiting with 80% refused is 200 offered, 40 replicas' worth at a target of 5,
+    more than replicas.max 8. Judged on the 40 alone the fleet would read as not limited, the
+    flag would drop at once and the refused load would flood back (a flapping flag)."""
+    spec = make_spec()
+    _, state = plan_and_commit(spec, observe(8, queue=400), QUIET, NOW)
+    assert state.shed.fraction == 0.8  # 8 ready x 10 = 80 servable of 400
+    decision, state = plan_and_commit(spec, observe(8, queue=40, now=NOW + 15), state, NOW + 15)
+    assert decision.scaling_limited.status
+    assert decision.shed.active
+    assert decision.shed.reason == "MaxReplicas"
 
 
 def test_spike_scales_up_at_once_and_down_after_the_window() -> None:

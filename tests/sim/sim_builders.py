@@ -39,6 +39,7 @@ class Fixed:
     replicas: int
     shed: bool = False
     shed_queue_per_replica: float = 0.0
+    shed_fraction: float = 1.0
     node_mode: NodeMode = "reactive"
     node_scale_down_delay_seconds: float = 0.0
     interval_seconds: int = 15
@@ -50,7 +51,10 @@ class Fixed:
     def decide(self, view: FleetView) -> Action:
         self.views.append(view)
         return Action(
-            self.replicas, shed=self.shed, shed_queue_per_replica=self.shed_queue_per_replica
+            self.replicas,
+            shed=self.shed,
+            shed_queue_per_replica=self.shed_queue_per_replica,
+            shed_fraction=self.shed_fraction,
         )
 
 

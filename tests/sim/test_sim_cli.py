@@ -55,3 +55,18 @@ def test_bench_refuses_a_readme_without_markers_before_simulating(
     assert code == 1
     assert "bench:start" in capsys.readouterr().err
     assert readme.read_text(encoding="utf-8") == "# fleetscale\n"
+
+
+def test_compare_gateways_prints_one_row_per_gateway(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_azure_trace(tmp_path, "azure2023_conv", rows=1200, step_seconds=1.0)
+    argv = ["simulate", "--compare-gateways", "--scenario", "tiny", "--low-priority-share", "0.3"]
+    assert main([*argv, "--traces-dir", str(tmp_path), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "tiny (seed 1, 30% lower priority)" in printed
+    rows = [line for line in printed.splitlines() if line.startswith(("| all ", "| fraction "))]
+    assert [row.split("|")[1].strip() for row in rows] == ["all", "fraction"]
+    # Both rows account for the same requests: the lower-priority column names its total.
+    totals = {row.rsplit("of ", 2)[1].split(" ")[0] for row in rows}
+    assert len(totals) == 1

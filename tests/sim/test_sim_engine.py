@@ -194,3 +194,38 @@ def test_a_64_replica_fleet_serves_its_load() -> None:
     result = FleetSimulator(settings, workload, oracle, oracle.initial_replicas()).run()
     assert result.outcomes.total == 96_000
     assert result.outcomes.met_ttft / result.outcomes.total > 0.99
+
+
+def _gateway_run(gateway: str, fraction: float = 1.0, share: float = 0.0):  # type: ignore[no-untyped-def]
+    policy = Fixed(1, shed=True, shed_fraction=fraction)
+    simulated = config(gateway=gateway, low_priority_share=share)
+    return FleetSimulator(simulated, steady(10, 200), policy, 1).run().outcomes
+
+
+@pytest.mark.parametrize(
+    ("gateway", "fraction", "share", "refused", "low_refused", "others_refused"),
+    [
+        # 2,000 requests while the flag is up the whole run.
+        pytest.param("all", 0.3, 0.5, 1.0, 1.0, 1.0, id="all-or-nothing-ignores-the-fraction"),
+        pytest.param("fraction", 0.3, 0.0, 0.3, 0.0, 0.3, id="fraction-without-classes"),
+        pytest.param("fraction", 0.3, 0.5, 0.3, 0.6, 0.0, id="lower-priority-first"),
+        pytest.param("fraction", 0.75, 0.5, 0.75, 1.0, 0.5, id="then-the-others"),
+    ],
+)
+def test_the_gateway_refuses_the_fraction_lower_priority_first(
+    gateway: str,
+    fraction: float,
+    share: float,
+    refused: float,
+    low_refused: float,
+    others_refused: float,
+) -> None:
+    outcomes = _gateway_run(gateway, fraction, share)
+    assert outcomes.shed / outcomes.total == pytest.approx(refused, abs=0.04)
+    low = outcomes.low_priority_total
+    others = outcomes.total - low
+    assert low == pytest.approx(outcomes.total * share, abs=0.04 * outcomes.total)
+    if low:
+        assert outcomes.low_priority_shed / low == pytest.approx(low_refused, abs=0.05)
+    shed_others = outcomes.shed - outcomes.low_priority_shed
+    assert shed_others / others == pytest.approx(others_refused, abs=0.05)

@@ -118,6 +118,13 @@ watches the whole cluster, in a Role of each watched namespace otherwise.
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "create", "patch"]
+{{- if .Values.gateways.envoyGateway.enabled }}
+# Envoy Gateway: the BackendTrafficPolicy a shedding pool writes for the route it names (read,
+# created, updated with a merge patch, deleted when the pool stops shedding).
+- apiGroups: ["gateway.envoyproxy.io"]
+  resources: ["backendtrafficpolicies"]
+  verbs: ["get", "create", "patch", "delete"]
+{{- end }}
 {{- with .Values.prometheus.secretNames }}
 # Only the named Secrets: Prometheus bearer tokens and CA bundles that pools reference.
 - apiGroups: [""]

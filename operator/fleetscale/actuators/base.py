@@ -117,6 +117,9 @@ class ShedFlag:
     reason: str
     since: datetime | None
     retry_after_seconds: int | None
+    fraction: float = 0.0  # share of requests to refuse while active, lower priority first
+    message: str | None = None  # the body text of a refused request, if the spec names one
+    low_priority_header: tuple[str, str] | None = None  # (header, value) of requests shed first
 
 
 class ShedFlagPublisher(Protocol):
@@ -125,7 +128,8 @@ class ShedFlagPublisher(Protocol):
     async def publish(self, owner: InvolvedObject, config_map_name: str, flag: ShedFlag) -> None:
         """Create or patch the ConfigMap in the owner's namespace, owned by ``owner``.
 
-        Keys: ``active`` ("true"/"false"), ``retryAfterSeconds``, ``reason``, ``since``.
+        Keys: ``active`` ("true"/"false"), ``fraction``, ``retryAfterSeconds``, ``reason``,
+        ``since``, ``message``, ``lowPriorityHeader``, ``lowPriorityValue``.
         Raises ActuatorError when the API keeps failing.
         """
         ...

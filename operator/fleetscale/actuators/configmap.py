@@ -5,9 +5,14 @@ namespace, is owned by it (ownerReference, so deleting the pool deletes the flag
 plain string keys any gateway or script can read without knowing fleetscale:
 
     active             "true" | "false"
+    fraction           share of requests to refuse, "0.00" to "1.00" ("0.00" while off);
+                       lower-priority requests first
     reason             CamelCase, e.g. MaxReplicas, NodesProvisioning, NotLimited
     retryAfterSeconds  whole seconds for the Retry-After header (absent when unknown)
     since              RFC 3339 UTC time the flag last turned on (absent when off)
+    message            the body text of a refused request (when the spec sets a gateway)
+    lowPriorityHeader, lowPriorityValue   the request header (and value) that marks requests
+                       to refuse first (when the spec names one)
 
 Reads before it writes: an unchanged flag costs one GET and no write, so gateways that watch
 the ConfigMap see a change only when there is one. A missing ConfigMap is created (and
@@ -40,11 +45,16 @@ def flag_data(flag: ShedFlag) -> dict[str, str | None]:
     retry_after = None
     if flag.retry_after_seconds is not None:
         retry_after = str(max(0, int(flag.retry_after_seconds)))
+    header, value = flag.low_priority_header or (None, None)
     return {
         "active": "true" if flag.active else "false",
+        "fraction": f"{flag.fraction if flag.active else 0.0:.2f}",
         "reason": flag.reason,
         "retryAfterSeconds": retry_after,
         "since": since,
+        "message": flag.message,
+        "lowPriorityHeader": header,
+        "lowPriorityValue": value,
     }
 
 

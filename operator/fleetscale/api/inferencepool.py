@@ -22,6 +22,16 @@ SHORT_NAMES = ("ipool", "ipools")
 CATEGORIES = ("fleetscale",)
 
 Mode = Literal["Active", "DryRun", "Paused"]
+
+# Object names as the API server accepts them in a path: a DNS-1123 subdomain (lower-case
+# alphanumerics, '-' and '.', starting and ending alphanumeric). Names that reach a request path
+# are checked here and in the CRD, so a name like "../x" never leaves the pool's namespace.
+DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# Gateway API's SectionName: a DNS-1123 label (route rules, listeners).
+SECTION_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# An HTTP header name (RFC 7230 token), as Gateway API's HTTPHeaderName.
+HTTP_HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$"
+DEFAULT_SHED_MESSAGE = "The model is at capacity; retry after the number of seconds in Retry-After."
 PolicyType = Literal["Pods", "Percent"]
 SelectPolicy = Literal["Max", "Min", "Disabled"]
 
@@ -158,6 +168,58 @@ class Behavior(ApiModel):
     costly to bring back)."""
 
 
+class RouteRef(ApiModel):
+    """A Gateway API route in the InferencePool's namespace (never another namespace)."""
+
+    group: Literal["gateway.networking.k8s.io"] = "gateway.networking.k8s.io"
+    """API group of the route."""
+    kind: Literal["HTTPRoute", "GRPCRoute"] = "HTTPRoute"
+    """Kind of the route."""
+    name: str = Field(min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN)
+    """Name of the route (a DNS-1123 subdomain)."""
+    section_name: str | None = Field(
+        default=None, min_length=1, max_length=63, pattern=SECTION_NAME
+    )
+    """One rule of the route, by its name; unset: every rule of the route."""
+
+
+class EnvoyGatewayShed(ApiModel):
+    """Shed through an Envoy Gateway BackendTrafficPolicy (gateway.envoyproxy.io/v1alpha1) that
+    fleetscale writes, owns and labels: fault injection aborts the shed fraction of the route's
+    requests with HTTP 429, and a response override adds Retry-After and a JSON body."""
+
+    route_ref: RouteRef
+    """The route (or route rule) whose requests are shed."""
+    policy_name: str | None = Field(
+        default=None, min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN
+    )
+    """Name of the BackendTrafficPolicy. Default: the InferencePool's name with "-shed"."""
+
+
+class LowPriority(ApiModel):
+    """Requests the gateway marks as lower priority: shed before any other request, as the
+    Gateway API Inference Extension sheds Sheddable requests first."""
+
+    header_name: str = Field(min_length=1, max_length=256, pattern=HTTP_HEADER_NAME)
+    """Request header that marks a request's priority, e.g. x-request-priority."""
+    header_value: str = Field(default="low", min_length=1, max_length=256)
+    """Value of that header on lower-priority requests."""
+
+
+class GatewayShed(ApiModel):
+    """Where gateways act on the shed decision, besides status, the gauge and the ConfigMap."""
+
+    envoy_gateway: EnvoyGatewayShed | None = None
+    """Write an Envoy Gateway BackendTrafficPolicy for the named route."""
+    message: str = Field(default=DEFAULT_SHED_MESSAGE, min_length=1, max_length=1024)
+    """Text of the JSON body of a refused request ({"error": {"message": ..., "type":
+    "fleetscale_shed", "code": 429}})."""
+    low_priority: LowPriority | None = None
+    """Requests to shed first. Gateways that see the mix of requests (the HAProxy
+    configuration of docs/gateways.md) refuse these before any other; published in the
+    ConfigMap as lowPriorityHeader and lowPriorityValue."""
+
+
 class ShedLoadSpec(ApiModel):
     """When the fleet cannot grow, tell gateways to answer 429 with Retry-After."""
 
@@ -166,6 +228,10 @@ class ShedLoadSpec(ApiModel):
             "!has(self.releaseQueuePerReplica) || "
             "self.releaseQueuePerReplica < self.queuePerReplicaThreshold",
             "shedLoad.releaseQueuePerReplica must be below shedLoad.queuePerReplicaThreshold",
+        ),
+        (
+            "self.minFraction <= self.maxFraction",
+            "shedLoad.minFraction must be less than or equal to shedLoad.maxFraction",
         ),
     )
 
@@ -186,12 +252,28 @@ class ShedLoadSpec(ApiModel):
     reason, since) for gateways that read ConfigMaps."""
     max_retry_after_seconds: int = Field(default=300, ge=1, le=3600)
     """Upper bound of the Retry-After value handed to clients."""
+    min_fraction: float = Field(default=0.05, gt=0, le=1)
+    """Least share of requests refused while the flag is on. 1 refuses every request while the
+    flag is on (all or nothing)."""
+    max_fraction: float = Field(default=1.0, gt=0, le=1)
+    """Largest share of requests refused."""
+    fraction_smoothing_seconds: int = Field(default=10, ge=0, le=600)
+    """Time constant of the exponential smoothing of the shed fraction; 0 follows each
+    reading."""
+    fraction_deadband: float = Field(default=0.05, ge=0, le=0.5)
+    """The published fraction moves only when the smoothed one differs from it by at least
+    this much (hysteresis: gateways are not rewritten for noise)."""
+    gateway: GatewayShed | None = None
+    """Gateway objects fleetscale writes the decision into (Envoy Gateway), the message of a
+    refused request, and which requests to shed first."""
 
     @model_validator(mode="after")
     def _release_below_threshold(self) -> ShedLoadSpec:
         release = self.release_queue_per_replica
         if release is not None and release >= self.queue_per_replica_threshold:
             raise ValueError(self.cel_rules[0][1])
+        if self.min_fraction > self.max_fraction:
+            raise ValueError(self.cel_rules[1][1])
         return self
 
     @property
@@ -253,6 +335,12 @@ class ShedLoadStatus(ApiModel):
     """When the flag last changed."""
     retry_after_seconds: int | None = Field(default=None, ge=0)
     """Seconds clients should wait before retrying."""
+    fraction: float | None = Field(default=None, ge=0, le=1)
+    """While the flag is on: the share of requests gateways should refuse (lower-priority
+    requests first)."""
+    gateway_policy: str | None = None
+    """While the flag is on: the gateway object it is written in, as kind/name (so that it is
+    withdrawn there whatever happens to the spec)."""
     release_candidate_since: datetime | None = None
     """While the flag is on: since when waiting requests per replica have stayed below the
     release threshold (shedLoad.releaseAfterSeconds counts from here)."""

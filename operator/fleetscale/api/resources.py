@@ -31,6 +31,9 @@ INFERENCE_POOL = CrdSpec(
         PrinterColumn("Queue", ".status.observed.queueDepth", "number", "Waiting requests"),
         PrinterColumn("GPU%", ".status.observed.gpuUtilizationPercent", "number", "GPU util"),
         PrinterColumn("Shed", ".status.shedLoad.active", "boolean", "Shed-load flag"),
+        PrinterColumn(
+            "Refused", ".status.shedLoad.fraction", "number", "Share of requests refused"
+        ),
         PrinterColumn("Mode", ".spec.mode", description="Active, DryRun or Paused", priority=1),
         PrinterColumn(
             "Reason", ".status.lastDecisionReason", description="Last decision", priority=1

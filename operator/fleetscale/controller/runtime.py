@@ -149,6 +149,7 @@ class OperatorRuntime:
     def _forget_published_flags(self) -> None:
         if self.deps is not None:
             self.deps.published_flags.clear()
+            self.deps.gateway_orders.clear()
 
     async def stop(self) -> None:
         """Stop the loops, release the Lease, close the clients."""

@@ -2,8 +2,9 @@
 
 Role: the one place that names the production implementations behind the controllers' ports:
 Prometheus through prometheus-api-client, the /scale subresource, Events, the shed-flag
-ConfigMap and Secrets through the official kubernetes client (one ``ApiClient`` shared by all
-of them), the node-pool providers, the watch-fed indexes, and the pure planner.
+ConfigMap, Envoy Gateway BackendTrafficPolicies and Secrets through the official kubernetes
+client (one ``ApiClient`` shared by all of them), the node-pool providers, the watch-fed
+indexes, and the pure planner.
 Callers: ``fleetscale run`` and the integration tests (both hand these factories to
 ``controller.handlers``).
 """
@@ -28,6 +29,7 @@ from fleetscale.controller.indexes import Indexes
 from fleetscale.controller.inferencepools import InferencePoolDependencies
 from fleetscale.controller.inferencepools.conflicts import IndexedControllers
 from fleetscale.controller.kube import KubernetesStatusWriter
+from fleetscale.gateways.envoy_gateway import EnvoyGatewayWriter
 from fleetscale.metrics import OperatorMetrics
 from fleetscale.nodepools import build_provider
 from fleetscale.planner import plan
@@ -54,6 +56,7 @@ def kubernetes_dependencies(
         allocations=IndexedAllocations(indexes.allocations),
         status_writer=KubernetesStatusWriter(api_client, PLURAL),
         controllers=IndexedControllers(indexes.pools_by_target, indexes.hpas_by_target),
+        gateway=EnvoyGatewayWriter(api_client),
     )
 
 

@@ -38,8 +38,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from fleetscale.api.inferencepool import InferencePoolSpec
-from fleetscale.planner import behavior, censor, limits, shed, signals
+from fleetscale.api.inferencepool import InferencePoolSpec, MetricsSpec
+from fleetscale.planner import behavior, censor, fraction, limits, shed, signals
 from fleetscale.planner.readings import ReadingCheck, check_reading
 from fleetscale.planner.types import (
     ConditionVerdict,
@@ -122,11 +122,17 @@ def plan(
     metrics_available = _metrics_verdict(gpu_step, queue_check, gpu_check)
     combined = signals.combine(queue_step, gpu_step, current)
     # Whether the fleet can serve the demand is judged on the whole reading: the censor rules
-    # only decide how many replicas to add, and must not drop the flag that caused them.
+    # only decide how many replicas to add, and must not drop the flag that caused them. While
+    # gateways refuse a fraction of the requests, the reading is what they let through: the
+    # refused share is added back (``fraction.offered_queue``), or the fleet would read as
+    # not limited as soon as the gateways shed enough, and the flag would flap.
+    demand_queue_step = _offered_queue_step(
+        raw_queue_step, queue_depth, state, current, metrics_spec
+    )
     demand = (
         combined.replicas
-        if queue_step is raw_queue_step
-        else signals.combine(raw_queue_step, gpu_step, current).replicas
+        if queue_step is demand_queue_step
+        else signals.combine(demand_queue_step, gpu_step, current).replicas
     )
     signal_steps = [
         Step(METRICS, current, metrics_available.reason, metrics_available.message),
@@ -181,6 +187,18 @@ def plan(
         ),
     )
     return decision, new_state
+
+
+def _offered_queue_step(
+    raw: Step, queue_depth: float, state: PlannerState, current: int, metrics_spec: MetricsSpec
+) -> Step:
+    """The queue step on the queue with the refused share added back; ``raw`` when the
+    gateways refuse nothing (the flag is off, unpublished, or its fraction is 0)."""
+    shed_state = state.shed
+    if not (shed_state.active and shed_state.published and shed_state.fraction > 0):
+        return raw
+    offered = fraction.offered_queue(queue_depth, shed_state.fraction)
+    return signals.queue_signal(offered, current, metrics_spec.queue_depth, metrics_spec.tolerance)
 
 
 def _metrics_verdict(

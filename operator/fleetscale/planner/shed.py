@@ -23,6 +23,9 @@ The release timer runs only while every tick sees the queue below the release th
 sample at or above it, missing metrics, or the flag going off resets it. Rules 1-2 release at
 once (the fleet can grow to meet demand).
 
+While on, the share of requests to refuse comes with the flag (``fraction``: bounded,
+smoothed, with hysteresis); 0 while off.
+
 Retry-After (only while on), clamped to ``[1, maxRetryAfterSeconds]`` and rounded up:
 
 - limited by capacity that is coming (``CapacityLimit.seconds_until_more``): that time plus
@@ -37,6 +40,7 @@ import math
 from dataclasses import dataclass
 
 from fleetscale.api.inferencepool import ShedLoadSpec
+from fleetscale.planner import fraction
 from fleetscale.planner.limits import REPLICAS_NOT_READY
 from fleetscale.planner.text import number, seconds
 from fleetscale.planner.types import (
@@ -97,6 +101,15 @@ def decide_shed(
     def decision(
         active: bool, reason: str, message: str, release_candidate_since: float | None = None
     ) -> ShedDecision:
+        share = fraction.shed_fraction(
+            active=active,
+            estimate=fraction.load_estimate(
+                queue_depth, ready_replicas, spec.queue_per_replica_threshold, previous.fraction
+            ),
+            previous=previous.fraction if previous.active else 0.0,
+            spec=spec,
+            poll_interval_seconds=retry.poll_interval_seconds,
+        )
         return ShedDecision(
             active=active,
             reason=reason,
@@ -106,6 +119,8 @@ def decide_shed(
             ),
             changed=active != previous.active,
             release_candidate_since=release_candidate_since if active else None,
+            fraction=share.fraction,
+            fraction_message=share.message if active else "",
         )
 
     if not spec.enabled:
@@ -165,4 +180,5 @@ def next_shed_state(previous: ShedState, shed: ShedDecision, now: float) -> Shed
         since=since,
         reason=shed.reason,
         release_candidate_since=shed.release_candidate_since if shed.active else None,
+        fraction=shed.fraction if shed.active else 0.0,
     )

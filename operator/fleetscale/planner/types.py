@@ -121,6 +121,8 @@ class ShedState:
     # While the flag is on and the fleet still limited: since when the queue per replica has
     # stayed below the release threshold (None while it is not below it).
     release_candidate_since: float | None = None
+    # While active: the share of requests gateways refuse (``planner.fraction``).
+    fraction: float = 0.0
     # Whether gateways act on the flag. False in DryRun, where the flag is decided and reported
     # but never published: the gateways do not shed, so the queue is not censored.
     published: bool = True
@@ -167,6 +169,10 @@ class ShedDecision:
     changed: bool = False
     # What ``ShedState.release_candidate_since`` becomes after this tick.
     release_candidate_since: float | None = None
+    # While active: the share of requests gateways refuse, lower-priority ones first
+    # (``planner.fraction``); 0 while off.
+    fraction: float = 0.0
+    fraction_message: str = ""
 
 
 @dataclass(frozen=True)

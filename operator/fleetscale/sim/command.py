@@ -20,6 +20,8 @@ def simulate(args: argparse.Namespace) -> int:
     traces_dir = Path(args.traces_dir) if args.traces_dir else None
     if args.bench:
         return _bench(args, traces_dir)
+    if args.compare_gateways:
+        return _compare_gateways(args, traces_dir)
     scenarios = args.scenarios or list(STANDARD_SET)
     policies = args.policies or list(ALL_POLICIES)
     unknown = [s for s in scenarios if s not in SCENARIOS]
@@ -89,6 +91,22 @@ def _bench(args: argparse.Namespace, traces_dir: Path | None) -> int:
         for ok, text in verdict.checks:
             print(f"  {'ok  ' if ok else 'MISS'} {text}")
         print(f"  speed {verdict.speed}")
+    return 0
+
+
+def _compare_gateways(args: argparse.Namespace, traces_dir: Path | None) -> int:
+    from fleetscale.sim.gateways import compare_gateways, markdown
+    from fleetscale.sim.scenarios import SCENARIOS
+
+    for name in args.scenarios or ["flash-70b"]:
+        if name not in SCENARIOS:
+            print(f"fleetscale simulate: unknown scenario {name}", file=sys.stderr)
+            return 2
+        rows = compare_gateways(
+            SCENARIOS[name], traces_dir, args.seed, args.low_priority_share, _progress(args)
+        )
+        print(f"\n{name} (seed {args.seed}, {args.low_priority_share:.0%} lower priority)")
+        print(markdown(rows))
     return 0
 
 

@@ -15,9 +15,13 @@ picks a pod per request: round-robin (a plain Service), or least outstanding req
 (Envoy's LEAST_REQUEST: the less loaded of two random picks), which also stands in for an
 inference-aware gateway. A pod that becomes Ready receives only new arrivals; requests queued
 elsewhere stay where they are. Clients give up on a request without a first token after the
-client timeout. While the shed flag is up, a request arriving when the pods' waiting requests
-exceed the threshold per Ready pod is answered 429 at once. With no Ready pod, requests wait
-at the gateway for the first one.
+client timeout. While the shed flag is up, the gateway answers 429 at once (``SimConfig.gateway``):
+to a request arriving when the pods' waiting requests exceed the threshold per Ready pod
+("queue-cap"), to every request ("all", a gateway that reads only the flag), or to the share
+the planner decided ("fraction"), lower-priority requests first: with ``s`` the share of
+lower-priority requests, those are refused with probability ``min(1, f / s)`` and the others
+with ``max(0, (f - s) / (1 - s))``. With no Ready pod, requests wait at the gateway for the
+first one.
 
 Pods: Pending until accelerators are free on a Ready node (packed onto the fullest node), then
 loading the model (a lognormal draw), then Ready. Removed pods stop receiving requests and
@@ -123,6 +127,9 @@ class Outcomes:
     ttft_seconds: list[float] = field(default_factory=list)  # of served requests
     shed_times: list[float] = field(default_factory=list)  # arrival times of 429s
     preemptions: int = 0
+    low_priority_total: int = 0  # requests marked lower priority, and what became of them
+    low_priority_shed: int = 0
+    low_priority_served: int = 0
 
 
 @dataclass
@@ -173,6 +180,9 @@ class FleetSimulator:
         self.desired = 0
         self.shed_active = False
         self.shed_queue_per_replica = 0.0
+        self.shed_fraction = 1.0
+        self.shed_rng = random.Random(config.seed * 15485863 + 5)
+        self.low_priority_shed = 0
         self.node_target: int | None = None
         self.releases_managed = False
         self.samples: list[MetricsSample] = []
@@ -364,9 +374,11 @@ class FleetSimulator:
 
     def _route(self, request: int, at: float) -> None:
         ready = self.ready
-        if self.shed_active and self._waiting_now() >= self._shed_queue_limit():
+        if self.shed_active and self._refuses(request):
             self.shed_count += 1
             self.shed_times.append(at)
+            if self._low_priority(request):
+                self.low_priority_shed += 1
             return
         if not ready:
             self.held.append(request)
@@ -383,6 +395,27 @@ class FleetSimulator:
             second.advance_to(at)
             pick = first if first.outstanding <= second.outstanding else second
         pick.enqueue(request)
+
+    def _low_priority(self, request: int) -> bool:
+        """A stable draw per request, the same in every run of the workload."""
+        share = self.config.low_priority_share
+        return share > 0 and ((request * 2654435761) % 2**32) / 2**32 < share
+
+    def _refuses(self, request: int) -> bool:
+        """Whether the gateway answers this arrival 429 while the flag is up."""
+        mode = self.config.gateway
+        if mode == "all":
+            return True
+        if mode == "queue-cap":
+            return self._waiting_now() >= self._shed_queue_limit()
+        share, fraction = self.config.low_priority_share, self.shed_fraction
+        if share <= 0:
+            chance = fraction
+        elif self._low_priority(request):
+            chance = min(1.0, fraction / share)
+        else:
+            chance = max(0.0, (fraction - share) / (1.0 - share)) if share < 1 else 0.0
+        return self.shed_rng.random() < chance
 
     def _waiting_now(self) -> int:
         return sum(p.server.num_waiting for p in self.ready if p.server is not None)
@@ -485,6 +518,7 @@ class FleetSimulator:
     def _apply(self, action: Action) -> None:
         self.shed_active = action.shed
         self.shed_queue_per_replica = action.shed_queue_per_replica
+        self.shed_fraction = action.shed_fraction
         self.node_target = action.node_target
         if action.release_nodes is not None:
             self.releases_managed = True
@@ -577,6 +611,13 @@ class FleetSimulator:
             if ttft <= target:
                 outcomes.met_ttft += 1
         outcomes.served = len(ttfts)
+        if self.config.low_priority_share > 0:
+            low = [self._low_priority(i) for i in range(len(book.arrival))]
+            outcomes.low_priority_total = sum(low)
+            outcomes.low_priority_shed = self.low_priority_shed
+            outcomes.low_priority_served = sum(
+                1 for i, first in enumerate(book.first_token_at) if low[i] and first != NOT_YET
+            )
         outcomes.timed_out = outcomes.total - outcomes.served - outcomes.shed
         outcomes.preemptions = self._retired_preemptions + sum(
             p.server.preemptions_total for p in self.pods if p.server is not None

@@ -267,6 +267,7 @@ class FleetscalePolicy:
             desired_replicas=decision.desired_replicas,
             shed=decision.shed.active,
             shed_queue_per_replica=self.shed_queue_per_replica,
+            shed_fraction=decision.shed.fraction,
             node_target=capacity_plan.desired_nodes,
             release_nodes=tuple(int(name) for name in capacity_plan.release_nodes),
             reason=decision.reason,

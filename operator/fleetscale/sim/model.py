@@ -28,6 +28,11 @@ from typing import Literal
 GIB = 1024**3
 
 LoadBalancer = Literal["round-robin", "least-outstanding"]
+# How the gateway acts on the shed flag: "queue-cap" refuses arrivals while the pods' waiting
+# requests exceed the threshold per Ready pod (a gateway that sees the queue); "all" refuses
+# every arrival while the flag is up (a gateway that reads the flag alone); "fraction" refuses
+# the share the planner decided, lower-priority requests first.
+GatewayMode = Literal["queue-cap", "all", "fraction"]
 
 
 @dataclass(frozen=True)
@@ -282,6 +287,8 @@ class SimConfig:
     max_replicas: int = 64
     min_replicas: int = 1
     load_balancer: LoadBalancer = "least-outstanding"
+    gateway: GatewayMode = "queue-cap"
+    low_priority_share: float = 0.0  # requests marked lower priority (a stable draw per request)
     ttft_target_seconds: float = 2.0  # the SLO: time to first token
     client_timeout_seconds: float = 60.0  # a request without its first token gives up after this
     scrape_interval_seconds: int = 15  # Prometheus scrape; the policy sees one interval late

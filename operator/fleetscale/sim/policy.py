@@ -132,6 +132,7 @@ class Action:
     desired_replicas: int
     shed: bool = False
     shed_queue_per_replica: float = 0.0  # the gateway answers 429 over this queue per replica
+    shed_fraction: float = 1.0  # share of requests to refuse while shedding (gateway "fraction")
     node_target: int | None = None
     # Nodes to release now (empty ones only). When set, the policy manages releases itself and
     # the simulator releases nothing on its own.

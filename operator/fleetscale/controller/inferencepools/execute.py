@@ -10,6 +10,11 @@ Nothing here records history: ``planner.commit`` does that from the outcome. Cal
 The shed flag never sticks on: a pool that published the flag on (``status.shedLoad`` records
 where) and then stops publishing it, because it is Paused, DryRun, invalid, lost its target or
 now names another ConfigMap, turns it off where it was published, with the reason.
+
+Gateway policies (``spec.shedLoad.gateway``, ``fleetscale.gateways``) follow the same rule: while
+an Active pool sheds, its order (fraction, Retry-After, message) is written to the policy
+``status.shedLoad.gatewayPolicy`` records; when the flag drops, the pool leaves Active or is
+deleted, or the spec names another policy, the recorded one is withdrawn.
 """
 
 from __future__ import annotations
@@ -23,10 +28,21 @@ from fleetscale.actuators.base import (
     ShedFlag,
     TargetNotFound,
 )
-from fleetscale.api.inferencepool import InferencePoolSpec, InferencePoolStatus, PendingScale
+from fleetscale.api.inferencepool import (
+    GatewayShed,
+    InferencePoolSpec,
+    InferencePoolStatus,
+    PendingScale,
+)
 from fleetscale.controller.conditions import optional_datetime, whole_seconds
-from fleetscale.controller.inferencepools.memory import published_shed_config_map, shed_was_on
+from fleetscale.controller.inferencepools.memory import (
+    published_gateway_policy,
+    published_shed_config_map,
+    shed_was_on,
+)
 from fleetscale.controller.inferencepools.ports import InferencePoolDependencies, InferencePoolRef
+from fleetscale.gateways import target_of
+from fleetscale.gateways.base import GatewayConflict, GatewayError, GatewayTarget, Owner, ShedOrder
 from fleetscale.kubeapi import describe
 from fleetscale.planner.observe import TargetSize
 from fleetscale.planner.types import Decision, PlannerState
@@ -35,6 +51,8 @@ SCALE_FAILED = "ScaleFailed"
 DRY_RUN = "DryRun"
 CONFIG_MAP_RENAMED = "ConfigMapRenamed"
 SHED_FLAG_PUBLISH_FAILED = "ShedFlagPublishFailed"
+GATEWAY_POLICY_CONFLICT = "GatewayPolicyConflict"
+GATEWAY_POLICY_FAILED = "GatewayPolicyFailed"
 
 
 @dataclass(frozen=True)
@@ -48,6 +66,14 @@ class Commands:
     config_map_name: str | None
     withdraw_from: tuple[str, ...] = ()  # ConfigMaps whose flag goes off ...
     withdraw_reason: str = ""  # ... and why
+    gateway: GatewayTarget | None = None  # the gateway policy to write ``gateway_order`` in
+    gateway_order: ShedOrder | None = None
+    gateway_withdraw: tuple[GatewayTarget, ...] = ()  # gateway policies to withdraw
+
+    @property
+    def withdraws(self) -> bool:
+        """Whether anything this pool published is to be withdrawn."""
+        return bool(self.withdraw_from or self.gateway_withdraw)
 
 
 @dataclass(frozen=True)
@@ -61,20 +87,53 @@ class Outcome:
     scale_error: str | None = None  # why the scale write failed
     shed_error: str | None = None  # why the flag could not be published (or withdrawn)
     withdrawn: tuple[str, ...] = ()  # ConfigMaps whose flag was turned off
+    gateway_error: str | None = None  # why the gateway policy could not be written/withdrawn
+    gateway_conflict: bool = False  # ... because fleetscale does not own the object
+    gateway_withdraw_failed: bool = False  # a recorded policy is still there: keep the record
 
     def applied_delta(self, current_replicas: int) -> int:
         """The change of size that happened (0: none)."""
         return 0 if self.scaled_to is None else self.scaled_to - current_replicas
 
 
-def shed_flag_of(decision: Decision, state: PlannerState) -> ShedFlag:
+def shed_flag_of(
+    decision: Decision, state: PlannerState, gateway: GatewayShed | None = None
+) -> ShedFlag:
     """The flag as gateways read it, from a decision and the state after it."""
+    low = gateway.low_priority if gateway is not None else None
     return ShedFlag(
         active=decision.shed.active,
         reason=decision.shed.reason,
         since=optional_datetime(state.shed.since),
         retry_after_seconds=decision.shed.retry_after_seconds if decision.shed.active else None,
+        fraction=decision.shed.fraction if decision.shed.active else 0.0,
+        message=gateway.message if gateway is not None else None,
+        low_priority_header=(low.header_name, low.header_value) if low is not None else None,
     )
+
+
+def shed_order_of(decision: Decision, spec: InferencePoolSpec) -> ShedOrder | None:
+    """What a gateway policy enforces while the flag is on; None while it is off."""
+    shed = decision.shed
+    if not shed.active or spec.shed_load.gateway is None:
+        return None
+    return ShedOrder(
+        fraction=shed.fraction,
+        retry_after_seconds=shed.retry_after_seconds or spec.poll_interval_seconds,
+        message=spec.shed_load.gateway.message,
+        reason=shed.reason,
+    )
+
+
+def gateway_withdrawal(
+    stored: InferencePoolStatus, namespace: str, keep: GatewayTarget | None = None
+) -> tuple[GatewayTarget, ...]:
+    """The gateway policy this pool recorded while shedding, unless it is ``keep``."""
+    key = published_gateway_policy(stored) if shed_was_on(stored) else None
+    recorded = GatewayTarget.recorded(namespace, key) if key else None
+    if recorded is None or (keep is not None and recorded.key == keep.key):
+        return ()
+    return (recorded,)
 
 
 def withdrawal(
@@ -89,9 +148,13 @@ def withdrawal(
 
 
 def withdrawal_commands(
-    stored: InferencePoolStatus, reason: str, fallback_config_map: str | None
+    stored: InferencePoolStatus,
+    reason: str,
+    fallback_config_map: str | None,
+    namespace: str = "",
 ) -> Commands:
-    """The writes of a tick that does not decide: only the shed flag, turned off."""
+    """The writes of a tick that does not decide: only the shed flag, turned off (and the
+    gateway policy it recorded, withdrawn)."""
     return Commands(
         target=None,
         current_replicas=stored.replicas or 0,
@@ -100,6 +163,7 @@ def withdrawal_commands(
         config_map_name=None,
         withdraw_from=withdrawal(stored, reason, fallback_config_map),
         withdraw_reason=reason,
+        gateway_withdraw=gateway_withdrawal(stored, namespace) if namespace else (),
     )
 
 
@@ -123,14 +187,23 @@ def commands(
         reason = CONFIG_MAP_RENAMED
     else:
         stale, reason = withdrawal(stored, DRY_RUN, wanted), DRY_RUN
+    gateway = target_of(pool.namespace, pool.name, spec.shed_load) if active else None
+    order = shed_order_of(decision, spec) if gateway is not None else None
     return Commands(
         target=ScaleTargetRef.of(pool.namespace, spec.target_ref),
         current_replicas=decision.current_replicas,
         scale_to=decision.desired_replicas if resize else None,
-        shed_flag=shed_flag_of(decision, planned_state) if config_map else None,
+        shed_flag=(
+            shed_flag_of(decision, planned_state, spec.shed_load.gateway) if config_map else None
+        ),
         config_map_name=config_map,
         withdraw_from=stale,
         withdraw_reason=reason,
+        gateway=gateway if order is not None else None,
+        gateway_order=order,
+        gateway_withdraw=gateway_withdrawal(
+            stored, pool.namespace, keep=gateway if order else None
+        ),
     )
 
 
@@ -171,7 +244,18 @@ async def execute(
         if withdraw_error is None:
             withdrawn.append(name)
         shed_error = shed_error or withdraw_error
-    return Outcome(scaled_to, target_after, intent, scale_error, shed_error, tuple(withdrawn))
+    gateway_error, conflict, kept = await _gateway(pool, todo, deps)
+    return Outcome(
+        scaled_to=scaled_to,
+        target_after=target_after,
+        intent=intent,
+        scale_error=scale_error,
+        shed_error=shed_error,
+        withdrawn=tuple(withdrawn),
+        gateway_error=gateway_error,
+        gateway_conflict=conflict,
+        gateway_withdraw_failed=kept,
+    )
 
 
 class IntentNotRecorded(Exception):  # noqa: N818  (reads as what happened)
@@ -193,6 +277,44 @@ async def _record_intent(
     except Exception as error:
         raise IntentNotRecorded(describe(error)) from error
     return wire
+
+
+async def _gateway(
+    pool: InferencePoolRef, todo: Commands, deps: InferencePoolDependencies
+) -> tuple[str | None, bool, bool]:
+    """Withdraw, then write, the gateway policies of ``todo``; the first error, whether it was
+    a conflict, and whether a withdrawal failed. An order equal to the last one written is not
+    written again. A policy fleetscale does not own is never written; withdrawing it is a no-op
+    (nothing of ours is there)."""
+    writer = deps.gateway
+    if writer is None or not (todo.gateway_withdraw or todo.gateway_order):
+        return None, False, False
+    involved = pool.involved
+    owner = Owner(involved.api_version, involved.kind, involved.name, involved.uid)
+    error: str | None = None
+    for target in todo.gateway_withdraw:
+        try:
+            await writer.withdraw(owner, target)
+        except GatewayConflict:
+            pass
+        except GatewayError as failure:
+            error = error or f"Could not withdraw the shed policy {target.key}: {failure}"
+            continue
+        deps.gateway_orders.pop((pool.namespace, pool.name, target.key), None)
+    kept = error is not None
+    if todo.gateway is None or todo.gateway_order is None:
+        return error, False, kept
+    key = (pool.namespace, pool.name, todo.gateway.key)
+    if deps.gateway_orders.get(key) == todo.gateway_order:
+        return error, False, kept
+    try:
+        await writer.write(owner, todo.gateway, todo.gateway_order)
+    except GatewayError as failure:
+        deps.gateway_orders.pop(key, None)
+        words = f"Could not write the shed policy {todo.gateway.key} for {todo.gateway.route}"
+        return f"{words}: {failure}", isinstance(failure, GatewayConflict), kept
+    deps.gateway_orders[key] = todo.gateway_order
+    return error, False, kept
 
 
 async def _publish(

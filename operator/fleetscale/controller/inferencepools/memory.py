@@ -82,6 +82,7 @@ def planner_state_from_status(status: InferencePoolStatus, dry_run: bool) -> Pla
             since=optional_epoch(status.shed_load.since),
             reason=status.shed_load.reason or ShedState().reason,
             release_candidate_since=_release_candidate_since(status.shed_load),
+            fraction=status.shed_load.fraction or 0.0,
         )
     return PlannerState(
         recommendations=tuple(
@@ -125,16 +126,27 @@ def history_fields(state: PlannerState) -> dict[str, Any]:
 
 
 def shed_status(
-    state: ShedState, retry_after_seconds: int | None, config_map_name: str | None
+    state: ShedState,
+    retry_after_seconds: int | None,
+    config_map_name: str | None,
+    gateway_policy: str | None = None,
 ) -> ShedLoadStatus:
     return ShedLoadStatus(
         active=state.active,
         reason=state.reason,
         since=optional_datetime(state.since),
         retry_after_seconds=retry_after_seconds if state.active else None,
+        fraction=state.fraction if state.active else None,
         release_candidate_since=release_candidate_time(state),
         config_map_name=config_map_name if state.active else None,
+        gateway_policy=gateway_policy if state.active else None,
     )
+
+
+def published_gateway_policy(status: InferencePoolStatus) -> str | None:
+    """The gateway policy (``<writer>/<name>``) the flag was written in while on."""
+    shed = status.shed_load
+    return shed.gateway_policy if shed is not None and shed.active else None
 
 
 def published_shed_config_map(status: InferencePoolStatus) -> str | None:

@@ -27,6 +27,7 @@ from fleetscale.api.inferencepool import KIND, InferencePoolSpec
 from fleetscale.controller.credentials import CredentialFiles
 from fleetscale.controller.inferencepools.conflicts import ControllerSource
 from fleetscale.controller.kube import StatusWriter
+from fleetscale.gateways.base import GatewayWriter, ShedOrder
 from fleetscale.metrics import OperatorMetrics
 from fleetscale.planner.observe import PublishedAllocation
 from fleetscale.planner.types import Decision, Observation, PlannerState
@@ -98,6 +99,11 @@ class InferencePoolDependencies:
     # unchanged flag is not re-written every tick. Lost on restart or on losing leadership,
     # which costs one idempotent write per pool.
     published_flags: dict[tuple[str, str, str], ShedFlag] = field(default_factory=dict)
+    # The writer of gateway policies (``spec.shedLoad.gateway``); None: no writer is wired.
+    gateway: GatewayWriter | None = None
+    # Orders already in each pool's gateway policy, by (namespace, pool, "<writer>/<name>"), so
+    # an unchanged order is not re-written every tick (lost on restart, like published_flags).
+    gateway_orders: dict[tuple[str, str, str], ShedOrder] = field(default_factory=dict)
     # The default Prometheus' token and CA files, re-read when they change (rotation).
     credential_files: CredentialFiles = field(default_factory=CredentialFiles)
     # Wall time, for measuring durations only (decisions use ``now``).

@@ -38,6 +38,8 @@ from fleetscale.controller.conditions import (
 )
 from fleetscale.controller.inferencepools.execute import (
     DRY_RUN,
+    GATEWAY_POLICY_CONFLICT,
+    GATEWAY_POLICY_FAILED,
     SCALE_FAILED,
     SHED_FLAG_PUBLISH_FAILED,
     Outcome,
@@ -56,6 +58,7 @@ from fleetscale.controller.inferencepools.memory import (
     shed_was_on,
 )
 from fleetscale.controller.inferencepools.ports import InferencePoolRef
+from fleetscale.gateways import target_of
 from fleetscale.planner.observe import TargetSize
 from fleetscale.planner.readings import check_reading
 from fleetscale.planner.types import Decision, MetricReading, Observation, PlannerState
@@ -73,6 +76,7 @@ class DecisionGauges:
     current_replicas: int
     shed_active: bool
     retry_after_seconds: int
+    shed_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,9 @@ def report_not_ready(
     update: dict[str, Any] = {"conditions": conditions, "observed_generation": pool.generation}
     unchanged = previous is not None and (previous.reason, previous.message) == (reason, message)
     events = [] if unchanged else [EventRecord(_not_ready_type(reason), reason, message)]
-    withdrawn = shed_was_on(stored) and (outcome is None or outcome.shed_error is None)
+    withdrawn = shed_was_on(stored) and (
+        outcome is None or (outcome.shed_error is None and not outcome.gateway_withdraw_failed)
+    )
     if withdrawn:
         shed_message = f"The flag is off: the pool is not reconciled ({reason})."
         update["shed_load"] = ShedLoadStatus(active=False, reason=reason)
@@ -170,6 +176,8 @@ def ready_verdict(spec: InferencePoolSpec, outcome: Outcome) -> tuple[str, str]:
     """Ready's reason and message after executing: the mode, or why the tick could not act."""
     if outcome.shed_error is not None:
         return SHED_FLAG_PUBLISH_FAILED, outcome.shed_error
+    if outcome.gateway_error is not None:
+        return gateway_reason(outcome), outcome.gateway_error
     if outcome.scale_error is not None:
         return SCALE_FAILED, outcome.scale_error
     if spec.mode == "DryRun":
@@ -178,6 +186,11 @@ def ready_verdict(spec: InferencePoolSpec, outcome: Outcome) -> tuple[str, str]:
             "Deciding and reporting only (DryRun): the target and the shed flag are untouched.",
         )
     return spec.mode, "Observing, deciding and scaling the target."
+
+
+def gateway_reason(outcome: Outcome) -> str:
+    """The reason of a failed gateway write: someone else's object, or the API."""
+    return GATEWAY_POLICY_CONFLICT if outcome.gateway_conflict else GATEWAY_POLICY_FAILED
 
 
 def report_decision(tick: Tick, target: TargetSize, readings: ObservedReadings) -> Report:
@@ -220,6 +233,9 @@ def report_decision(tick: Tick, target: TargetSize, readings: ObservedReadings) 
                 if shed_load is not None and shed_load.active
                 else 0
             ),
+            shed_fraction=(
+                (shed_load.fraction or 0.0) if shed_load is not None and shed_load.active else 0.0
+            ),
         ),
         observed_queue_depth=readings.usable_queue_depth,
         observed_gpu_utilization_percent=readings.usable_gpu_percent,
@@ -228,6 +244,7 @@ def report_decision(tick: Tick, target: TargetSize, readings: ObservedReadings) 
             for reason, error in (
                 (SCALE_FAILED, outcome.scale_error),
                 (SHED_FLAG_PUBLISH_FAILED, outcome.shed_error),
+                (gateway_reason(outcome), outcome.gateway_error),
             )
             if error is not None
         ),
@@ -283,7 +300,7 @@ class ObservedReadings:
 def _shed_load(tick: Tick) -> ShedLoadStatus | None:
     """The flag as published after this tick. A failed publish leaves the status as stored:
     it says what gateways read, and the next tick tries again from it."""
-    if tick.outcome.shed_error is not None:
+    if tick.outcome.shed_error is not None or tick.outcome.gateway_withdraw_failed:
         return tick.stored.shed_load
     shed = tick.committed.shed
     if tick.spec.mode == "DryRun":
@@ -291,7 +308,10 @@ def _shed_load(tick: Tick) -> ShedLoadStatus | None:
             active=False, reason=DRY_RUN, release_candidate_since=release_candidate_time(shed)
         )
     retry = tick.decision.shed.retry_after_seconds if tick.decision.shed.active else None
-    return shed_status(shed, retry, tick.spec.shed_load.config_map_name)
+    gateway = target_of(tick.pool.namespace, tick.pool.name, tick.spec.shed_load)
+    return shed_status(
+        shed, retry, tick.spec.shed_load.config_map_name, gateway.key if gateway else None
+    )
 
 
 def decision_conditions(tick: Tick, ready_reason: str, ready_message: str) -> tuple[Condition, ...]:
@@ -435,7 +455,8 @@ def _shed_events(tick: Tick, shed_load: ShedLoadStatus | None) -> tuple[EventRec
     if after:
         message = (
             f"Shedding load: gateways should answer 429 with Retry-After "
-            f"{shed.retry_after_seconds} s ({shed.reason}): {shed.message}"
+            f"{shed.retry_after_seconds} s to {round(shed.fraction * 100)}% of requests, lower "
+            f"priority first ({shed.reason}): {shed.message}; {shed.fraction_message}"
         )
         return (EventRecord("Warning", "ShedLoadStarted", message),)
     if tick.spec.mode == "DryRun":

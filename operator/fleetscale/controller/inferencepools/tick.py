@@ -226,8 +226,8 @@ async def _not_ready(
     now: float,
 ) -> Report:
     """A tick that does not decide: the shed flag, if it was on, goes off; then the report."""
-    todo = withdrawal_commands(stored, reason, fallback_config_map)
-    outcome = await execute(pool, todo, deps, now) if todo.withdraw_from else None
+    todo = withdrawal_commands(stored, reason, fallback_config_map, pool.namespace)
+    outcome = await execute(pool, todo, deps, now) if todo.withdraws else None
     return report_not_ready(pool, stored, reason, message, now, outcome)
 
 
@@ -239,15 +239,18 @@ async def withdraw_shed_flag_of_deleted_pool(
     published flags goes."""
     stored, _ = parse_status(body.get("status"))
     pool = InferencePoolRef(key[0], key[1], (body.get("metadata") or {}).get("uid"))
-    todo = withdrawal_commands(stored, DELETED, None)
-    if todo.withdraw_from:
+    todo = withdrawal_commands(stored, DELETED, None, key[0])
+    if todo.withdraws:
         outcome = await execute(pool, todo, deps, time.time())
-        if outcome.shed_error is not None:  # the ConfigMap may be gone already: nothing to do
+        problem = outcome.shed_error or outcome.gateway_error
+        if problem is not None:  # the ConfigMap may be gone already: nothing to do
             get_logger("fleetscale.reconcile", namespace=key[0], pool=key[1]).info(
-                "shed_flag_not_withdrawn", reason=DELETED, detail=outcome.shed_error
+                "shed_flag_not_withdrawn", reason=DELETED, detail=problem
             )
     for published in [k for k in deps.published_flags if k[:2] == key]:
         del deps.published_flags[published]
+    for written in [k for k in deps.gateway_orders if k[:2] == key]:
+        del deps.gateway_orders[written]
 
 
 async def publish(
@@ -280,6 +283,7 @@ async def publish(
     if report.shed_off:
         metrics.shed_active.labels(*labels).set(0)
         metrics.shed_retry_after_seconds.labels(*labels).set(0)
+        metrics.shed_fraction.labels(*labels).set(0)
     gauges, decision = report.gauges, report.decision
     if gauges is None or decision is None:
         ready = find_condition(report.status.conditions, READY)
@@ -291,6 +295,7 @@ async def publish(
     metrics.current_replicas.labels(*labels).set(gauges.current_replicas)
     metrics.shed_active.labels(*labels).set(1 if gauges.shed_active else 0)
     metrics.shed_retry_after_seconds.labels(*labels).set(gauges.retry_after_seconds)
+    metrics.shed_fraction.labels(*labels).set(gauges.shed_fraction)
     queue = report.observed_queue_depth
     (log.info if changed else log.debug)(
         "decided",
