@@ -91,30 +91,32 @@ GRANTS: tuple[Grant, ...] = (
     ),
     Grant(
         "watched", "apps", "deployments", ("get",),
-        (fs(SCALE, 'request(\n                "GET", resource.object_path(target) + subresource'),),
+        (fs(SCALE, '"GET", resource.object_path(target, subresource)'),),
     ),
     Grant("watched", "apps", "statefulsets", ("get",), (fs(SCALE, "workload = await self._get"),)),
     Grant(
         "watched", "apps", "deployments/scale", ("get", "update"),
-        (fs(SCALE, 'self._get(target, resource, "/scale")'), fs(SCALE, '"PUT", scale_path')),
+        (fs(SCALE, 'self._get(target, resource, "scale")'), fs(SCALE, '"PUT", scale_path')),
     ),
     Grant(
         "watched", "apps", "statefulsets/scale", ("get", "update"),
-        (fs(SCALE, 'self._get(target, resource, "/scale")'), fs(SCALE, '"PUT", scale_path')),
+        (fs(SCALE, 'self._get(target, resource, "scale")'), fs(SCALE, '"PUT", scale_path')),
     ),
     Grant(
         "watched", "", "pods", ("list",),
-        (fs(SCALE, 'path = f"/api/v1/namespaces/{target.namespace}/pods"'),),
+        (fs(SCALE, 'resource_path("v1", "pods", namespace=target.namespace)'),),
     ),
     Grant(
         "watched", "", "events", ("create", "patch"),
-        (fs(EVENTS, '"POST", f"/api/v1/namespaces/{namespace}/events"'),
-         fs(EVENTS, '"PATCH", path, body=patch'), KOPF_EVENTS),
+        (fs(EVENTS, 'events = resource_path("v1", "events", namespace=namespace)'),
+         fs(EVENTS, '"POST", events, body=body'), fs(EVENTS, '"PATCH", path, body=patch'),
+         KOPF_EVENTS),
     ),
     Grant(
         "watched", "", "configmaps", ("get", "create", "patch"),
-        (fs(CONFIGMAP, '"GET", path'), fs(CONFIGMAP, '"PATCH", path'),
-         fs(CONFIGMAP, '"POST", f"/api/v1/namespaces/{namespace}/configmaps"')),
+        (fs(CONFIGMAP, 'resource_path("v1", "configmaps", namespace=namespace'),
+         fs(CONFIGMAP, '"GET", path'), fs(CONFIGMAP, '"PATCH", path'),
+         fs(CONFIGMAP, '"POST", collection, body=body')),
     ),
     Grant(
         "cluster", "apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch"),
@@ -201,7 +203,8 @@ GRANTS: tuple[Grant, ...] = (
 
 # Grants that only exist with some values, and how they render.
 SECRETS_EVIDENCE = (
-    fs("actuators/secrets.py", '"GET", f"/api/v1/namespaces/{namespace}/secrets/{name}"'),
+    fs("actuators/secrets.py", 'resource_path("v1", "secrets", namespace=namespace, name=name)'),
+    fs("actuators/secrets.py", 'self._api.request("GET", path)'),
 )
 EXTRA_SCALE_EVIDENCE = (fs(SCALE, '"PUT", scale_path'),)
 # Leader election (on by default): one Lease in the release namespace, read, created, renewed.

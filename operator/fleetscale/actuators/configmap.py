@@ -24,7 +24,15 @@ from typing import Any
 from kubernetes.client import ApiClient
 
 from fleetscale.actuators.base import ActuatorError, InvolvedObject, ShedFlag
-from fleetscale.actuators.rest import MERGE_PATCH, KubeJson, RetryPolicy, describe, status_of
+from fleetscale.actuators.rest import (
+    MERGE_PATCH,
+    InvalidName,
+    KubeJson,
+    RetryPolicy,
+    describe,
+    resource_path,
+    status_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +80,11 @@ class ConfigMapShedFlagPublisher:
         namespace = owner.namespace
         data = flag_data(flag)
         reference = owner_reference(owner)
-        path = f"/api/v1/namespaces/{namespace}/configmaps/{config_map_name}"
         where = f"ConfigMap {namespace}/{config_map_name}"
+        try:
+            path = resource_path("v1", "configmaps", namespace=namespace, name=config_map_name)
+        except InvalidName as exc:  # never sent: it could name another namespace's ConfigMap
+            raise ActuatorError(f"refused to publish the shed flag: {exc}") from exc
         try:
             current = await self._get(path)
             if current is None:
@@ -121,7 +132,8 @@ class ConfigMapShedFlagPublisher:
             "data": {key: value for key, value in data.items() if value is not None},
         }
         try:
-            await self._api.request("POST", f"/api/v1/namespaces/{namespace}/configmaps", body=body)
+            collection = resource_path("v1", "configmaps", namespace=namespace)
+            await self._api.request("POST", collection, body=body)
         except Exception as exc:
             if status_of(exc) == 409:
                 return False

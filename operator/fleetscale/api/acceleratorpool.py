@@ -17,7 +17,13 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from fleetscale.api.base import ApiModel, Condition
+from fleetscale.api.base import (
+    DNS_SUBDOMAIN_PATTERN,
+    ApiModel,
+    Condition,
+    DnsLabelName,
+    DnsSubdomainName,
+)
 
 KIND = "AcceleratorPool"
 PLURAL = "acceleratorpools"
@@ -67,8 +73,14 @@ class Toleration(ApiModel):
 class KwokProvider(ApiModel):
     """Fake nodes managed by kwok: simulation, demos and end-to-end tests."""
 
-    name_prefix: str | None = Field(default=None, min_length=1, max_length=200)
-    """Prefix of the created Node names (default: the AcceleratorPool's name)."""
+    name_prefix: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+    )
+    """Prefix of the created Node names, a DNS-1123 subdomain (default: the AcceleratorPool's
+    name)."""
     cpu: str = Field(default="96", min_length=1, max_length=32)
     """CPU capacity of each fake node."""
     memory: str = Field(default="1Ti", min_length=1, max_length=32)
@@ -83,9 +95,9 @@ class KwokProvider(ApiModel):
 class ClusterApiProvider(ApiModel):
     """A Cluster API MachineDeployment, scaled through its /scale subresource."""
 
-    machine_deployment: str = Field(min_length=1, max_length=253)
+    machine_deployment: DnsSubdomainName
     """Name of the MachineDeployment."""
-    namespace: str = Field(min_length=1, max_length=63)
+    namespace: DnsLabelName
     """Namespace of the MachineDeployment."""
 
 
@@ -93,9 +105,9 @@ class PlaceholderProvider(ApiModel):
     """Low-priority placeholder pods that make the cluster's own autoscaler (Cluster Autoscaler,
     Karpenter) provision nodes ahead of the model pods, which then preempt them."""
 
-    namespace: str = Field(default="fleetscale-system", min_length=1, max_length=63)
+    namespace: DnsLabelName = "fleetscale-system"
     """Namespace of the placeholder Deployment."""
-    priority_class_name: str = Field(default="fleetscale-placeholder", min_length=1, max_length=253)
+    priority_class_name: DnsSubdomainName = "fleetscale-placeholder"
     """PriorityClass of the placeholder pods; created if missing, with priorityValue."""
     priority_value: int = Field(default=-10, ge=-1000000000, le=0)
     """Priority of that class: below every model pod, so the model pods preempt placeholders."""

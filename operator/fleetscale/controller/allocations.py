@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from fleetscale.api.acceleratorpool import PLURAL, AllocationStatus
 from fleetscale.api.base import GROUP, VERSION
-from fleetscale.kubeapi import KubeJson, RetryPolicy, describe, status_of
+from fleetscale.kubeapi import KubeJson, RetryPolicy, describe, resource_path, status_of
 from fleetscale.logs import get_logger
 from fleetscale.planner.observe import PublishedAllocation
 from fleetscale.planner.types import CapacityLimit
@@ -85,8 +85,8 @@ class ApiAllocations:
     async def published_allocation(
         self, accelerator_pool: str, namespace: str, name: str
     ) -> PublishedAllocation | None:
-        path = f"/apis/{GROUP}/{VERSION}/{PLURAL}/{accelerator_pool}"
         try:
+            path = resource_path(f"{GROUP}/{VERSION}", PLURAL, name=accelerator_pool)
             found = await self._api.request("GET", path)
         except Exception as error:
             if status_of(error) == 404:
