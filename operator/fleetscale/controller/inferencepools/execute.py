@@ -10,6 +10,10 @@ Nothing here records history: ``planner.commit`` does that from the outcome. Cal
 The shed flag never sticks on: a pool that published the flag on (``status.shedLoad`` records
 where) and then stops publishing it, because it is Paused, DryRun, invalid, lost its target or
 now names another ConfigMap, turns it off where it was published, with the reason.
+
+Only the pool's own ConfigMap is ever written: one that exists and is not the pool's
+(``ConfigMapNotOwned``) is left untouched, and the outcome says so; withdrawing a flag from it
+is a no-op (no flag of the pool's is there).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 
 from fleetscale.actuators.base import (
     ActuatorError,
+    ConfigMapNotOwned,
     ScaleTargetRef,
     ShedFlag,
     TargetNotFound,
@@ -35,6 +40,7 @@ SCALE_FAILED = "ScaleFailed"
 DRY_RUN = "DryRun"
 CONFIG_MAP_RENAMED = "ConfigMapRenamed"
 SHED_FLAG_PUBLISH_FAILED = "ShedFlagPublishFailed"
+CONFIG_MAP_NOT_OWNED = "ConfigMapNotOwned"
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,9 @@ class Outcome:
     scale_error: str | None = None  # why the scale write failed
     shed_error: str | None = None  # why the flag could not be published (or withdrawn)
     withdrawn: tuple[str, ...] = ()  # ConfigMaps whose flag was turned off
+    # Why the flag could not be published: ShedFlagPublishFailed, or ConfigMapNotOwned when
+    # the ConfigMap exists and is not this pool's (it was left untouched).
+    shed_error_reason: str = SHED_FLAG_PUBLISH_FAILED
 
     def applied_delta(self, current_replicas: int) -> int:
         """The change of size that happened (0: none)."""
@@ -161,17 +170,29 @@ async def execute(
             target_after = TargetSize(
                 scale.spec_replicas, scale.ready_replicas, scale.accelerators_per_replica
             )
-    shed_error = None
+    problems = []
     if todo.shed_flag is not None and todo.config_map_name is not None:
-        shed_error = await _publish(pool, todo.config_map_name, todo.shed_flag, deps)
+        problems.append(await _publish(pool, todo.config_map_name, todo.shed_flag, deps))
     withdrawn = []
     off = ShedFlag(active=False, reason=todo.withdraw_reason, since=None, retry_after_seconds=None)
     for name in todo.withdraw_from:
-        withdraw_error = await _publish(pool, name, off, deps)
-        if withdraw_error is None:
+        problem = await _publish(pool, name, off, deps)
+        if problem is None or problem[0] == CONFIG_MAP_NOT_OWNED:
+            # Not this pool's ConfigMap (any more): no flag of its own is there to turn off, and
+            # it is not written, not even to withdraw.
             withdrawn.append(name)
-        shed_error = shed_error or withdraw_error
-    return Outcome(scaled_to, target_after, intent, scale_error, shed_error, tuple(withdrawn))
+        else:
+            problems.append(problem)
+    shed_reason, shed_error = next((p for p in problems if p is not None), (None, None))
+    return Outcome(
+        scaled_to,
+        target_after,
+        intent,
+        scale_error,
+        shed_error,
+        tuple(withdrawn),
+        shed_error_reason=shed_reason or SHED_FLAG_PUBLISH_FAILED,
+    )
 
 
 class IntentNotRecorded(Exception):  # noqa: N818  (reads as what happened)
@@ -197,14 +218,17 @@ async def _record_intent(
 
 async def _publish(
     pool: InferencePoolRef, config_map_name: str, flag: ShedFlag, deps: InferencePoolDependencies
-) -> str | None:
-    """Publish the flag unless it is already there; the error in words, or None."""
+) -> tuple[str, str] | None:
+    """Publish the flag unless it is already there; None, or why not (reason, words)."""
     key = (pool.namespace, pool.name, config_map_name)
     if deps.published_flags.get(key) == flag:
         return None
     try:
         await deps.shed_publisher.publish(pool.involved, config_map_name, flag)
+    except ConfigMapNotOwned as error:
+        return CONFIG_MAP_NOT_OWNED, f"Did not publish the shed flag: {error}"
     except ActuatorError as error:
-        return f"Could not publish the shed flag in ConfigMap {config_map_name}: {error}"
+        message = f"Could not publish the shed flag in ConfigMap {config_map_name}: {error}"
+        return SHED_FLAG_PUBLISH_FAILED, message
     deps.published_flags[key] = flag
     return None

@@ -8,10 +8,10 @@ when Ready turns False), the gauge values and the error counts. Pure: no I/O, no
 publishes the ``Report``. Callers: ``tick``.
 
 Ready is True in Active and DryRun; False with the reason when the tick could not act
-(ScaleFailed, ShedFlagPublishFailed) or did not run (Paused, InvalidSpec, TargetNotFound,
-ReconcileError). In DryRun the shed flag is never published: status.shedLoad says off and the
-ShedLoad condition says what would happen (``DryRunWouldShed``, whose transition time keeps the
-would-shed start so the planner's hysteresis survives a restart).
+(ScaleFailed, ShedFlagPublishFailed, ConfigMapNotOwned) or did not run (Paused, InvalidSpec,
+TargetNotFound, ReconcileError). In DryRun the shed flag is never published: status.shedLoad
+says off and the ShedLoad condition says what would happen (``DryRunWouldShed``, whose
+transition time keeps the would-shed start so the planner's hysteresis survives a restart).
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from fleetscale.controller.conditions import (
 from fleetscale.controller.inferencepools.execute import (
     DRY_RUN,
     SCALE_FAILED,
-    SHED_FLAG_PUBLISH_FAILED,
     Outcome,
 )
 from fleetscale.controller.inferencepools.memory import (
@@ -169,7 +168,7 @@ def _not_ready_type(reason: str) -> EventType:
 def ready_verdict(spec: InferencePoolSpec, outcome: Outcome) -> tuple[str, str]:
     """Ready's reason and message after executing: the mode, or why the tick could not act."""
     if outcome.shed_error is not None:
-        return SHED_FLAG_PUBLISH_FAILED, outcome.shed_error
+        return outcome.shed_error_reason, outcome.shed_error
     if outcome.scale_error is not None:
         return SCALE_FAILED, outcome.scale_error
     if spec.mode == "DryRun":
@@ -227,7 +226,7 @@ def report_decision(tick: Tick, target: TargetSize, readings: ObservedReadings) 
             reason
             for reason, error in (
                 (SCALE_FAILED, outcome.scale_error),
-                (SHED_FLAG_PUBLISH_FAILED, outcome.shed_error),
+                (outcome.shed_error_reason, outcome.shed_error),
             )
             if error is not None
         ),
