@@ -55,7 +55,7 @@ from fleetscale.controller.inferencepools.memory import (
     shed_was_on,
 )
 from fleetscale.controller.inferencepools.ports import InferencePoolRef
-from fleetscale.planner.observe import TargetSize
+from fleetscale.planner.observe import CLAIM_REFUSED, TargetSize
 from fleetscale.planner.readings import check_reading
 from fleetscale.planner.types import Decision, MetricReading, Observation, PlannerState
 
@@ -415,6 +415,11 @@ def _metrics_events(tick: Tick, conditions: tuple[Condition, ...]) -> tuple[Even
 
 def _limited_events(tick: Tick, conditions: tuple[Condition, ...]) -> tuple[EventRecord, ...]:
     before, after = _changed(tick, conditions, SCALING_LIMITED)
+    if after is not None and after.status == "True" and after.reason == CLAIM_REFUSED:
+        # Said as what it is, once: the AcceleratorPool refuses this pool (spec.tenancy).
+        if before is not None and (before.status, before.reason) == ("True", CLAIM_REFUSED):
+            return ()
+        return (EventRecord("Warning", CLAIM_REFUSED, after.message),)
     if after is None or after.status != "True" or (before is not None and before.status == "True"):
         return ()
     message = (
