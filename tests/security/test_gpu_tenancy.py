@@ -13,10 +13,13 @@ Warning Event.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from kopf._core.actions.execution import Outcome
+from kopf._core.engines.indexing import OperatorIndexers
 from pydantic import ValidationError
 
 from fleetscale.actuators.base import ScaleTargetRef
@@ -36,6 +39,8 @@ from fleetscale.controller.acceleratorpools.cluster import InMemoryCluster
 from fleetscale.controller.acceleratorpools.demand import InMemoryDemands
 from fleetscale.controller.acceleratorpools.tenancy import InMemoryNamespaces
 from fleetscale.controller.allocations import IndexedAllocations, allocations_index_entry
+from fleetscale.controller.handlers import OperatorRuntime, build_registry
+from fleetscale.controller.indexes import DEMAND_INDEX
 from fleetscale.controller.inferencepools import (
     InferencePoolDependencies,
     InferencePoolRef,
@@ -156,6 +161,43 @@ async def test_a_pool_with_nothing_to_run_buys_no_node(hostile: dict[str, Any]) 
     assert requested(provider) == 0
     assert status["desiredNodes"] == 0
     assert status["allocations"] == []
+
+
+def target_gone(body: dict[str, Any]) -> None:
+    body["status"]["conditions"][0].update(status="False", reason="TargetNotFound")
+
+
+def names_no_pool(body: dict[str, Any]) -> None:
+    del body["spec"]["acceleratorPoolRef"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(target_gone, id="target-gone"),
+        pytest.param(names_no_pool, id="no-longer-names-the-pool"),
+    ],
+)
+def test_a_pool_that_stops_claiming_leaves_the_operators_demand_index(
+    change: Callable[[dict[str, Any]], None],
+) -> None:
+    """Through kopf's own indexers and the operator's registry: kopf keeps an object's earlier
+    entries when its index handler answers None, so the handler must answer {} instead."""
+    registry = build_registry(OperatorRuntime(Settings(), lambda *_: None))
+    [handler] = [h for h in registry._indexing.get_all_handlers() if h.id == DEMAND_INDEX]
+    indexers = OperatorIndexers()
+    indexers.ensure([handler])
+
+    def index(body: dict[str, Any]) -> list[str]:
+        result = handler.fn(body=body)
+        indexers.replace(body, {handler.id: Outcome(final=True, result=result)})
+        return list(indexers[handler.id].index)
+
+    body = claim("team-a", "chat", 4)
+    body["metadata"]["uid"] = "uid-chat"
+    assert index(body) == ["h100"]
+    change(body)
+    assert index(body) == []
 
 
 # ----- spec.tenancy: who may draw, and how hard -----

@@ -85,6 +85,17 @@ def demand_of(body: Mapping[str, Any]) -> tuple[str, InferencePoolDemand] | None
     return str(accelerator_pool), demand
 
 
+def demand_index_entry(body: Mapping[str, Any]) -> dict[str, InferencePoolDemand]:
+    """What the operator's demand index keeps of one InferencePool, by AcceleratorPool name.
+
+    Empty, never None, when it asks for nothing: kopf keeps an object's earlier entries when
+    an index handler returns None, so a pool whose target went away (or that stopped naming
+    the AcceleratorPool) would go on claiming what it claimed before; an empty mapping drops
+    them."""
+    entry = demand_of(body)
+    return {} if entry is None else {entry[0]: entry[1]}
+
+
 class IndexedDemands:
     """``DemandSource`` over the index of InferencePool demands by AcceleratorPool name
     (``index[name]`` holds what each InferencePool contributed; kopf keeps it current)."""
