@@ -9,6 +9,7 @@ RBAC equals the grants for the features a values case turns on, no more and no l
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from chartkit import MATRIX, RELEASE_NAMESPACE, REPO, by_kind, render, walk
 
 OPERATOR_SOURCE = REPO / "operator" / "fleetscale"
+RBAC_DOC = REPO / "docs" / "rbac.md"
 KOPF_SOURCE = Path(kopf.__file__).parent
 
 
@@ -145,7 +147,9 @@ GRANTS: tuple[Grant, ...] = (
     ),
     Grant(
         "cluster", "", "namespaces", ("list", "watch"),
-        (kf("_core/reactor/observation.py", "resource=resource,\n                namespace=None"),),
+        (KOPF_LISTS, KOPF_WATCHES,
+         fs(HANDLERS, '@kopf.index("v1", "namespaces", id=NAMESPACE_LABELS_INDEX'),
+         kf("_core/reactor/observation.py", "resource=resource,\n                namespace=None")),
     ),
     Grant(
         "cluster-events", "", "events", ("create", "patch"),
@@ -354,6 +358,37 @@ def test_namespaced_mode_writes_nothing_namespaced_cluster_wide() -> None:
     # the watch of the watched namespaces, so no InferencePool is read cluster-wide.
     assert cluster_wide == {("pods", "list")}
     assert ("ns:team-a", "fleetscale.io", "inferencepools/status", "patch", ()) in granted
+
+
+def documented_grants(section: str) -> set[tuple[str, str, str, str]]:
+    """(where, group, resource, verb) of each row of a table of docs/rbac.md whose API group
+    is written literally."""
+    text = RBAC_DOC.read_text(encoding="utf-8")
+    body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    places = {"watched namespaces": "watched", "cluster": "cluster"}
+    found = set()
+    for line in body.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) < 5 or cells[0] not in places:
+            continue
+        where, group, resources, verbs = cells[:4]
+        if group != '""' and not re.fullmatch(r"[a-z0-9.-]+", group):
+            continue  # "each rbac.extraScaleTargets group": checked by the rendering tests
+        for resource in resources.split(", "):
+            for verb in verbs.split(", "):
+                found.add((places[where], "" if group == '""' else group, resource, verb))
+    return found
+
+
+def test_the_documented_grants_are_exactly_the_grants() -> None:
+    """docs/rbac.md's "Always" table says what the chart grants in every install."""
+    granted = {
+        (grant.where, grant.group, grant.resource, verb)
+        for grant in GRANTS
+        if grant.feature is None
+        for verb in grant.verbs
+    }
+    assert documented_grants("Always") == granted
 
 
 def test_rbac_can_be_left_to_the_platform() -> None:
