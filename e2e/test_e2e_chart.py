@@ -107,6 +107,7 @@ def test_operator_identity_can_make_every_call_the_operator_makes(
     core.patch_namespaced_config_map("shed", namespace, {"data": {"active": "false"}})
     core.read_namespaced_config_map("shed", namespace)
     custom.list_namespaced_custom_object("fleetscale.io", "v1alpha1", namespace, "inferencepools")
+    core.list_namespace(limit=1)  # the Namespaces' labels (AcceleratorPool spec.tenancy)
     # Leader election: the chart's Lease in the release namespace, created (when no replica
     # has yet), read and renewed.
     coordination = client.CoordinationV1Api(operator_api)

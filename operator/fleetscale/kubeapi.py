@@ -5,24 +5,28 @@ to back off, how to put an API error in plain words (the API server's own messag
 ``KubeJson``: JSON requests built from paths with the official client's own serializer,
 authentication and TLS settings (``ApiClient.param_serialize`` / ``call_api``), each run in a
 worker thread and retried on transient failures. The generated per-kind API classes cannot
-address "any kind with /scale" (core and custom groups alike), so requests are built from paths.
-The adapter packages (``actuators``, ``nodepools``) and the controller may not import each
-other's internals, so what they share lives here. Callers: ``actuators``, ``nodepools._kube``,
-``controller``.
+address "any kind with /scale" (core and custom groups alike), so requests are built from paths,
+and every path by ``resource_path`` from segments checked as Kubernetes names and URL-quoted,
+never by pasting a value into a string. The adapter packages (``actuators``, ``nodepools``)
+and the controller may not import each other's internals, so what they share lives here.
+Callers: ``actuators``, ``nodepools._kube``, ``controller``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import urllib3
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
+
+from fleetscale.api.base import API_VERSION_PATTERN, is_dns_label, is_dns_subdomain
 
 T = TypeVar("T")
 
@@ -138,9 +142,72 @@ class KubeJson:
         return self._api_client.response_deserialize(response, {"2XX": "object"}).data
 
 
+class InvalidName(ValueError):  # noqa: N818  (reads as what the value is)
+    """A name, namespace, resource or apiVersion is not valid for what it names.
+
+    Raised before any request is built: a value that is not a Kubernetes name could be read as
+    more than one path segment (``../kube-system/...``; urllib3 resolves ``..`` before it sends
+    the request, so the API server would see another namespace's path)."""
+
+
+def _checked(value: str, what: str, valid: Callable[[str], bool]) -> str:
+    if not isinstance(value, str) or not valid(value):
+        raise InvalidName(f"{what} {value!r} is not a valid Kubernetes name: refused, not sent")
+    return quote(value, safe="")
+
+
+def _api_version_ok(value: str) -> bool:
+    return len(value) <= 317 and re.fullmatch(API_VERSION_PATTERN, value) is not None
+
+
 def api_root(api_version: str) -> str:
-    """``v1`` -> ``/api/v1``; ``apps/v1`` -> ``/apis/apps/v1``."""
-    return f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    """``v1`` -> ``/api/v1``; ``apps/v1`` -> ``/apis/apps/v1``. Raises InvalidName."""
+    _checked(api_version, "apiVersion", _api_version_ok)
+    group, _, version = api_version.rpartition("/")
+    if not group:
+        return f"/api/{quote(version, safe='')}"
+    return f"/apis/{quote(group, safe='')}/{quote(version, safe='')}"
+
+
+def check_names(
+    *, api_version: str | None = None, namespace: str | None = None, name: str | None = None
+) -> None:
+    """Raise InvalidName unless each value given is valid for what it names (before anything
+    is sent)."""
+    if api_version is not None:
+        _checked(api_version, "apiVersion", _api_version_ok)
+    if namespace is not None:
+        _checked(namespace, "namespace", is_dns_label)
+    if name is not None:
+        _checked(name, "name", is_dns_subdomain)
+
+
+def resource_path(
+    api_version: str,
+    resource: str,
+    *,
+    namespace: str | None = None,
+    name: str | None = None,
+    subresource: str | None = None,
+) -> str:
+    """The REST path of a collection (no ``name``) or of one object, from validated segments.
+
+    The only way the adapters build a path from names that come from specs, status or the
+    cluster: each segment must be a valid name of its kind (a namespace a DNS-1123 label, an
+    object name a DNS-1123 subdomain, the resource and subresource lower-case labels) and is
+    URL-quoted, so no value can add, remove or climb out of a segment. Raises InvalidName.
+    """
+    parts = [api_root(api_version)]
+    if namespace is not None:
+        parts += ["namespaces", _checked(namespace, "namespace", is_dns_label)]
+    parts.append(_checked(resource, "resource", is_dns_label))
+    if name is not None:
+        parts.append(_checked(name, "name", is_dns_subdomain))
+    if subresource is not None:
+        if name is None:
+            raise InvalidName(f"subresource {subresource!r} without an object name")
+        parts.append(_checked(subresource, "subresource", is_dns_label))
+    return "/".join(parts)
 
 
 # Requests that change something in the cluster; everything else only reads.

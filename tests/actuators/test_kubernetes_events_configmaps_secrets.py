@@ -234,6 +234,7 @@ async def test_the_flag_configmap_is_created_owned_then_patched(
         }
     ]
     assert stored["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "fleetscale"}
+    assert stored["metadata"]["annotations"] == {"fleetscale.io/inference-pool": "llama"}
 
     await publisher.publish(POOL, "llama-shed", ShedFlag(False, "NotLimited", None, None))
     stored = emulator.objects["v1/configmaps", NS, "llama-shed"]
@@ -254,21 +255,24 @@ async def test_an_unchanged_flag_is_not_written_again(
     assert len(emulator[kmock.method.PATCH]) == 0
 
 
-async def test_an_existing_configmap_is_adopted_keeping_other_keys_and_owners(
+async def test_the_pools_own_configmap_is_patched_keeping_other_keys(
     emulator: kmock.KubernetesEmulator, api_client: ApiClient
 ) -> None:
-    emulator.objects["v1/configmaps", NS, "gateway"] = {
+    """A ConfigMap an earlier release created (managed-by label and controller reference, no
+    annotation yet) is the pool's: it is patched, and keys gateways added stay."""
+    emulator.objects["v1/configmaps", NS, "llama-shed"] = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
-            "name": "gateway",
+            "name": "llama-shed",
             "namespace": NS,
+            "labels": {"app.kubernetes.io/managed-by": "fleetscale"},
             "ownerReferences": [
                 {
-                    "apiVersion": "v1",
-                    "kind": "Service",
-                    "name": "gw",
-                    "uid": "u1",
+                    "apiVersion": "fleetscale.io/v1alpha1",
+                    "kind": "InferencePool",
+                    "name": "llama",
+                    "uid": "uid-llama",
                     "controller": True,
                 }
             ],
@@ -276,13 +280,11 @@ async def test_an_existing_configmap_is_adopted_keeping_other_keys_and_owners(
         "data": {"routes": "a,b", "active": "false"},
     }
     publisher = ConfigMapShedFlagPublisher(api_client, retry=FAST_RETRY)
-    await publisher.publish(POOL, "gateway", ShedFlag(True, "MaxNodes", SINCE, 60))
-    stored = emulator.objects["v1/configmaps", NS, "gateway"]
+    await publisher.publish(POOL, "llama-shed", ShedFlag(True, "MaxNodes", SINCE, 60))
+    stored = emulator.objects["v1/configmaps", NS, "llama-shed"]
     assert stored["data"]["routes"] == "a,b"
     assert stored["data"]["active"] == "true"
-    owners = stored["metadata"]["ownerReferences"]
-    assert [o["uid"] for o in owners] == ["u1", "uid-llama"]
-    assert owners[1]["controller"] is False  # the Service already controls it
+    assert [o["uid"] for o in stored["metadata"]["ownerReferences"]] == ["uid-llama"]
 
 
 async def test_publish_errors_are_actuator_errors(

@@ -9,6 +9,7 @@ RBAC equals the grants for the features a values case turns on, no more and no l
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from chartkit import MATRIX, RELEASE_NAMESPACE, REPO, by_kind, render, walk
 
 OPERATOR_SOURCE = REPO / "operator" / "fleetscale"
+RBAC_DOC = REPO / "docs" / "rbac.md"
 KOPF_SOURCE = Path(kopf.__file__).parent
 
 
@@ -92,30 +94,32 @@ GRANTS: tuple[Grant, ...] = (
     ),
     Grant(
         "watched", "apps", "deployments", ("get",),
-        (fs(SCALE, 'request(\n                "GET", resource.object_path(target) + subresource'),),
+        (fs(SCALE, '"GET", resource.object_path(target, subresource)'),),
     ),
     Grant("watched", "apps", "statefulsets", ("get",), (fs(SCALE, "workload = await self._get"),)),
     Grant(
         "watched", "apps", "deployments/scale", ("get", "update"),
-        (fs(SCALE, 'self._get(target, resource, "/scale")'), fs(SCALE, '"PUT", scale_path')),
+        (fs(SCALE, 'self._get(target, resource, "scale")'), fs(SCALE, '"PUT", scale_path')),
     ),
     Grant(
         "watched", "apps", "statefulsets/scale", ("get", "update"),
-        (fs(SCALE, 'self._get(target, resource, "/scale")'), fs(SCALE, '"PUT", scale_path')),
+        (fs(SCALE, 'self._get(target, resource, "scale")'), fs(SCALE, '"PUT", scale_path')),
     ),
     Grant(
         "watched", "", "pods", ("list",),
-        (fs(SCALE, 'path = f"/api/v1/namespaces/{target.namespace}/pods"'),),
+        (fs(SCALE, 'resource_path("v1", "pods", namespace=target.namespace)'),),
     ),
     Grant(
         "watched", "", "events", ("create", "patch"),
-        (fs(EVENTS, '"POST", f"/api/v1/namespaces/{namespace}/events"'),
-         fs(EVENTS, '"PATCH", path, body=patch'), KOPF_EVENTS),
+        (fs(EVENTS, 'events = resource_path("v1", "events", namespace=namespace)'),
+         fs(EVENTS, '"POST", events, body=body'), fs(EVENTS, '"PATCH", path, body=patch'),
+         KOPF_EVENTS),
     ),
     Grant(
         "watched", "", "configmaps", ("get", "create", "patch"),
-        (fs(CONFIGMAP, '"GET", path'), fs(CONFIGMAP, '"PATCH", path'),
-         fs(CONFIGMAP, '"POST", f"/api/v1/namespaces/{namespace}/configmaps"')),
+        (fs(CONFIGMAP, 'resource_path("v1", "configmaps", namespace=namespace'),
+         fs(CONFIGMAP, '"GET", path'), fs(CONFIGMAP, '"PATCH", path'),
+         fs(CONFIGMAP, '"POST", collection, body=body')),
     ),
     Grant(
         "watched", "gateway.envoyproxy.io", "backendtrafficpolicies",
@@ -153,7 +157,9 @@ GRANTS: tuple[Grant, ...] = (
     ),
     Grant(
         "cluster", "", "namespaces", ("list", "watch"),
-        (kf("_core/reactor/observation.py", "resource=resource,\n                namespace=None"),),
+        (KOPF_LISTS, KOPF_WATCHES,
+         fs(HANDLERS, '@kopf.index("v1", "namespaces", id=NAMESPACE_LABELS_INDEX'),
+         kf("_core/reactor/observation.py", "resource=resource,\n                namespace=None")),
     ),
     Grant(
         "cluster-events", "", "events", ("create", "patch"),
@@ -211,7 +217,8 @@ GRANTS: tuple[Grant, ...] = (
 
 # Grants that only exist with some values, and how they render.
 SECRETS_EVIDENCE = (
-    fs("actuators/secrets.py", '"GET", f"/api/v1/namespaces/{namespace}/secrets/{name}"'),
+    fs("actuators/secrets.py", 'resource_path("v1", "secrets", namespace=namespace, name=name)'),
+    fs("actuators/secrets.py", 'self._api.request("GET", path)'),
 )
 EXTRA_SCALE_EVIDENCE = (fs(SCALE, '"PUT", scale_path'),)
 # Leader election (on by default): one Lease in the release namespace, read, created, renewed.
@@ -362,6 +369,37 @@ def test_namespaced_mode_writes_nothing_namespaced_cluster_wide() -> None:
     # the watch of the watched namespaces, so no InferencePool is read cluster-wide.
     assert cluster_wide == {("pods", "list")}
     assert ("ns:team-a", "fleetscale.io", "inferencepools/status", "patch", ()) in granted
+
+
+def documented_grants(section: str) -> set[tuple[str, str, str, str]]:
+    """(where, group, resource, verb) of each row of a table of docs/rbac.md whose API group
+    is written literally."""
+    text = RBAC_DOC.read_text(encoding="utf-8")
+    body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    places = {"watched namespaces": "watched", "cluster": "cluster"}
+    found = set()
+    for line in body.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) < 5 or cells[0] not in places:
+            continue
+        where, group, resources, verbs = cells[:4]
+        if group != '""' and not re.fullmatch(r"[a-z0-9.-]+", group):
+            continue  # "each rbac.extraScaleTargets group": checked by the rendering tests
+        for resource in resources.split(", "):
+            for verb in verbs.split(", "):
+                found.add((places[where], "" if group == '""' else group, resource, verb))
+    return found
+
+
+def test_the_documented_grants_are_exactly_the_grants() -> None:
+    """docs/rbac.md's "Always" table says what the chart grants in every install."""
+    granted = {
+        (grant.where, grant.group, grant.resource, verb)
+        for grant in GRANTS
+        if grant.feature is None
+        for verb in grant.verbs
+    }
+    assert documented_grants("Always") == granted
 
 
 def test_rbac_can_be_left_to_the_platform() -> None:

@@ -98,7 +98,8 @@ async def test_a_renamed_config_map_does_not_leave_the_old_one_on() -> None:
 async def test_a_deleted_pool_turns_its_flag_off_before_the_config_map_goes() -> None:
     world = await shedding_world()
     assert world.status is not None
-    body = {"metadata": {"namespace": "serving", "name": "llama"}, "status": world.status}
+    metadata = {"namespace": "serving", "name": "llama", "uid": "uid-1"}
+    body = {"metadata": metadata, "status": world.status}
     await withdraw_shed_flag_of_deleted_pool(("serving", "llama"), body, world.deps)
     flag = world.publisher.current[CONFIG_MAP]
     assert (flag.active, flag.reason) == (False, "Deleted")

@@ -10,11 +10,15 @@ import kmock
 import pytest
 
 from integration.harness import Cluster
+from support.kube_emulator import serve_namespaces
 from support.prometheus_server import PrometheusServer
 
 
 @pytest.fixture
-async def cluster(kmock: kmock.KubernetesEmulator) -> AsyncIterator[Cluster]:
+async def cluster(
+    kmock: kmock.KubernetesEmulator, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Cluster]:
+    serve_namespaces(monkeypatch)
     emulated = Cluster(kmock)
     controller = asyncio.create_task(emulated.run_deployment_controller())
     yield emulated

@@ -123,6 +123,17 @@ class Cluster:
             "spec": copy.deepcopy(dict(spec)),
         }
 
+    async def label_namespace(self, namespace: str, labels: Mapping[str, str]) -> None:
+        """PATCH the Namespace's labels through the API, so watches see the change."""
+        url = f"{self.url}/api/v1/namespaces/{namespace}"
+        patch = {"metadata": {"labels": dict(labels)}}
+        headers = {"Content-Type": "application/merge-patch+json"}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.patch(url, json=patch, headers=headers) as response,
+        ):
+            response.raise_for_status()
+
     async def delete_pool(self, namespace: str, name: str) -> None:
         """DELETE through the API, as kubectl does (finalizers then hold it until released)."""
         url = f"{self.url}/apis/fleetscale.io/v1alpha1/namespaces/{namespace}/inferencepools/{name}"

@@ -116,3 +116,47 @@ async def test_nodes_are_requested_and_replicas_follow_them(
     assert status["allocations"][0]["reason"] == "CapacityAvailable"
     # All of its demand fits: no cap (6 is only the demand the pool planned for).
     assert cluster.status(NS, "chat").get("maxReplicasByCapacity") is None
+
+
+NAMESPACES = kmock.resource("v1/namespaces")
+
+
+async def test_a_namespace_the_pool_does_not_admit_gets_no_node_until_it_is_labelled(
+    cluster: Cluster, prometheus: PrometheusServer
+) -> None:
+    """spec.tenancy.namespaceSelector is evaluated against the Namespaces' labels as the
+    operator's watch of Namespaces delivers them: a label added later admits the pool."""
+    prometheus.set_value(QUEUE, 30)
+    cluster.add_deployment(NS, "vllm-chat", replicas=1, gpus_per_pod=4)
+    cluster.server.objects[NAMESPACES, None, NS] = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": NS, "labels": {"team": "serving"}, "resourceVersion": "1"},
+    }
+    add_accelerator_pool(cluster, max_nodes=3)
+    cluster.server.objects[APOOLS, None, "h100"].patch(
+        {"spec": {"tenancy": {"namespaceSelector": {"matchLabels": {"gpu": "h100"}}}}}
+    )
+    spec = pool_spec("vllm-chat", QUEUE, max_replicas=8)
+    spec["acceleratorPoolRef"] = {"name": "h100"}
+    cluster.add_pool(NS, "chat", spec)
+
+    async with running_operator(cluster, prometheus):
+
+        def refused() -> bool:
+            claims = apool_status(cluster).get("refusedClaims") or []
+            limited = cluster.condition(NS, "chat", "ScalingLimited") or {}
+            return [c["reason"] for c in claims] == ["NamespaceNotAllowed"] and (
+                limited.get("reason") == "ClaimRefused"
+            )
+
+        await eventually(refused, what="the claim refused, and the pool told")
+        assert pool_nodes(cluster) == []
+        assert cluster.replicas(NS, "vllm-chat") == 1
+        assert "ClaimRefused" in cluster.event_reasons(NS, "chat")
+
+        await cluster.label_namespace(NS, {"team": "serving", "gpu": "h100"})
+        await eventually(lambda: len(pool_nodes(cluster)) == 3, what="3 kwok Nodes")
+        await eventually(
+            lambda: apool_status(cluster).get("refusedClaims") == [], what="no refused claim"
+        )

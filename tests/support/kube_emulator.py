@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kmock
+import pytest
+from kmock._internal import parsing
 from kubernetes.client import ApiClient, Configuration
 
 
@@ -41,6 +43,26 @@ def declare(
         verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
         subresources=set(subresources),
     )
+
+
+def serve_namespaces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let the emulator serve Namespaces themselves: ``/api/v1/namespaces`` (list, watch) and
+    ``/api/v1/namespaces/{name}`` (get, patch).
+
+    kmock 0.8 reads those paths as the namespace prefix of a namespaced resource and fails on
+    them (a 500 for the list), so a kopf index of Namespaces never finishes its first list and
+    kopf starts no handler. This parses them as the cluster-scoped resource they are.
+    """
+    original = parsing.parse_path
+
+    def parse_path(path: str) -> Any:
+        parts = path.strip("/").split("/")
+        if parts[:3] == ["api", "v1", "namespaces"] and len(parts) <= 4:
+            name = parts[3] if len(parts) == 4 else None
+            return parsing.ParsedPath(group="", version="v1", plural="namespaces", name=name)
+        return original(path)
+
+    monkeypatch.setattr(parsing, "parse_path", parse_path)
 
 
 def _dig(obj: Mapping[str, Any], path: Sequence[str]) -> Any:

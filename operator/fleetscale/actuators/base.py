@@ -73,6 +73,12 @@ class ActuatorError(Exception):
     """Any other API failure that persisted after retries."""
 
 
+class ConfigMapNotOwned(ActuatorError):  # noqa: N818  (the name is the contract)
+    """The ConfigMap exists and is not the publishing pool's: fleetscale did not create it for
+    that pool (no ``app.kubernetes.io/managed-by=fleetscale`` label, or no controller owner
+    reference to the pool). Nothing was written to it."""
+
+
 class ScaleActuator(Protocol):
     """Reads and writes replica counts through the ``/scale`` subresource."""
 
@@ -126,11 +132,13 @@ class ShedFlagPublisher(Protocol):
     """Publishes the shed-load flag where gateways can read it (a ConfigMap)."""
 
     async def publish(self, owner: InvolvedObject, config_map_name: str, flag: ShedFlag) -> None:
-        """Create or patch the ConfigMap in the owner's namespace, owned by ``owner``.
+        """Create the ConfigMap in the owner's namespace, marked as ``owner``'s, or patch it if
+        it is marked so; never write one that is not.
 
         Keys: ``active`` ("true"/"false"), ``fraction``, ``retryAfterSeconds``, ``reason``,
         ``since``, ``message``, ``lowPriorityHeader``, ``lowPriorityValue``.
-        Raises ActuatorError when the API keeps failing.
+        Raises ConfigMapNotOwned for an existing ConfigMap that is not ``owner``'s, and
+        ActuatorError when the API keeps failing.
         """
         ...
 

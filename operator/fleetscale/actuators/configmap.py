@@ -1,8 +1,8 @@
 """Publish the shed-load flag as a ConfigMap that gateways read.
 
 Role: ``ShedFlagPublisher`` on core/v1 ConfigMaps. The ConfigMap lives in the InferencePool's
-namespace, is owned by it (ownerReference, so deleting the pool deletes the flag) and holds
-plain string keys any gateway or script can read without knowing fleetscale:
+namespace and holds plain string keys any gateway or script can read without knowing
+fleetscale:
 
     active             "true" | "false"
     fraction           share of requests to refuse, "0.00" to "1.00" ("0.00" while off);
@@ -14,9 +14,17 @@ plain string keys any gateway or script can read without knowing fleetscale:
     lowPriorityHeader, lowPriorityValue   the request header (and value) that marks requests
                        to refuse first (when the spec names one)
 
+Ownership: the operator writes only ConfigMaps it created for the pool. It creates a missing
+one (and recreates it if someone deleted it) marked as the pool's: the label
+``app.kubernetes.io/managed-by: fleetscale``, the annotation ``fleetscale.io/inference-pool``
+naming the pool, and a controller owner reference to the pool (deleting the pool deletes the
+flag). An existing ConfigMap is patched only if it carries that label and a controller
+reference to this very pool (its uid); any other (a platform's ConfigMap that happens to have
+the name, one claimed by another pool) raises ``ConfigMapNotOwned`` and is left untouched, so a
+pool cannot take over, or overwrite, a ConfigMap that is not its own.
+
 Reads before it writes: an unchanged flag costs one GET and no write, so gateways that watch
-the ConfigMap see a change only when there is one. A missing ConfigMap is created (and
-recreated if someone deleted it). Callers: the controller's reconcile.
+the ConfigMap see a change only when there is one. Callers: the controller's reconcile.
 """
 
 from __future__ import annotations
@@ -28,12 +36,23 @@ from typing import Any
 
 from kubernetes.client import ApiClient
 
-from fleetscale.actuators.base import ActuatorError, InvolvedObject, ShedFlag
-from fleetscale.actuators.rest import MERGE_PATCH, KubeJson, RetryPolicy, describe, status_of
+from fleetscale.actuators.base import ActuatorError, ConfigMapNotOwned, InvolvedObject, ShedFlag
+from fleetscale.actuators.rest import (
+    MERGE_PATCH,
+    InvalidName,
+    KubeJson,
+    RetryPolicy,
+    describe,
+    resource_path,
+    status_of,
+)
 
 logger = logging.getLogger(__name__)
 
-MANAGED_BY_LABELS = {"app.kubernetes.io/managed-by": "fleetscale"}
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY_LABELS = {MANAGED_BY: "fleetscale"}
+# Names the pool a ConfigMap was created for (annotations take any name length, labels 63).
+POOL_ANNOTATION = "fleetscale.io/inference-pool"
 
 
 def flag_data(flag: ShedFlag) -> dict[str, str | None]:
@@ -70,6 +89,25 @@ def owner_reference(owner: InvolvedObject) -> dict[str, Any]:
     }
 
 
+def not_owned_because(current: Mapping[str, Any], owner: InvolvedObject) -> str | None:
+    """Why an existing ConfigMap is not ``owner``'s to write (None: it is)."""
+    metadata = current.get("metadata") or {}
+    controllers = [
+        ref for ref in metadata.get("ownerReferences") or [] if ref.get("controller") is True
+    ]
+    if (metadata.get("labels") or {}).get(MANAGED_BY) != MANAGED_BY_LABELS[MANAGED_BY]:
+        return (
+            f"it was not created by fleetscale (no label {MANAGED_BY}=fleetscale); "
+            "name a ConfigMap that does not exist yet, and the pool creates it"
+        )
+    if any(ref.get("uid") == owner.uid for ref in controllers):
+        return None
+    others = [f"{ref.get('kind')} {ref.get('name')}" for ref in controllers]
+    if others:
+        return f"it belongs to {others[0]}, not to this pool"
+    return "it carries no controller reference to this pool"
+
+
 class ConfigMapShedFlagPublisher:
     """``ShedFlagPublisher`` writing one ConfigMap per pool; see the module docstring."""
 
@@ -82,8 +120,11 @@ class ConfigMapShedFlagPublisher:
         namespace = owner.namespace
         data = flag_data(flag)
         reference = owner_reference(owner)
-        path = f"/api/v1/namespaces/{namespace}/configmaps/{config_map_name}"
         where = f"ConfigMap {namespace}/{config_map_name}"
+        try:
+            path = resource_path("v1", "configmaps", namespace=namespace, name=config_map_name)
+        except InvalidName as exc:  # never sent: it could name another namespace's ConfigMap
+            raise ActuatorError(f"refused to publish the shed flag: {exc}") from exc
         try:
             current = await self._get(path)
             if current is None:
@@ -93,7 +134,12 @@ class ConfigMapShedFlagPublisher:
                 current = await self._get(path)  # someone created it meanwhile
                 if current is None:
                     raise ActuatorError(f"{where} vanished while it was being created")
-            patch = _patch_for(current, data, reference)
+            refusal = not_owned_because(current, owner)
+            if refusal is not None:
+                raise ConfigMapNotOwned(
+                    f"{where} is not this pool's, so it is left untouched: {refusal}"
+                )
+            patch = _patch_for(current, data)
             if patch:
                 await self._api.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
         except ActuatorError:
@@ -126,12 +172,14 @@ class ConfigMapShedFlagPublisher:
                 "name": name,
                 "namespace": namespace,
                 "labels": dict(MANAGED_BY_LABELS),
+                "annotations": {POOL_ANNOTATION: str(reference["name"])},
                 "ownerReferences": [dict(reference)],
             },
             "data": {key: value for key, value in data.items() if value is not None},
         }
         try:
-            await self._api.request("POST", f"/api/v1/namespaces/{namespace}/configmaps", body=body)
+            collection = resource_path("v1", "configmaps", namespace=namespace)
+            await self._api.request("POST", collection, body=body)
         except Exception as exc:
             if status_of(exc) == 409:
                 return False
@@ -139,22 +187,9 @@ class ConfigMapShedFlagPublisher:
         return True
 
 
-def _patch_for(
-    current: Mapping[str, Any], data: Mapping[str, str | None], reference: Mapping[str, Any]
-) -> dict[str, Any]:
-    """The merge patch that brings ``current`` to ``data`` and ownership; empty if none."""
-    patch: dict[str, Any] = {}
+def _patch_for(current: Mapping[str, Any], data: Mapping[str, str | None]) -> dict[str, Any]:
+    """The merge patch that brings ``current`` (this pool's own ConfigMap) to ``data``; empty
+    if none."""
     current_data = current.get("data") or {}
     changed = {key: value for key, value in data.items() if current_data.get(key) != value}
-    if changed:
-        patch["data"] = changed
-    metadata = current.get("metadata") or {}
-    references = list(metadata.get("ownerReferences") or [])
-    if not any(ref.get("uid") == reference["uid"] for ref in references):
-        # A merge patch replaces the list: keep other owners, stop claiming to be controller
-        # if another owner already is.
-        ours = dict(reference)
-        if any(ref.get("controller") for ref in references):
-            ours["controller"] = False
-        patch["metadata"] = {"ownerReferences": [*references, ours]}
-    return patch
+    return {"data": changed} if changed else {}

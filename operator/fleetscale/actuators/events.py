@@ -23,7 +23,14 @@ from typing import Any
 from kubernetes.client import ApiClient
 
 from fleetscale.actuators.base import EventType, InvolvedObject
-from fleetscale.actuators.rest import MERGE_PATCH, KubeJson, RetryPolicy, describe, status_of
+from fleetscale.actuators.rest import (
+    MERGE_PATCH,
+    KubeJson,
+    RetryPolicy,
+    describe,
+    resource_path,
+    status_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +105,7 @@ class KubernetesEventSink:
         key: _Key = (involved, type, reason, message)
         posted = self._posted.get(key)
         if posted is not None and now - posted.last_seen <= self._window_seconds:
-            path = f"/api/v1/namespaces/{posted.namespace}/events/{posted.name}"
+            path = resource_path("v1", "events", namespace=posted.namespace, name=posted.name)
             patch = {"count": posted.count + 1, "lastTimestamp": rfc3339(now)}
             try:
                 await self._api.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
@@ -112,7 +119,8 @@ class KubernetesEventSink:
                 return
         namespace = involved.namespace or _CLUSTER_SCOPED_EVENTS_NAMESPACE
         body = self._event(involved, namespace, type, reason, message, now)
-        await self._api.request("POST", f"/api/v1/namespaces/{namespace}/events", body=body)
+        events = resource_path("v1", "events", namespace=namespace)
+        await self._api.request("POST", events, body=body)
         self._posted[key] = _Posted(namespace, body["metadata"]["name"], 1, now)
         self._posted.move_to_end(key)
         while len(self._posted) > self._capacity:
@@ -129,7 +137,7 @@ class KubernetesEventSink:
     ) -> dict[str, Any]:
         # Unique like client-go's names: the object's name and a nanosecond stamp in hex.
         suffix = f".{time.time_ns():x}"
-        name = involved.name[: _NAME_MAX_CHARS - len(suffix)] + suffix
+        name = involved.name[: _NAME_MAX_CHARS - len(suffix)].rstrip(".-") + suffix
         reference: dict[str, Any] = {
             "apiVersion": involved.api_version,
             "kind": involved.kind,

@@ -4,7 +4,8 @@ Role: stand-ins with the same behaviour as the real adapters where the controlle
 it: ``FakeScaleActuator`` raises ``TargetNotFound`` for unknown targets, writes nothing when
 the size is already right, retries injected conflicts up to the same limit as the real one,
 and (like a Deployment) leaves ready replicas behind until told the pods became ready;
-``FakeEventSink`` never raises; ``FakeShedFlagPublisher`` keeps the last flag per ConfigMap;
+``FakeEventSink`` never raises; ``FakeShedFlagPublisher`` keeps the last flag per ConfigMap
+and refuses ConfigMaps that are not the pool's;
 ``FakeSecretReader`` raises ``SecretNotFound`` with the real messages.
 Callers: controller unit tests.
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 from fleetscale.actuators.base import (
     ActuatorError,
+    ConfigMapNotOwned,
     EventType,
     InvolvedObject,
     ScaleStatus,
@@ -174,22 +176,44 @@ class PublishedFlag:
 
 @dataclass
 class FakeShedFlagPublisher:
-    """Records every publish and keeps the current flag per (namespace, ConfigMap name)."""
+    """Records every publish and keeps the current flag per (namespace, ConfigMap name).
+
+    Ownership as the real publisher: the first publish creates the ConfigMap for its pool
+    (``owners`` keeps the pool's uid); a ConfigMap that exists for another pool, or that
+    fleetscale did not create (``add_foreign``), raises ConfigMapNotOwned and is not written.
+    """
 
     published: list[PublishedFlag] = field(default_factory=list)
     current: dict[tuple[str, str], ShedFlag] = field(default_factory=dict)
+    owners: dict[tuple[str, str], str | None] = field(default_factory=dict)  # by pool uid
+    foreign: set[tuple[str, str]] = field(default_factory=set)  # not created by fleetscale
+    refused: list[PublishedFlag] = field(default_factory=list)
     _fail_next: list[Exception] = field(default_factory=list)
 
     def fail_next(self, exc: Exception | None = None) -> None:
         self._fail_next.append(exc or ActuatorError("injected failure"))
+
+    def add_foreign(self, namespace: str, name: str) -> None:
+        """A ConfigMap that exists and that fleetscale did not create."""
+        self.foreign.add((namespace, name))
 
     async def publish(self, owner: InvolvedObject, config_map_name: str, flag: ShedFlag) -> None:
         if owner.namespace is None:
             raise ValueError(f"{owner.kind} {owner.name} is not namespaced")
         if self._fail_next:
             raise self._fail_next.pop(0)
+        key = (owner.namespace, config_map_name)
+        foreign = key in self.foreign
+        if foreign or (key in self.owners and self.owners[key] != owner.uid):
+            self.refused.append(PublishedFlag(owner, config_map_name, flag))
+            whose = "it was not created by fleetscale" if foreign else "it belongs to another pool"
+            raise ConfigMapNotOwned(
+                f"ConfigMap {owner.namespace}/{config_map_name} is not this pool's, so it is "
+                f"left untouched: {whose}"
+            )
+        self.owners[key] = owner.uid
         self.published.append(PublishedFlag(owner, config_map_name, flag))
-        self.current[(owner.namespace, config_map_name)] = flag
+        self.current[key] = flag
 
 
 @dataclass

@@ -26,7 +26,16 @@ from kubernetes.client import ApiClient
 
 from fleetscale.actuators import workloads
 from fleetscale.actuators.base import ActuatorError, ScaleStatus, ScaleTargetRef, TargetNotFound
-from fleetscale.actuators.rest import KubeJson, RetryPolicy, api_root, describe, status_of
+from fleetscale.actuators.rest import (
+    InvalidName,
+    KubeJson,
+    RetryPolicy,
+    api_root,
+    check_names,
+    describe,
+    resource_path,
+    status_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +50,18 @@ _SCALE_MIRRORS_OBJECT = frozenset(
 class _Resource:
     """Where a kind lives in the REST API."""
 
-    root: str  # /apis/apps/v1
+    api_version: str  # apps/v1
     plural: str  # deployments
 
-    def object_path(self, target: ScaleTargetRef) -> str:
-        return f"{self.root}/namespaces/{target.namespace}/{self.plural}/{target.name}"
+    def object_path(self, target: ScaleTargetRef, subresource: str | None = None) -> str:
+        """The target's path (raises InvalidName for a name that is not a Kubernetes name)."""
+        return resource_path(
+            self.api_version,
+            self.plural,
+            namespace=target.namespace,
+            name=target.name,
+            subresource=subresource,
+        )
 
 
 class KubernetesScaleActuator:
@@ -66,20 +82,20 @@ class KubernetesScaleActuator:
         resource = await self._resource(target)
         if (target.api_version, target.kind) in _SCALE_MIRRORS_OBJECT:
             # One read a tick instead of two: the object carries all its /scale would.
-            workload = await self._get(target, resource, "")
+            workload = await self._get(target, resource)
             return await self._status(target, workloads.scale_of_apps_workload(workload), workload)
-        scale = await self._get(target, resource, "/scale")
-        return await self._status(target, scale, await self._get(target, resource, ""))
+        scale = await self._get(target, resource, "scale")
+        return await self._status(target, scale, await self._get(target, resource))
 
     async def set_replicas(self, target: ScaleTargetRef, replicas: int) -> ScaleStatus:
         if replicas < 0:
             raise ValueError(f"replicas must not be negative, got {replicas}")
         resource = await self._resource(target)
-        scale_path = resource.object_path(target) + "/scale"
         for _ in range(self._conflict_attempts):
-            scale = await self._get(target, resource, "/scale")
+            scale = await self._get(target, resource, "scale")
+            scale_path = resource.object_path(target, "scale")  # valid: the read built it
             if _spec_replicas(scale) == replicas:
-                return await self._status(target, scale, await self._get(target, resource, ""))
+                return await self._status(target, scale, await self._get(target, resource))
             try:
                 written = await self._api.request(
                     "PUT", scale_path, body=_scale_write(scale, replicas)
@@ -89,7 +105,7 @@ class KubernetesScaleActuator:
                     logger.info("Conflict writing the scale of %s; reading it again", target)
                     continue
                 raise self._error(target, exc, "set the replicas of") from exc
-            return await self._status(target, written, await self._get(target, resource, ""))
+            return await self._status(target, written, await self._get(target, resource))
         raise ActuatorError(
             f"could not set the replicas of {target}: it kept changing under us "
             f"({self._conflict_attempts} conflicting writes in a row)"
@@ -111,19 +127,19 @@ class KubernetesScaleActuator:
         )
 
     async def _count_ready_pods(self, target: ScaleTargetRef, selector: str) -> int:
-        path = f"/api/v1/namespaces/{target.namespace}/pods"
         try:
+            path = resource_path("v1", "pods", namespace=target.namespace)
             pods = await self._api.request("GET", path, query={"labelSelector": selector})
         except Exception as exc:
             raise self._error(target, exc, "list the pods of") from exc
         return workloads.count_ready_pods(pods.get("items") or [])
 
     async def _get(
-        self, target: ScaleTargetRef, resource: _Resource, subresource: str
+        self, target: ScaleTargetRef, resource: _Resource, subresource: str | None = None
     ) -> Mapping[str, Any]:
         try:
             answer: Mapping[str, Any] = await self._api.request(
-                "GET", resource.object_path(target) + subresource
+                "GET", resource.object_path(target, subresource)
             )
         except Exception as exc:
             if status_of(exc) == 404:
@@ -134,13 +150,18 @@ class KubernetesScaleActuator:
         return answer
 
     async def _resource(self, target: ScaleTargetRef) -> _Resource:
+        try:
+            check_names(
+                api_version=target.api_version, namespace=target.namespace, name=target.name
+            )
+        except InvalidName as exc:  # nothing is sent for a name that is not a name
+            raise ActuatorError(f"refused to address {target}: {exc}") from exc
         key = (target.api_version, target.kind)
         cached = self._resources.get(key)
         if cached is not None:
             return cached
-        root = api_root(target.api_version)
         try:
-            listing = await self._api.request("GET", root)
+            listing = await self._api.request("GET", api_root(target.api_version))
         except Exception as exc:
             if status_of(exc) == 404:
                 raise TargetNotFound(
@@ -160,7 +181,7 @@ class KubernetesScaleActuator:
                 )
             if entry.get("namespaced") is False:
                 raise TargetNotFound(f"{target.kind} in {target.api_version} is not namespaced")
-            resource = self._resources[key] = _Resource(root=root, plural=plural)
+            resource = self._resources[key] = _Resource(target.api_version, plural)
             return resource
         raise TargetNotFound(f"the API server serves no kind {target.kind} in {target.api_version}")
 

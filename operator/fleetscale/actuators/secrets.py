@@ -3,7 +3,8 @@
 Role: ``SecretReader`` on core/v1 Secrets. Values are returned decoded, exactly as stored
 (a trailing newline from ``kubectl create secret --from-file`` included; callers that need a
 token strip it). Errors say which Secret or key is missing, and which keys exist, so a typo in
-a spec is obvious from the condition message. Callers: the controller, when it builds a
+a spec is obvious from the condition message. A name that is not a Secret name is refused
+before anything is sent. Callers: the controller, when it builds a
 Prometheus endpoint.
 """
 
@@ -15,7 +16,14 @@ import binascii
 from kubernetes.client import ApiClient
 
 from fleetscale.actuators.base import ActuatorError, SecretNotFound
-from fleetscale.actuators.rest import KubeJson, RetryPolicy, describe, status_of
+from fleetscale.actuators.rest import (
+    InvalidName,
+    KubeJson,
+    RetryPolicy,
+    describe,
+    resource_path,
+    status_of,
+)
 
 
 class KubernetesSecretReader:
@@ -26,9 +34,11 @@ class KubernetesSecretReader:
 
     async def read_key(self, namespace: str, name: str, key: str) -> str:
         try:
-            secret = await self._api.request(
-                "GET", f"/api/v1/namespaces/{namespace}/secrets/{name}"
-            )
+            path = resource_path("v1", "secrets", namespace=namespace, name=name)
+        except InvalidName as exc:  # never sent: it could name another namespace's Secret
+            raise ActuatorError(f"refused to read a Secret: {exc}") from exc
+        try:
+            secret = await self._api.request("GET", path)
         except Exception as exc:
             if status_of(exc) == 404:
                 raise SecretNotFound(f"Secret {namespace}/{name} not found") from exc

@@ -12,12 +12,19 @@ providers (read their own provider block), the CRD generator.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from fleetscale.api.base import ApiModel, Condition
+from fleetscale.api.base import (
+    DNS_SUBDOMAIN_PATTERN,
+    ApiModel,
+    Condition,
+    DnsLabelName,
+    DnsSubdomainName,
+)
 
 KIND = "AcceleratorPool"
 PLURAL = "acceleratorpools"
@@ -32,6 +39,7 @@ POOL_LABEL = "fleetscale.io/accelerator-pool"
 
 TaintEffect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 TolerationOperator = Literal["Exists", "Equal"]
+SelectorOperator = Literal["In", "NotIn", "Exists", "DoesNotExist"]
 
 # A qualified label key: optional DNS-subdomain prefix and a slash, then a name.
 _LABEL_KEY = re.compile(
@@ -67,8 +75,14 @@ class Toleration(ApiModel):
 class KwokProvider(ApiModel):
     """Fake nodes managed by kwok: simulation, demos and end-to-end tests."""
 
-    name_prefix: str | None = Field(default=None, min_length=1, max_length=200)
-    """Prefix of the created Node names (default: the AcceleratorPool's name)."""
+    name_prefix: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+    )
+    """Prefix of the created Node names, a DNS-1123 subdomain (default: the AcceleratorPool's
+    name)."""
     cpu: str = Field(default="96", min_length=1, max_length=32)
     """CPU capacity of each fake node."""
     memory: str = Field(default="1Ti", min_length=1, max_length=32)
@@ -83,9 +97,9 @@ class KwokProvider(ApiModel):
 class ClusterApiProvider(ApiModel):
     """A Cluster API MachineDeployment, scaled through its /scale subresource."""
 
-    machine_deployment: str = Field(min_length=1, max_length=253)
+    machine_deployment: DnsSubdomainName
     """Name of the MachineDeployment."""
-    namespace: str = Field(min_length=1, max_length=63)
+    namespace: DnsLabelName
     """Namespace of the MachineDeployment."""
 
 
@@ -93,9 +107,9 @@ class PlaceholderProvider(ApiModel):
     """Low-priority placeholder pods that make the cluster's own autoscaler (Cluster Autoscaler,
     Karpenter) provision nodes ahead of the model pods, which then preempt them."""
 
-    namespace: str = Field(default="fleetscale-system", min_length=1, max_length=63)
+    namespace: DnsLabelName = "fleetscale-system"
     """Namespace of the placeholder Deployment."""
-    priority_class_name: str = Field(default="fleetscale-placeholder", min_length=1, max_length=253)
+    priority_class_name: DnsSubdomainName = "fleetscale-placeholder"
     """PriorityClass of the placeholder pods; created if missing, with priorityValue."""
     priority_value: int = Field(default=-10, ge=-1000000000, le=0)
     """Priority of that class: below every model pod, so the model pods preempt placeholders."""
@@ -211,6 +225,82 @@ class NodeBounds(ApiModel):
         return self
 
 
+class LabelSelectorRequirement(ApiModel):
+    """One requirement of a label selector (metav1.LabelSelectorRequirement)."""
+
+    cel_rules: ClassVar[tuple[tuple[str, str], ...]] = (
+        (
+            "(self.operator == 'In' || self.operator == 'NotIn') == "
+            "(has(self.values) && size(self.values) > 0)",
+            "values must be set for the operators In and NotIn, and only for them",
+        ),
+    )
+
+    key: str = Field(min_length=1, max_length=316)
+    """The label key the requirement is about."""
+    operator: SelectorOperator
+    """In, NotIn, Exists or DoesNotExist."""
+    values: tuple[str, ...] = Field(default=(), max_length=64)
+    """The values for In and NotIn; empty for Exists and DoesNotExist."""
+
+    @model_validator(mode="after")
+    def _values_match_operator(self) -> LabelSelectorRequirement:
+        if (self.operator in ("In", "NotIn")) != bool(self.values):
+            raise ValueError(self.cel_rules[0][1])
+        if not _LABEL_KEY.match(self.key):
+            raise ValueError(f"invalid label key {self.key!r}")
+        return self
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether a set of labels meets this requirement (Kubernetes' semantics)."""
+        if self.operator == "Exists":
+            return self.key in labels
+        if self.operator == "DoesNotExist":
+            return self.key not in labels
+        if self.operator == "In":
+            return self.key in labels and labels[self.key] in self.values
+        return self.key not in labels or labels[self.key] not in self.values
+
+
+class LabelSelector(ApiModel):
+    """A label selector (metav1.LabelSelector): every label and every expression must match.
+    An empty selector matches everything."""
+
+    match_labels: dict[str, str] = Field(default_factory=dict, max_length=32)
+    """Labels that must all be present with these values."""
+    match_expressions: tuple[LabelSelectorRequirement, ...] = Field(default=(), max_length=32)
+    """Requirements that must all hold."""
+
+    @model_validator(mode="after")
+    def _label_keys_valid(self) -> LabelSelector:
+        bad = [key for key in self.match_labels if not _LABEL_KEY.match(key)]
+        if bad:
+            raise ValueError(f"matchLabels: invalid label keys {bad}")
+        return self
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether a set of labels is selected."""
+        return all(labels.get(k) == v for k, v in self.match_labels.items()) and all(
+            requirement.matches(labels) for requirement in self.match_expressions
+        )
+
+
+class Tenancy(ApiModel):
+    """Which InferencePools may draw accelerators from this pool, and how hard they may push.
+
+    Unset fields admit everyone: a cluster with one team works as before. A claim outside these
+    rules is refused: the InferencePool asks for nothing here and holds its size
+    (ScalingLimited=True, ClaimRefused), and status.refusedClaims lists it."""
+
+    namespace_selector: LabelSelector | None = None
+    """Namespaces, by their labels, whose InferencePools may draw from this pool. Unset: every
+    namespace the operator watches. An empty selector also selects every namespace."""
+    max_priority: int | None = Field(default=None, ge=-1000000, le=1000000)
+    """The highest spec.priority an InferencePool may claim this pool with. A claim above it is
+    refused, not lowered: priority decides who is served first and sheds last, and a team may
+    not buy its way ahead of the others on this pool. Unset: any priority."""
+
+
 class AcceleratorPoolSpec(ApiModel):
     """A group of identical accelerator nodes that InferencePools draw from."""
 
@@ -235,6 +325,9 @@ class AcceleratorPoolSpec(ApiModel):
     provisioning_timeout_seconds: int = Field(default=900, ge=30, le=86400)
     """A requested node not Ready by then counts as failed capacity: not expected any more,
     reported (condition, Event) and, once it exists and is empty, released."""
+    tenancy: Tenancy = Field(default_factory=Tenancy)
+    """Which namespaces may draw from the pool, and the highest priority they may claim.
+    Default: every namespace, any priority."""
 
     @model_validator(mode="after")
     def _label_keys_valid(self) -> AcceleratorPoolSpec:
@@ -271,6 +364,21 @@ class AllocationStatus(ApiModel):
     """Expected seconds until provisioning nodes are Ready, when waiting for them."""
 
 
+class RefusedClaim(ApiModel):
+    """An InferencePool that names this pool and was refused (spec.tenancy)."""
+
+    namespace: str
+    """Namespace of the InferencePool."""
+    name: str
+    """Name of the InferencePool."""
+    priority: int
+    """The priority it claimed."""
+    reason: str
+    """NamespaceNotAllowed, PriorityAboveMax or NamespaceNotWatched."""
+    message: str = ""
+    """Why, in plain words."""
+
+
 class EmptyNode(ApiModel):
     """A node and a time: since when it is empty, or when it was released."""
 
@@ -303,6 +411,9 @@ class AcceleratorPoolStatus(ApiModel):
     """Accelerators requested by pods on Ready nodes."""
     allocations: tuple[AllocationStatus, ...] = ()
     """Per InferencePool: demand, grant and cap, highest priority first."""
+    refused_claims: tuple[RefusedClaim, ...] = ()
+    """InferencePools that name this pool but may not draw from it (spec.tenancy), and why;
+    they get no accelerators here."""
     empty_nodes: tuple[EmptyNode, ...] = ()
     """Empty Ready nodes and since when (for scaleDownDelaySeconds)."""
     releasing_nodes: tuple[EmptyNode, ...] = ()

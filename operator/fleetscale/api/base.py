@@ -8,8 +8,9 @@ generator, the controller (to parse and render), the planner (to read specs).
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -17,6 +18,54 @@ from pydantic.alias_generators import to_camel
 GROUP = "fleetscale.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
+
+# The names the API server accepts, as it checks them (k8s.io/apimachinery validation). Every
+# field that names a Kubernetes object uses the form its kind requires, so a name that could be
+# read as a path ("../other-namespace/...", "a/b", "%2e%2e") or that only looks like a name
+# (unicode look-alikes) is rejected by the CRD schema and by the models alike. The patterns are
+# anchored and ASCII-only; they mean the same to pydantic, to Python's ``re.fullmatch`` and to
+# the API server's Go regular expressions.
+_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+DNS_LABEL_PATTERN = rf"^{_LABEL}$"
+"""RFC 1123 label: namespaces, most resource names (max 63)."""
+DNS_SUBDOMAIN_PATTERN = rf"^{_LABEL}(\.{_LABEL})*$"
+"""RFC 1123 subdomain: Deployments, StatefulSets, ConfigMaps, Secrets, custom objects (max 253)."""
+DATA_KEY_PATTERN = r"^\.?[-_a-zA-Z0-9][-._a-zA-Z0-9]*$"
+"""A key of a ConfigMap's or Secret's data: letters, digits, '-', '_' and '.', never "." nor
+starting with ".." (max 253)."""
+API_VERSION_PATTERN = rf"^({_LABEL}(\.{_LABEL})*/)?{_LABEL}$"
+"""An apiVersion: "v1", or a group (a subdomain) and a version, "apps/v1"."""
+KIND_PATTERN = r"^[A-Za-z][A-Za-z0-9]*$"
+"""A kind: "Deployment", "LeaderWorkerSet"."""
+
+DNS_LABEL_MAX = 63
+DNS_SUBDOMAIN_MAX = 253
+
+DnsLabelName = Annotated[
+    str, Field(min_length=1, max_length=DNS_LABEL_MAX, pattern=DNS_LABEL_PATTERN)
+]
+"""The name of an object whose kind requires a DNS-1123 label (a Namespace)."""
+DnsSubdomainName = Annotated[
+    str, Field(min_length=1, max_length=DNS_SUBDOMAIN_MAX, pattern=DNS_SUBDOMAIN_PATTERN)
+]
+"""The name of an object whose kind requires a DNS-1123 subdomain."""
+DataKey = Annotated[
+    str,
+    Field(min_length=1, max_length=DNS_SUBDOMAIN_MAX, pattern=DATA_KEY_PATTERN),
+]
+"""A key of a ConfigMap's or Secret's data."""
+
+
+def is_dns_label(value: str) -> bool:
+    """Whether ``value`` is a valid DNS-1123 label (a namespace name)."""
+    return len(value) <= DNS_LABEL_MAX and re.fullmatch(DNS_LABEL_PATTERN, value) is not None
+
+
+def is_dns_subdomain(value: str) -> bool:
+    """Whether ``value`` is a valid DNS-1123 subdomain (most object names)."""
+    return (
+        len(value) <= DNS_SUBDOMAIN_MAX and re.fullmatch(DNS_SUBDOMAIN_PATTERN, value) is not None
+    )
 
 
 class ApiModel(BaseModel):
@@ -45,17 +94,17 @@ class ApiModel(BaseModel):
 class SecretKeyRef(ApiModel):
     """A key of a Secret in the InferencePool's own namespace."""
 
-    name: str = Field(min_length=1, max_length=253)
-    """Name of the Secret."""
-    key: str = Field(min_length=1, max_length=253)
-    """Key inside the Secret's data."""
+    name: DnsSubdomainName
+    """Name of the Secret (a DNS-1123 subdomain)."""
+    key: DataKey
+    """Key inside the Secret's data (letters, digits, '-', '_' and '.')."""
 
 
 class LocalObjectRef(ApiModel):
     """A reference to a cluster-scoped or same-namespace object by name."""
 
-    name: str = Field(min_length=1, max_length=253)
-    """Name of the referenced object."""
+    name: DnsSubdomainName
+    """Name of the referenced object (a DNS-1123 subdomain)."""
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]

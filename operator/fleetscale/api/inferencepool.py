@@ -13,7 +13,15 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from fleetscale.api.base import ApiModel, Condition, LocalObjectRef, SecretKeyRef
+from fleetscale.api.base import (
+    API_VERSION_PATTERN,
+    KIND_PATTERN,
+    ApiModel,
+    Condition,
+    DnsSubdomainName,
+    LocalObjectRef,
+    SecretKeyRef,
+)
 
 KIND = "InferencePool"
 PLURAL = "inferencepools"
@@ -23,10 +31,6 @@ CATEGORIES = ("fleetscale",)
 
 Mode = Literal["Active", "DryRun", "Paused"]
 
-# Object names as the API server accepts them in a path: a DNS-1123 subdomain (lower-case
-# alphanumerics, '-' and '.', starting and ending alphanumeric). Names that reach a request path
-# are checked here and in the CRD, so a name like "../x" never leaves the pool's namespace.
-DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 # Gateway API's SectionName: a DNS-1123 label (route rules, listeners).
 SECTION_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # An HTTP header name (RFC 7230 token), as Gateway API's HTTPHeaderName.
@@ -39,12 +43,15 @@ SelectPolicy = Literal["Max", "Min", "Disabled"]
 class TargetRef(ApiModel):
     """The workload whose replicas are scaled; any kind that serves the /scale subresource."""
 
-    api_version: str = Field(default="apps/v1", min_length=1, max_length=253)
+    api_version: str = Field(
+        default="apps/v1", min_length=1, max_length=317, pattern=API_VERSION_PATTERN
+    )
     """API version of the target, e.g. apps/v1 or leaderworkerset.x-k8s.io/v1."""
-    kind: str = Field(default="Deployment", min_length=1, max_length=63)
+    kind: str = Field(default="Deployment", min_length=1, max_length=63, pattern=KIND_PATTERN)
     """Kind of the target, e.g. Deployment, StatefulSet, LeaderWorkerSet."""
-    name: str = Field(min_length=1, max_length=253)
-    """Name of the target in the InferencePool's namespace."""
+    name: DnsSubdomainName
+    """Name of the target in the InferencePool's namespace (a DNS-1123 subdomain, as the names
+    of Deployments, StatefulSets and LeaderWorkerSets are)."""
 
 
 class ReplicaBounds(ApiModel):
@@ -175,7 +182,7 @@ class RouteRef(ApiModel):
     """API group of the route."""
     kind: Literal["HTTPRoute", "GRPCRoute"] = "HTTPRoute"
     """Kind of the route."""
-    name: str = Field(min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN)
+    name: DnsSubdomainName
     """Name of the route (a DNS-1123 subdomain)."""
     section_name: str | None = Field(
         default=None, min_length=1, max_length=63, pattern=SECTION_NAME
@@ -190,9 +197,7 @@ class EnvoyGatewayShed(ApiModel):
 
     route_ref: RouteRef
     """The route (or route rule) whose requests are shed."""
-    policy_name: str | None = Field(
-        default=None, min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN
-    )
+    policy_name: DnsSubdomainName | None = None
     """Name of the BackendTrafficPolicy. Default: the InferencePool's name with "-shed"."""
 
 
@@ -247,9 +252,12 @@ class ShedLoadSpec(ApiModel):
     stayed below the release threshold this long: a replica that just became Ready drains the
     queue for a moment while demand is still above capacity. 0 releases on the first sample
     below the threshold. When the fleet is no longer limited the flag stops at once."""
-    config_map_name: str | None = Field(default=None, min_length=1, max_length=253)
-    """If set, the flag is also published in this ConfigMap (keys: active, retryAfterSeconds,
-    reason, since) for gateways that read ConfigMaps."""
+    config_map_name: DnsSubdomainName | None = None
+    """If set, the flag is also published in this ConfigMap of the pool's namespace (keys:
+    active, retryAfterSeconds, reason, since) for gateways that read ConfigMaps. The operator
+    creates it, marked as this pool's (label app.kubernetes.io/managed-by=fleetscale, owner
+    reference to the pool); an existing ConfigMap it did not create for this pool is never
+    written (Ready=False, ConfigMapNotOwned)."""
     max_retry_after_seconds: int = Field(default=300, ge=1, le=3600)
     """Upper bound of the Retry-After value handed to clients."""
     min_fraction: float = Field(default=0.05, gt=0, le=1)
@@ -344,7 +352,7 @@ class ShedLoadStatus(ApiModel):
     release_candidate_since: datetime | None = None
     """While the flag is on: since when waiting requests per replica have stayed below the
     release threshold (shedLoad.releaseAfterSeconds counts from here)."""
-    config_map_name: str | None = None
+    config_map_name: DnsSubdomainName | None = None
     """While the flag is on: the ConfigMap it is published in (so that it is turned off there
     whatever happens to the spec)."""
 

@@ -1,7 +1,8 @@
 """How an InferencePool learns what its AcceleratorPool allocated to it.
 
 Role: the AcceleratorPool controller publishes each InferencePool's allocation in
-``status.allocations``; this module reads it back as a ``PublishedAllocation`` for the
+``status.allocations`` (and the claims it refuses in ``status.refusedClaims``); this module reads
+it back as a ``PublishedAllocation`` for the
 InferencePool's observe step. ``published_allocation`` is the pure reading of one
 AcceleratorPool's status; ``IndexedAllocations`` serves it from the operator's watch-fed index
 of AcceleratorPools (no API call per tick), ``ApiAllocations`` from one GET (``fleetscale
@@ -20,7 +21,7 @@ from pydantic import ValidationError
 
 from fleetscale.api.acceleratorpool import PLURAL, AllocationStatus
 from fleetscale.api.base import GROUP, VERSION
-from fleetscale.kubeapi import KubeJson, RetryPolicy, describe, status_of
+from fleetscale.kubeapi import KubeJson, RetryPolicy, describe, resource_path, status_of
 from fleetscale.logs import get_logger
 from fleetscale.planner.observe import PublishedAllocation
 from fleetscale.planner.types import CapacityLimit
@@ -31,11 +32,17 @@ def published_allocation(
     allocations: Iterable[Mapping[str, Any]] | None,
     namespace: str,
     name: str,
+    refused_claims: Iterable[Mapping[str, Any]] = (),
 ) -> PublishedAllocation:
     """What ``allocations`` (an AcceleratorPool's ``status.allocations``; None: the pool does
-    not exist) say about the InferencePool ``namespace/name``."""
+    not exist) and ``refused_claims`` (its ``status.refusedClaims``) say about the
+    InferencePool ``namespace/name``."""
     if allocations is None:
         return PublishedAllocation(accelerator_pool, exists=False)
+    for raw in refused_claims:
+        if raw.get("namespace") == namespace and raw.get("name") == name:
+            why = f"{raw.get('reason', 'Refused')}: {raw.get('message', '')}".rstrip(": ")
+            return PublishedAllocation(accelerator_pool, exists=True, refused=why)
     for raw in allocations:
         if raw.get("namespace") != namespace or raw.get("name") != name:
             continue
@@ -53,9 +60,14 @@ def published_allocation(
     return PublishedAllocation(accelerator_pool, exists=True)
 
 
-def allocations_index_entry(status: Mapping[str, Any] | None) -> tuple[Mapping[str, Any], ...]:
-    """What the operator's index keeps of an AcceleratorPool: its published allocations."""
-    return tuple((status or {}).get("allocations") or ())
+Published = tuple[tuple[Mapping[str, Any], ...], tuple[Mapping[str, Any], ...]]
+
+
+def allocations_index_entry(status: Mapping[str, Any] | None) -> Published:
+    """What the operator's index keeps of an AcceleratorPool: its published allocations and
+    the claims it refuses."""
+    status = status or {}
+    return tuple(status.get("allocations") or ()), tuple(status.get("refusedClaims") or ())
 
 
 class IndexedAllocations:
@@ -65,15 +77,17 @@ class IndexedAllocations:
     (``allocations_index_entry``); kopf keeps it current from its watch.
     """
 
-    def __init__(self, index: Mapping[str, Iterable[tuple[Mapping[str, Any], ...]]]) -> None:
+    def __init__(self, index: Mapping[str, Iterable[Published]]) -> None:
         self._index = index
 
     async def published_allocation(
         self, accelerator_pool: str, namespace: str, name: str
     ) -> PublishedAllocation | None:
         entries = list(self._index.get(accelerator_pool, ()))
-        allocations = entries[0] if entries else None
-        return published_allocation(accelerator_pool, allocations, namespace, name)
+        if not entries:
+            return published_allocation(accelerator_pool, None, namespace, name)
+        allocations, refused = entries[0]
+        return published_allocation(accelerator_pool, allocations, namespace, name, refused)
 
 
 class ApiAllocations:
@@ -85,8 +99,8 @@ class ApiAllocations:
     async def published_allocation(
         self, accelerator_pool: str, namespace: str, name: str
     ) -> PublishedAllocation | None:
-        path = f"/apis/{GROUP}/{VERSION}/{PLURAL}/{accelerator_pool}"
         try:
+            path = resource_path(f"{GROUP}/{VERSION}", PLURAL, name=accelerator_pool)
             found = await self._api.request("GET", path)
         except Exception as error:
             if status_of(error) == 404:
@@ -97,9 +111,8 @@ class ApiAllocations:
             )
             return None
         status = found.get("status") if isinstance(found, Mapping) else None
-        return published_allocation(
-            accelerator_pool, allocations_index_entry(status), namespace, name
-        )
+        allocations, refused = allocations_index_entry(status)
+        return published_allocation(accelerator_pool, allocations, namespace, name, refused)
 
 
 def seconds_until_more(value: float | None) -> int | None:

@@ -1,8 +1,9 @@
 """The kopf side of the operator: login, startup/cleanup, indexes, and the watch events.
 
 Role: wire kopf to the two controllers. kopf watches InferencePools and AcceleratorPools and
-does three things with what it sees: it keeps two indexes current (InferencePool demand by the
-AcceleratorPool it names; each AcceleratorPool's published allocations by name), and hands
+does three things with what it sees: it keeps indexes current (InferencePool demand by the
+AcceleratorPool it names; each AcceleratorPool's published allocations by name; the pools and
+HPAs by the workload they size; each Namespace's labels), and hands
 every event to the kind's ``Workers``, which run one ``loop.run_ticks`` per object with the
 kind's tick (``inferencepools.reconcile``, ``acceleratorpools.reconcile_accelerator_pool``).
 Every decision, Event and metric is made in the controllers. kopf itself writes nothing to the
@@ -30,12 +31,14 @@ from fleetscale.api import acceleratorpool as apool
 from fleetscale.api.base import GROUP, VERSION
 from fleetscale.api.inferencepool import PLURAL
 from fleetscale.controller.acceleratorpools import AcceleratorPoolRef, reconcile_accelerator_pool
-from fleetscale.controller.acceleratorpools.demand import demand_of
+from fleetscale.controller.acceleratorpools.demand import demand_index_entry
+from fleetscale.controller.acceleratorpools.tenancy import namespace_index_entry
 from fleetscale.controller.allocations import allocations_index_entry
 from fleetscale.controller.indexes import (
     ALLOCATIONS_INDEX,
     DEMAND_INDEX,
     HPAS_BY_TARGET_INDEX,
+    NAMESPACE_LABELS_INDEX,
     POOLS_BY_TARGET_INDEX,
 )
 from fleetscale.controller.inferencepools import InferencePoolRef, reconcile
@@ -129,23 +132,28 @@ def _lifecycle_handlers(registry: kopf.OperatorRegistry, runtime: OperatorRuntim
 
 def _index_handlers(registry: kopf.OperatorRegistry, runtime: OperatorRuntime) -> None:
     @kopf.index(GROUP, VERSION, PLURAL, id=DEMAND_INDEX, registry=registry)
-    def demand_by_accelerator_pool(body: kopf.Body, **_: Any) -> dict[str, Any] | None:
-        entry = demand_of(body)
-        return None if entry is None else {entry[0]: entry[1]}
+    def demand_by_accelerator_pool(body: kopf.Body, **_: Any) -> dict[str, Any]:
+        return demand_index_entry(body)
 
+    # Index handlers answer {} rather than None for an object that contributes nothing now:
+    # kopf keeps the object's earlier entries on None.
     @kopf.index(GROUP, VERSION, PLURAL, id=POOLS_BY_TARGET_INDEX, registry=registry)
-    def inference_pools_by_target(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
-        return pool_entry(body)
+    def inference_pools_by_target(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        return pool_entry(body) or {}
 
     @kopf.index(
         "autoscaling", "v2", "horizontalpodautoscalers", id=HPAS_BY_TARGET_INDEX, registry=registry
     )
-    def hpas_by_target(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
-        return hpa_entry(body)
+    def hpas_by_target(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        return hpa_entry(body) or {}
 
     @kopf.index(GROUP, VERSION, apool.PLURAL, id=ALLOCATIONS_INDEX, registry=registry)
     def allocations_by_accelerator_pool(name: str, status: kopf.Status, **_: Any) -> dict[str, Any]:
         return {name: allocations_index_entry(status)}
+
+    @kopf.index("v1", "namespaces", id=NAMESPACE_LABELS_INDEX, registry=registry)
+    def namespace_labels(name: str, labels: kopf.Labels, **_: Any) -> dict[str, Any]:
+        return namespace_index_entry(name, labels)
 
 
 def _event_handlers(registry: kopf.OperatorRegistry, runtime: OperatorRuntime) -> None:

@@ -3,7 +3,8 @@
 Role: kopf keeps these indexes current from its watches (``controller.handlers`` declares them):
 InferencePool demand by the AcceleratorPool it names, each AcceleratorPool's published
 allocations by name, and the InferencePools and HorizontalPodAutoscalers by the workload they
-size (so that a pool never fights another autoscaler). The adapters that read them
+size (so that a pool never fights another autoscaler), and each Namespace's labels (what an
+AcceleratorPool's ``spec.tenancy.namespaceSelector`` selects by). The adapters that read them
 (``acceleratorpools.demand.IndexedDemands``, ``allocations.IndexedAllocations``,
 ``inferencepools.conflicts.IndexedControllers``) are built at startup, before any handler has
 received kopf's index objects, so they hold an ``IndexView`` that the first handler binds.
@@ -20,6 +21,7 @@ DEMAND_INDEX = "demand_by_accelerator_pool"
 ALLOCATIONS_INDEX = "allocations_by_accelerator_pool"
 POOLS_BY_TARGET_INDEX = "inference_pools_by_target"
 HPAS_BY_TARGET_INDEX = "hpas_by_target"
+NAMESPACE_LABELS_INDEX = "namespace_labels"
 
 
 class IndexView(Mapping[Any, Iterable[Any]]):
@@ -55,9 +57,11 @@ class Indexes:
     allocations: IndexView = field(default_factory=IndexView)
     pools_by_target: IndexView = field(default_factory=IndexView)
     hpas_by_target: IndexView = field(default_factory=IndexView)
+    namespaces: IndexView = field(default_factory=IndexView)
 
     def bind(self, kwargs: Mapping[str, Any]) -> None:
         self.demands.bind(kwargs.get(DEMAND_INDEX))
         self.allocations.bind(kwargs.get(ALLOCATIONS_INDEX))
         self.pools_by_target.bind(kwargs.get(POOLS_BY_TARGET_INDEX))
         self.hpas_by_target.bind(kwargs.get(HPAS_BY_TARGET_INDEX))
+        self.namespaces.bind(kwargs.get(NAMESPACE_LABELS_INDEX))

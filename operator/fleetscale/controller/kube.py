@@ -18,9 +18,9 @@ import kubernetes.client
 import kubernetes.config
 from kubernetes.client.exceptions import ApiException
 
-from fleetscale.api.base import GROUP, VERSION
+from fleetscale.api.base import API_VERSION
 from fleetscale.controller.loop import ObjectGone
-from fleetscale.kubeapi import MERGE_PATCH, KubeJson, RetryPolicy
+from fleetscale.kubeapi import MERGE_PATCH, KubeJson, RetryPolicy, resource_path
 
 
 class StatusWriter(Protocol):
@@ -53,8 +53,9 @@ class KubernetesStatusWriter:
     async def patch_status(
         self, namespace: str | None, name: str, patch: Mapping[str, Any]
     ) -> None:
-        scope = f"/namespaces/{namespace}" if namespace is not None else ""
-        path = f"/apis/{GROUP}/{VERSION}{scope}/{self._plural}/{name}/status"
+        path = resource_path(
+            API_VERSION, self._plural, namespace=namespace, name=name, subresource="status"
+        )
         try:
             await self._api.request(
                 "PATCH", path, body={"status": dict(patch)}, content_type=MERGE_PATCH

@@ -24,6 +24,7 @@ from fleetscale.controller.acceleratorpools.cluster import (
     KubernetesNodeCordoner,
 )
 from fleetscale.controller.acceleratorpools.demand import IndexedDemands
+from fleetscale.controller.acceleratorpools.tenancy import IndexedNamespaces
 from fleetscale.controller.allocations import IndexedAllocations
 from fleetscale.controller.indexes import Indexes
 from fleetscale.controller.inferencepools import InferencePoolDependencies
@@ -66,11 +67,14 @@ def kubernetes_accelerator_pool_dependencies(
     indexes: Indexes,
 ) -> AcceleratorPoolDependencies:
     """AcceleratorPool dependencies: the cluster's Nodes and pods, cordons, the demand index,
-    the providers, and the same Event sink as the InferencePools."""
+    the Namespaces' labels and the watched namespaces (spec.tenancy), the providers, and the
+    same Event sink as the InferencePools."""
     return AcceleratorPoolDependencies(
         cluster=KubernetesClusterReader(api_client),
         cordoner=KubernetesNodeCordoner(api_client),
         demands=IndexedDemands(indexes.demands),
         provider_for=lambda name, spec: build_provider(name, spec, api_client),
         events=inference_pools.events,
+        namespaces=IndexedNamespaces(indexes.namespaces),
+        watched_namespaces=inference_pools.settings.namespaces,
     )

@@ -14,18 +14,14 @@ nothing is written.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Protocol
+
+from fleetscale.api.base import is_dns_label, is_dns_subdomain
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "fleetscale"
 POOL_LABEL = "fleetscale.io/inferencepool"
-
-# A DNS-1123 subdomain: every name a writer puts in a request path is checked against it again,
-# whatever the API model already checked.
-DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -114,9 +110,9 @@ class GatewayWriter(Protocol):
 
 
 def check_name(what: str, name: str, *, label: bool = False) -> str:
-    """``name`` when it is a valid DNS-1123 subdomain (label); GatewayError otherwise."""
-    pattern = DNS1123_LABEL if label else DNS1123_SUBDOMAIN
-    if len(name) > (63 if label else 253) or not pattern.fullmatch(name):
+    """``name`` when it is a valid DNS-1123 subdomain (label); GatewayError otherwise. Every
+    name a writer puts in a request or a map is checked again, whatever the model checked."""
+    if not (is_dns_label(name) if label else is_dns_subdomain(name)):
         kind = "label" if label else "subdomain"
         raise GatewayError(f"{what} {name!r} is not a valid DNS-1123 {kind}")
     return name

@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
 
 from kubernetes.client import ApiClient
 
@@ -45,7 +44,15 @@ from fleetscale.gateways.base import (
     ShedOrder,
     check_name,
 )
-from fleetscale.kubeapi import MERGE_PATCH, KubeJson, RetryPolicy, describe, status_of
+from fleetscale.kubeapi import (
+    MERGE_PATCH,
+    InvalidName,
+    KubeJson,
+    RetryPolicy,
+    describe,
+    resource_path,
+    status_of,
+)
 
 GROUP = "gateway.envoyproxy.io"
 VERSION = "v1alpha1"
@@ -146,9 +153,12 @@ class EnvoyGatewayWriter:
 
     @staticmethod
     def _path(target: GatewayTarget, name: str | None = None) -> str:
-        namespace = check_name("namespace", target.namespace, label=True)
-        path = f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace, safe='')}/{PLURAL}"
-        return path if name is None else f"{path}/{quote(name, safe='')}"
+        try:
+            return resource_path(
+                f"{GROUP}/{VERSION}", PLURAL, namespace=target.namespace, name=name
+            )
+        except InvalidName as error:
+            raise GatewayError(str(error)) from error
 
     async def write(self, owner: Owner, target: GatewayTarget, order: ShedOrder) -> None:
         name = check_name("policy name", target.policy_name)

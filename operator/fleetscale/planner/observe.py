@@ -11,9 +11,10 @@ What it decides:
 - Accelerators per replica: the spec's value, else what the target's pod template requests.
 - The capacity cap, from what the AcceleratorPool published for this pool
   (``PublishedAllocation``): no AcceleratorPool named, no cap; the named pool does not exist,
-  hold (cap 0, ``AcceleratorPoolNotFound``); the pool has not planned for this InferencePool
-  yet, hold for a tick (cap 0, ``AllocationPending``); otherwise the allocation, where
-  ``CapacityAvailable`` (all of the demand fits) is no cap (``limits.binding_capacity``).
+  hold (cap 0, ``AcceleratorPoolNotFound``); the pool refuses this InferencePool's claim (its
+  ``spec.tenancy``), hold (cap 0, ``ClaimRefused``); the pool has not planned for this
+  InferencePool yet, hold for a tick (cap 0, ``AllocationPending``); otherwise the allocation,
+  where ``CapacityAvailable`` (all of the demand fits) is no cap (``limits.binding_capacity``).
 - Readings: the spec's signals, by name; a signal the spec does not configure is not read.
 """
 
@@ -31,6 +32,7 @@ GPU = "gpu"
 
 ACCELERATOR_POOL_NOT_FOUND = "AcceleratorPoolNotFound"
 ALLOCATION_PENDING = "AllocationPending"
+CLAIM_REFUSED = "ClaimRefused"
 
 
 @dataclass(frozen=True)
@@ -47,11 +49,14 @@ class PublishedAllocation:
     """What the named AcceleratorPool's status says about this InferencePool.
 
     ``limit`` is None while the AcceleratorPool has not planned for it (new pool, first tick).
+    ``refused`` says why the AcceleratorPool refuses this pool's claim (its spec.tenancy), if
+    it does.
     """
 
     accelerator_pool: str
     exists: bool
     limit: CapacityLimit | None = None
+    refused: str | None = None
 
 
 def signal_names(spec: InferencePoolSpec) -> tuple[str, ...]:
@@ -75,6 +80,13 @@ def capacity_limit(
             max_replicas=0,
             reason=ACCELERATOR_POOL_NOT_FOUND,
             message=f"AcceleratorPool {name} does not exist: no accelerators to run on",
+        )
+    if allocation.refused is not None:
+        # Not admitted: the pool holds its size, and asks the AcceleratorPool for nothing.
+        return CapacityLimit(
+            max_replicas=0,
+            reason=CLAIM_REFUSED,
+            message=f"AcceleratorPool {name} refuses this pool's claim: {allocation.refused}",
         )
     if allocation.limit is None:
         # Not planned for yet: hold the current size rather than grow onto nodes nobody asked

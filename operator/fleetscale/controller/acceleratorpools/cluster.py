@@ -18,7 +18,7 @@ from typing import Any
 from kubernetes.client import ApiClient
 
 from fleetscale.controller.acceleratorpools.nodes import CORDONED_FOR_RELEASE
-from fleetscale.kubeapi import MERGE_PATCH, KubeJson, RetryPolicy
+from fleetscale.kubeapi import MERGE_PATCH, KubeJson, RetryPolicy, resource_path
 from fleetscale.nodepools.base import labels_match, selector_string
 
 # Pods that hold (or may still hold) a node's accelerators.
@@ -78,7 +78,7 @@ class KubernetesNodeCordoner:
         await self._patch(node_name, cordon_patch(False))
 
     async def _patch(self, node_name: str, patch: dict[str, Any]) -> None:
-        path = f"/api/v1/nodes/{node_name}"
+        path = resource_path("v1", "nodes", name=node_name)
         await self._api.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
 
 

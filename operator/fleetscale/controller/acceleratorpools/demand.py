@@ -18,8 +18,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from fleetscale.api.inferencepool import InferencePoolSpec, InferencePoolStatus
+from fleetscale.controller.conditions import READY, find_condition
 from fleetscale.controller.inferencepools.memory import parse_status
+from fleetscale.controller.inferencepools.tick import INVALID_SPEC, TARGET_NOT_FOUND
 from fleetscale.planner.demand import InferencePoolDemand, inference_pool_demand
+
+# Ready reasons of a pool that runs nothing its demand could be for: its target does not exist
+# (any more), or its spec is refused. Its last recorded size is not demand.
+_NOTHING_TO_RUN = frozenset({TARGET_NOT_FOUND, INVALID_SPEC})
 
 
 def asked_replicas(status: InferencePoolStatus) -> int | None:
@@ -32,10 +38,19 @@ def asked_replicas(status: InferencePoolStatus) -> int | None:
     return status.desired_replicas
 
 
+def has_nothing_to_run(status: InferencePoolStatus) -> bool:
+    """Whether the pool's last tick found no target to size (or refused its spec)."""
+    ready = find_condition(status.conditions, READY)
+    return ready is not None and ready.status == "False" and ready.reason in _NOTHING_TO_RUN
+
+
 def demand_of(body: Mapping[str, Any]) -> tuple[str, InferencePoolDemand] | None:
     """The AcceleratorPool an InferencePool draws on and its demand; None when it names no
-    AcceleratorPool, its spec does not validate (its own tick reports why), or its own tick
-    has not yet recorded its size and accelerators per replica."""
+    AcceleratorPool, its spec does not validate (its own tick reports why), its own tick has
+    not yet recorded its size and accelerators per replica (the operator never reconciled it:
+    a pool in a namespace it does not watch, or whose target never existed), or its last tick
+    found no target (TargetNotFound). Whether the AcceleratorPool admits the claim is decided
+    there (``tenancy``)."""
     meta = body.get("metadata") or {}
     raw_spec = body.get("spec") or {}
     accelerator_pool = (raw_spec.get("acceleratorPoolRef") or {}).get("name")
@@ -53,6 +68,10 @@ def demand_of(body: Mapping[str, Any]) -> tuple[str, InferencePoolDemand] | None
         # planning for a guess would grant (or buy) the wrong room. It asks for nothing until
         # then, and holds meanwhile (AllocationPending).
         return None
+    if has_nothing_to_run(status):
+        # The target is gone: the size recorded before is no demand, and a tenant must not keep
+        # nodes by pointing a pool at nothing.
+        return None
     demand = inference_pool_demand(
         str(meta.get("namespace", "")),
         str(meta.get("name", "")),
@@ -64,6 +83,17 @@ def demand_of(body: Mapping[str, Any]) -> tuple[str, InferencePoolDemand] | None
         observed_accelerators_per_replica=status.accelerators_per_replica,
     )
     return str(accelerator_pool), demand
+
+
+def demand_index_entry(body: Mapping[str, Any]) -> dict[str, InferencePoolDemand]:
+    """What the operator's demand index keeps of one InferencePool, by AcceleratorPool name.
+
+    Empty, never None, when it asks for nothing: kopf keeps an object's earlier entries when
+    an index handler returns None, so a pool whose target went away (or that stopped naming
+    the AcceleratorPool) would go on claiming what it claimed before; an empty mapping drops
+    them."""
+    entry = demand_of(body)
+    return {} if entry is None else {entry[0]: entry[1]}
 
 
 class IndexedDemands:

@@ -2,8 +2,9 @@
 
 Role: the ports of the AcceleratorPool controller: the cluster's Nodes and the pods on them
 (``ClusterReader``), cordoning a Node before it is released (``NodeCordoner``), the demand of
-the InferencePools that draw on the pool (``DemandSource``), the node-pool provider (built per
-pool from its spec) and Events, gathered in ``AcceleratorPoolDependencies``. Real
+the InferencePools that draw on the pool (``DemandSource``), the Namespaces' labels that
+``spec.tenancy`` selects by (``NamespaceLabels``), the node-pool provider (built per pool from
+its spec) and Events, gathered in ``AcceleratorPoolDependencies``. Real
 implementations: ``cluster.KubernetesClusterReader``, ``cluster.KubernetesNodeCordoner``,
 ``demand.IndexedDemands`` (the operator's watch-fed index), ``nodepools.build_provider``; fakes:
 ``cluster.InMemoryCluster`` (reader and cordoner), ``demand.InMemoryDemands``,
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 from fleetscale.actuators.base import EventSink, InvolvedObject
 from fleetscale.api.acceleratorpool import KIND, AcceleratorPoolSpec
 from fleetscale.api.base import API_VERSION
+from fleetscale.controller.acceleratorpools.tenancy import NamespaceLabels
 from fleetscale.nodepools.base import NodePoolProvider
 from fleetscale.planner.demand import InferencePoolDemand
 
@@ -79,6 +81,10 @@ class AcceleratorPoolDependencies:
     provider_for: Callable[[str, AcceleratorPoolSpec], NodePoolProvider]
     events: EventSink
     providers: dict[str, NodePoolProvider] = field(default_factory=dict)
+    # The Namespaces' labels, for spec.tenancy.namespaceSelector (None: none known).
+    namespaces: NamespaceLabels | None = None
+    # The namespaces the operator watches (empty: all); claims from others are refused.
+    watched_namespaces: tuple[str, ...] = ()
 
     def provider(self, name: str, spec: AcceleratorPoolSpec) -> NodePoolProvider:
         """One provider per pool and provider spec, built once (clients are reused)."""

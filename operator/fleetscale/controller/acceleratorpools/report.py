@@ -4,7 +4,8 @@ Role: from the stored status, the plan, what the provider took and the state com
 it, compute the AcceleratorPool's status (node counts, each InferencePool's allocation, the
 planner's memory, conditions Ready / ScalingLimited / NodesBusy / ProviderError) and the Events
 to post (NodesRequested, NodesReleased, NodesKept, ProvisioningFailed, NodesBusy when it turns
-True, the provider's error once per reason).
+True, the provider's error once per reason, ClaimRefused for each newly refused claim), and
+``status.refusedClaims``.
 Pure. Callers: ``tick``.
 """
 
@@ -20,6 +21,7 @@ from fleetscale.api.acceleratorpool import (
     AcceleratorPoolStatus,
     AllocationStatus,
     EmptyNode,
+    RefusedClaim,
 )
 from fleetscale.api.base import Condition
 from fleetscale.controller.acceleratorpools.execute import KeptNode, NodeOutcome
@@ -43,6 +45,7 @@ SCALING_LIMITED = "ScalingLimited"
 NODES_BUSY = "NodesBusy"
 PROVIDER_ERROR = "ProviderError"
 PROVIDER_REACHABLE = "ProviderReachable"  # ProviderError=False: the provider answered
+CLAIM_REFUSED = "ClaimRefused"  # an InferencePool's claim that spec.tenancy refuses
 CONDITION_ORDER = (READY, SCALING_LIMITED, NODES_BUSY, PROVIDER_ERROR)
 
 
@@ -69,6 +72,7 @@ class NodeTick:
     committed: CapacityState
     outcome: NodeOutcome
     now: float
+    refused: tuple[RefusedClaim, ...] = ()  # claims spec.tenancy refuses
 
     @property
     def problem(self) -> ProviderError | None:
@@ -120,6 +124,7 @@ def report_plan(tick: NodeTick) -> AcceleratorPoolReport:
         accelerators=sum(v.accelerators_allocatable for v in tick.nodes if v.ready),
         accelerators_in_use=sum(v.accelerators_in_use for v in tick.nodes if v.ready),
         allocations=tuple(allocation_status(a) for a in plan.allocations),
+        refused_claims=tick.refused,
         empty_nodes=_timed_nodes(state.empty_since.items()),
         failed_node_names=tuple(sorted(state.failed_nodes)),
         releasing_nodes=_timed_nodes(state.releasing.items()),
@@ -187,6 +192,20 @@ def _conditions(tick: NodeTick) -> tuple[Condition, ...]:
     return _set(conditions, PROVIDER_ERROR, False, PROVIDER_REACHABLE, message, tick)
 
 
+def _refused_claim_events(tick: NodeTick) -> tuple[EventRecord, ...]:
+    """A Warning for each claim refused now that was not refused (for that reason) before."""
+    before = {(c.namespace, c.name, c.reason) for c in tick.stored.refused_claims}
+    return tuple(
+        EventRecord(
+            "Warning",
+            CLAIM_REFUSED,
+            f"Refused the claim of InferencePool {c.namespace}/{c.name} ({c.reason}): {c.message}",
+        )
+        for c in tick.refused
+        if (c.namespace, c.name, c.reason) not in before
+    )
+
+
 def _events(tick: NodeTick) -> tuple[EventRecord, ...]:
     plan, outcome, problem = tick.plan, tick.outcome, tick.problem
     events: list[EventRecord] = []
@@ -212,6 +231,7 @@ def _events(tick: NodeTick) -> tuple[EventRecord, ...]:
         )
         for node in plan.newly_failed
     )
+    events.extend(_refused_claim_events(tick))
     previous = find_condition(tick.stored.conditions, PROVIDER_ERROR)
     if problem is not None and (
         previous is None or previous.status != "True" or previous.reason != problem.reason

@@ -6,7 +6,8 @@ with the clock passed in as ``now``. Mirrors the InferencePool tick, step for st
 
 1. validate the spec (Ready=False, InvalidSpec, when it does not).
 2. measure: the pool's Nodes (by ``nodeLabels``) and the pods on those Nodes only; the
-   InferencePools' demand from the watch-fed index (``demand``); the provider's size.
+   InferencePools' demand from the watch-fed index (``demand``), of which only the claims
+   ``spec.tenancy`` admits count (``tenancy``); the provider's size.
 3. plan: the pure ``planner.capacity.plan_capacity``.
 4. execute: release each chosen node that is still empty (cordon, read its pods again, release
    by name through the provider, else lift the cordon), then grow the size (``execute``).
@@ -43,6 +44,7 @@ from fleetscale.controller.acceleratorpools.report import (
     report_invalid,
     report_plan,
 )
+from fleetscale.controller.acceleratorpools.tenancy import admit
 from fleetscale.controller.conditions import (
     merge_patch,
     optional_epoch,
@@ -147,13 +149,14 @@ async def _plan_and_act(
     names = [str((n.get("metadata") or {}).get("name", "")) for n in nodes]
     pods = await deps.cluster.pods_on(names)
     views, provider_ids = node_views(nodes, pods, spec.resource_name, now)
-    demands = deps.demands.demands_for(pool.name)
+    claims = deps.demands.demands_for(pool.name)
+    admission = admit(spec.tenancy, claims, deps.namespaces, deps.watched_namespaces)
     provider, requested, problem = await _connect(pool, spec, deps)
     if requested is None:  # the backend cannot say: what we last asked for, else what exists
         requested = stored.desired_nodes if stored.desired_nodes is not None else len(views)
     state = state_from_status(stored)
     observation = CapacityObservation(views, requested)
-    plan, planned = plan_capacity(spec, demands, observation, state, now)
+    plan, planned = plan_capacity(spec, admission.admitted, observation, state, now)
     if provider is None or problem is not None:
         outcome = NodeOutcome(error=problem)
     else:
@@ -167,5 +170,7 @@ async def _plan_and_act(
         now=now,
         kept=[k.name for k in outcome.kept],
     )
-    tick = NodeTick(pool, spec, stored, views, requested, plan, committed, outcome, now)
+    tick = NodeTick(
+        pool, spec, stored, views, requested, plan, committed, outcome, now, admission.refused
+    )
     return report_plan(tick), plan

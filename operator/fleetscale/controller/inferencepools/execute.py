@@ -11,8 +11,12 @@ The shed flag never sticks on: a pool that published the flag on (``status.shedL
 where) and then stops publishing it, because it is Paused, DryRun, invalid, lost its target or
 now names another ConfigMap, turns it off where it was published, with the reason.
 
-Gateway policies (``spec.shedLoad.gateway``, ``fleetscale.gateways``) follow the same rule: while
-an Active pool sheds, its order (fraction, Retry-After, message) is written to the policy
+Only the pool's own ConfigMap is ever written: one that exists and is not the pool's
+(``ConfigMapNotOwned``) is left untouched, and the outcome says so; withdrawing a flag from it
+is a no-op (no flag of the pool's is there).
+
+Gateway policies (``spec.shedLoad.gateway``, ``fleetscale.gateways``) follow the same rules:
+while an Active pool sheds, its order (fraction, Retry-After, message) is written to the policy
 ``status.shedLoad.gatewayPolicy`` records; when the flag drops, the pool leaves Active or is
 deleted, or the spec names another policy, the recorded one is withdrawn.
 """
@@ -24,6 +28,7 @@ from typing import Any
 
 from fleetscale.actuators.base import (
     ActuatorError,
+    ConfigMapNotOwned,
     ScaleTargetRef,
     ShedFlag,
     TargetNotFound,
@@ -51,6 +56,7 @@ SCALE_FAILED = "ScaleFailed"
 DRY_RUN = "DryRun"
 CONFIG_MAP_RENAMED = "ConfigMapRenamed"
 SHED_FLAG_PUBLISH_FAILED = "ShedFlagPublishFailed"
+CONFIG_MAP_NOT_OWNED = "ConfigMapNotOwned"
 GATEWAY_POLICY_CONFLICT = "GatewayPolicyConflict"
 GATEWAY_POLICY_FAILED = "GatewayPolicyFailed"
 
@@ -90,6 +96,9 @@ class Outcome:
     gateway_error: str | None = None  # why the gateway policy could not be written/withdrawn
     gateway_conflict: bool = False  # ... because fleetscale does not own the object
     gateway_withdraw_failed: bool = False  # a recorded policy is still there: keep the record
+    # Why the flag could not be published: ShedFlagPublishFailed, or ConfigMapNotOwned when
+    # the ConfigMap exists and is not this pool's (it was left untouched).
+    shed_error_reason: str = SHED_FLAG_PUBLISH_FAILED
 
     def applied_delta(self, current_replicas: int) -> int:
         """The change of size that happened (0: none)."""
@@ -234,16 +243,20 @@ async def execute(
             target_after = TargetSize(
                 scale.spec_replicas, scale.ready_replicas, scale.accelerators_per_replica
             )
-    shed_error = None
+    problems = []
     if todo.shed_flag is not None and todo.config_map_name is not None:
-        shed_error = await _publish(pool, todo.config_map_name, todo.shed_flag, deps)
+        problems.append(await _publish(pool, todo.config_map_name, todo.shed_flag, deps))
     withdrawn = []
     off = ShedFlag(active=False, reason=todo.withdraw_reason, since=None, retry_after_seconds=None)
     for name in todo.withdraw_from:
-        withdraw_error = await _publish(pool, name, off, deps)
-        if withdraw_error is None:
+        problem = await _publish(pool, name, off, deps)
+        if problem is None or problem[0] == CONFIG_MAP_NOT_OWNED:
+            # Not this pool's ConfigMap (any more): no flag of its own is there to turn off, and
+            # it is not written, not even to withdraw.
             withdrawn.append(name)
-        shed_error = shed_error or withdraw_error
+        else:
+            problems.append(problem)
+    shed_reason, shed_error = next((p for p in problems if p is not None), (None, None))
     gateway_error, conflict, kept = await _gateway(pool, todo, deps)
     return Outcome(
         scaled_to=scaled_to,
@@ -255,6 +268,7 @@ async def execute(
         gateway_error=gateway_error,
         gateway_conflict=conflict,
         gateway_withdraw_failed=kept,
+        shed_error_reason=shed_reason or SHED_FLAG_PUBLISH_FAILED,
     )
 
 
@@ -319,14 +333,17 @@ async def _gateway(
 
 async def _publish(
     pool: InferencePoolRef, config_map_name: str, flag: ShedFlag, deps: InferencePoolDependencies
-) -> str | None:
-    """Publish the flag unless it is already there; the error in words, or None."""
+) -> tuple[str, str] | None:
+    """Publish the flag unless it is already there; None, or why not (reason, words)."""
     key = (pool.namespace, pool.name, config_map_name)
     if deps.published_flags.get(key) == flag:
         return None
     try:
         await deps.shed_publisher.publish(pool.involved, config_map_name, flag)
+    except ConfigMapNotOwned as error:
+        return CONFIG_MAP_NOT_OWNED, f"Did not publish the shed flag: {error}"
     except ActuatorError as error:
-        return f"Could not publish the shed flag in ConfigMap {config_map_name}: {error}"
+        message = f"Could not publish the shed flag in ConfigMap {config_map_name}: {error}"
+        return SHED_FLAG_PUBLISH_FAILED, message
     deps.published_flags[key] = flag
     return None

@@ -8,10 +8,10 @@ when Ready turns False), the gauge values and the error counts. Pure: no I/O, no
 publishes the ``Report``. Callers: ``tick``.
 
 Ready is True in Active and DryRun; False with the reason when the tick could not act
-(ScaleFailed, ShedFlagPublishFailed) or did not run (Paused, InvalidSpec, TargetNotFound,
-ReconcileError). In DryRun the shed flag is never published: status.shedLoad says off and the
-ShedLoad condition says what would happen (``DryRunWouldShed``, whose transition time keeps the
-would-shed start so the planner's hysteresis survives a restart).
+(ScaleFailed, ShedFlagPublishFailed, ConfigMapNotOwned) or did not run (Paused, InvalidSpec,
+TargetNotFound, ReconcileError). In DryRun the shed flag is never published: status.shedLoad
+says off and the ShedLoad condition says what would happen (``DryRunWouldShed``, whose
+transition time keeps the would-shed start so the planner's hysteresis survives a restart).
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ from fleetscale.controller.inferencepools.execute import (
     GATEWAY_POLICY_CONFLICT,
     GATEWAY_POLICY_FAILED,
     SCALE_FAILED,
-    SHED_FLAG_PUBLISH_FAILED,
     Outcome,
 )
 from fleetscale.controller.inferencepools.memory import (
@@ -59,7 +58,7 @@ from fleetscale.controller.inferencepools.memory import (
 )
 from fleetscale.controller.inferencepools.ports import InferencePoolRef
 from fleetscale.gateways import target_of
-from fleetscale.planner.observe import TargetSize
+from fleetscale.planner.observe import CLAIM_REFUSED, TargetSize
 from fleetscale.planner.readings import check_reading
 from fleetscale.planner.types import Decision, MetricReading, Observation, PlannerState
 
@@ -175,7 +174,7 @@ def _not_ready_type(reason: str) -> EventType:
 def ready_verdict(spec: InferencePoolSpec, outcome: Outcome) -> tuple[str, str]:
     """Ready's reason and message after executing: the mode, or why the tick could not act."""
     if outcome.shed_error is not None:
-        return SHED_FLAG_PUBLISH_FAILED, outcome.shed_error
+        return outcome.shed_error_reason, outcome.shed_error
     if outcome.gateway_error is not None:
         return gateway_reason(outcome), outcome.gateway_error
     if outcome.scale_error is not None:
@@ -243,7 +242,7 @@ def report_decision(tick: Tick, target: TargetSize, readings: ObservedReadings) 
             reason
             for reason, error in (
                 (SCALE_FAILED, outcome.scale_error),
-                (SHED_FLAG_PUBLISH_FAILED, outcome.shed_error),
+                (outcome.shed_error_reason, outcome.shed_error),
                 (gateway_reason(outcome), outcome.gateway_error),
             )
             if error is not None
@@ -436,6 +435,11 @@ def _metrics_events(tick: Tick, conditions: tuple[Condition, ...]) -> tuple[Even
 
 def _limited_events(tick: Tick, conditions: tuple[Condition, ...]) -> tuple[EventRecord, ...]:
     before, after = _changed(tick, conditions, SCALING_LIMITED)
+    if after is not None and after.status == "True" and after.reason == CLAIM_REFUSED:
+        # Said as what it is, once: the AcceleratorPool refuses this pool (spec.tenancy).
+        if before is not None and (before.status, before.reason) == ("True", CLAIM_REFUSED):
+            return ()
+        return (EventRecord("Warning", CLAIM_REFUSED, after.message),)
     if after is None or after.status != "True" or (before is not None and before.status == "True"):
         return ()
     message = (
