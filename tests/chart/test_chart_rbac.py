@@ -73,6 +73,10 @@ CAPI = "nodepools/clusterapi.py"
 APOOLS = "controller/acceleratorpools/cluster.py"
 HANDLERS = "controller/handlers.py"
 PLACEHOLDER = "nodepools/placeholder.py"
+CACHES = "controller/caches.py"
+# The caches list a collection page by page, then watch it (caches/http.py).
+WATCH_LISTS = fs("caches/http.py", 'params = {"limit": str(page_size)}')
+WATCH_WATCHES = fs("caches/http.py", '"watch": "true",')
 
 GRANTS: tuple[Grant, ...] = (
     Grant(
@@ -90,10 +94,15 @@ GRANTS: tuple[Grant, ...] = (
          fs(HANDLERS, '"autoscaling", "v2", "horizontalpodautoscalers", id=HPAS_BY_TARGET_INDEX')),
     ),
     Grant(
-        "watched", "apps", "deployments", ("get",),
-        (fs(SCALE, 'request(\n                "GET", resource.object_path(target) + subresource'),),
+        "watched", "apps", "deployments", ("get", "list", "watch"),
+        (fs(SCALE, 'request(\n                "GET", resource.object_path(target) + subresource'),
+         fs(CACHES, '("apps/v1", "Deployment"): "deployments"'), WATCH_LISTS, WATCH_WATCHES),
     ),
-    Grant("watched", "apps", "statefulsets", ("get",), (fs(SCALE, "workload = await self._get"),)),
+    Grant(
+        "watched", "apps", "statefulsets", ("get", "list", "watch"),
+        (fs(SCALE, "workload = await self._get"),
+         fs(CACHES, '("apps/v1", "StatefulSet"): "statefulsets"'), WATCH_LISTS, WATCH_WATCHES),
+    ),
     Grant(
         "watched", "apps", "deployments/scale", ("get", "update"),
         (fs(SCALE, 'self._get(target, resource, "/scale")'), fs(SCALE, '"PUT", scale_path')),
@@ -132,8 +141,9 @@ GRANTS: tuple[Grant, ...] = (
          fs("controller/runtime.py", "KubernetesStatusWriter(self.api_client, apool.PLURAL)")),
     ),
     Grant(
-        "cluster", "", "nodes", ("list", "patch"),
+        "cluster", "", "nodes", ("list", "watch", "patch"),
         (fs(APOOLS, '"GET", "/api/v1/nodes"'), fs(PLACEHOLDER, "self._core.list_node"),
+         fs(CACHES, 'Collection("/api/v1/nodes")'), WATCH_LISTS, WATCH_WATCHES,
          fs(APOOLS, 'request("PATCH", path, body=patch, content_type=MERGE_PATCH)')),
     ),
     Grant(

@@ -1,7 +1,9 @@
 """What one operator process shares between its handlers, and its start and stop.
 
 Role: build, at kopf's startup, the objects every loop uses: one ``ApiClient`` for the adapters
-that is fenced (it refuses writes unless this replica leads), the dependencies of both kinds,
+that is fenced (it refuses writes unless this replica leads), the watch-fed caches of targets
+and nodes (``controller.caches``, read-only, over their own aiohttp client with the same
+credentials and User-Agent), the dependencies of both kinds,
 their status writers, the tick loops of each kind (``workers``), the leader elector (with its
 own unfenced client: it must write the Lease while the fence is down) and the health server;
 and stop them in order at exit: the loops first (an in-flight tick may finish), then the Lease
@@ -20,7 +22,9 @@ import kubernetes.client
 from fleetscale import __version__
 from fleetscale.api import acceleratorpool as apool
 from fleetscale.api.inferencepool import PLURAL
+from fleetscale.caches.http import KubeWatchClient
 from fleetscale.controller.acceleratorpools import AcceleratorPoolDependencies
+from fleetscale.controller.caches import ClusterCaches
 from fleetscale.controller.indexes import Indexes
 from fleetscale.controller.inferencepools import InferencePoolDependencies
 from fleetscale.controller.kube import KubernetesStatusWriter, StatusWriter, load_configuration
@@ -75,6 +79,7 @@ class OperatorRuntime:
     accelerator_pools: Workers | None = None
     api_client: kubernetes.client.ApiClient | None = None
     health_server: HealthServer | None = None
+    caches: ClusterCaches | None = None
     started: bool = False
     running_pools: int = 0  # InferencePool loops now running; sizes the spread of each tick
     _configuration: kubernetes.client.Configuration | None = None
@@ -95,6 +100,11 @@ class OperatorRuntime:
         self.api_client = FencedApiClient(self.configuration(), may_write=self.gate.admits)
         # Each replica names itself to the API server, so audit logs say which one wrote.
         self.api_client.user_agent = user_agent(identity)
+        # Targets and nodes are read from watch-fed caches (each started when first read).
+        self.caches = ClusterCaches(
+            KubeWatchClient(self.configuration(), user_agent(identity)), self.settings.namespaces
+        )
+        self.indexes.caches = self.caches
         self.deps = self.dependencies_factory(
             self.api_client, self.settings, self.metrics, self.indexes
         )
@@ -161,6 +171,8 @@ class OperatorRuntime:
             self._stop_election.set()
             await self._election  # releases the Lease if held
             log.info("election_stopped")
+        if self.caches is not None:
+            await self.caches.stop()
         if self.deps is not None:
             await self.deps.signals.close()
         if self.health_server is not None:
