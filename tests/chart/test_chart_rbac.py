@@ -220,6 +220,11 @@ LEASE_EVIDENCE = (
     fs("election/store.py", 'self._api.request("GET", f"{self._collection}/{self.name}")'),
     fs("election/store.py", 'self._write("POST", self._collection, body)'),
     fs("election/store.py", 'self._write("PUT", f"{self._collection}/{self.name}", body)'),
+    # One Lease per shard, the members Lease (written with shards), the leader Lease watched.
+    fs("election/shards.py", 'return [f"{lease_name}-shard-{index}" for index in range(shards)]'),
+    fs("election/shards.py", 'return f"{lease_name}{MEMBERS_SUFFIX}"'),
+    fs("election/shard_manager.py", "await self._leader.try_once(may_acquire=False)"),
+    fs("election/shard_manager.py", "if self.shards > 1:  # one shard: read only"),
 )
 
 
@@ -269,10 +274,17 @@ def expected(values: dict[str, Any]) -> set[Permission]:
     election = values.get("operator", {}).get("leaderElection", {})
     if election.get("enabled", True):
         lease = election.get("leaseName", LEASE_NAME)
+        shards = values.get("shards", 1)
         release = f"ns:{RELEASE_NAMESPACE}"
         result.add((release, "coordination.k8s.io", "leases", "create", ()))
+        if shards == 1:  # the leader Lease; the members Lease only read
+            written: tuple[str, ...] = (lease,)
+            result.add((release, "coordination.k8s.io", "leases", "get", (f"{lease}-members",)))
+        else:  # every shard's Lease and the members Lease; the leader Lease only read
+            written = (*(f"{lease}-shard-{i}" for i in range(shards)), f"{lease}-members")
+            result.add((release, "coordination.k8s.io", "leases", "get", (lease,)))
         for verb in ("get", "update"):
-            result.add((release, "coordination.k8s.io", "leases", verb, (lease,)))
+            result.add((release, "coordination.k8s.io", "leases", verb, written))
     secret_names = tuple(values.get("prometheus", {}).get("secretNames") or ())
     if secret_names:
         for where in watched:

@@ -130,7 +130,9 @@ async def test_a_killed_watch_holds_the_pool_past_the_bound_and_it_recovers(
         await tick_at(0)
         assert condition(status, "Ready") == ("True", "Active")
         assert status["replicas"] == 2
-        while server.fake.open_watches == 0:  # the cache listed and follows the watch
+        for _ in range(100):  # until the cache has listed and follows the watch
+            if server.fake.open_watches:
+                break
             await asyncio.sleep(0.1)
 
         server.refusing = True  # the API server cannot be reached (lists, watches, writes)

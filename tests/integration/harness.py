@@ -272,11 +272,16 @@ async def running_operator(
     prometheus: PrometheusServer,
     namespaces: tuple[str, ...] = (),
     identity: str = "replica-a",
+    shards: int = 1,
 ) -> AsyncIterator[OperatorHandle]:
     """The operator as `fleetscale run` starts it (electing itself on the Lease) for the
     block; ``identity`` names the replica, so two blocks can run two replicas."""
     settings = Settings(
-        prometheus_url=prometheus.url, namespaces=namespaces, http_port=0, identity=identity
+        prometheus_url=prometheus.url,
+        namespaces=namespaces,
+        http_port=0,
+        identity=identity,
+        shards=shards,
     )
     configuration = kubernetes.client.Configuration()
     configuration.host = cluster.url
