@@ -511,14 +511,28 @@ def grow_to(env: dict[str, str], have: int, pools: int) -> None:
     log(f"every Deployment available after {time.monotonic() - created:.0f} s")
 
 
+def status_writes() -> int:
+    return sum(
+        n
+        for (verb, resource, sub), n in apiserver_requests().items()
+        if resource == PLURAL and sub == "status" and verb != "GET"
+    )
+
+
 def warm_up(replicas: list[Replica], pools: int) -> float:
-    """Until every pool ticked once on these replicas, then two more ticks (an
-    AcceleratorPool plans from the demand the first tick reports; the next tick reads its
-    allocation): how long the first took."""
+    """Until every pool ticked once on these replicas: how long. Then until a whole tick
+    passes with (almost) no status write: the first ticks of new pools write their status,
+    an AcceleratorPool plans from the demand they report, the next tick reads its allocation."""
     started = time.monotonic()
     wait_for(lambda: sum(r.reconciles() for r in replicas) >= pools, 1800, "every pool ticked")
     warm = time.monotonic() - started
-    time.sleep(2 * POLL_SECONDS + 1)
+    time.sleep(POLL_SECONDS + 1)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        before = status_writes()
+        time.sleep(POLL_SECONDS)
+        if status_writes() - before <= pools // 1000:
+            break
     return warm
 
 
@@ -849,6 +863,15 @@ def readme_section(out: Path) -> str:
     )
 
 
+def existing_pools() -> int:
+    """How many of the bench's pools exist already (pool-0 ... pool-N-1)."""
+    try:
+        names = kubectl("-n", NAMESPACE, "get", PLURAL, "-o", "name").split()
+    except RuntimeError:  # no namespace yet
+        return 0
+    return len(names)
+
+
 def replica_counts() -> list[int]:
     raw = os.environ.get("FLEETSCALE_BENCH_REPLICAS", "1,2")
     return [int(part) for part in raw.split(",") if part.strip()]
@@ -878,12 +901,17 @@ def main() -> int:
         log(f"machine: {os.cpu_count()} cores, {platform.platform()}, load {os.getloadavg()}")
         audit = AuditLog(env.get("FLEETSCALE_E2E_AUDIT_LOG", ""))
         prepare_chart(env, max(replica_counts()))
-        kubectl("create", "namespace", NAMESPACE)
-        create_all(accelerator_pools())
+        # A namespace left by an interrupted run is grown on, not made again.
+        have = existing_pools()
+        if have == 0:
+            kubectl("create", "namespace", NAMESPACE)
+            create_all(accelerator_pools())
         stub = PromStub()
-        have = 0
         try:
             for pools in pool_counts():
+                if pools < have:
+                    log(f"{pools} pools: skipped, {have} exist already")
+                    continue
                 grow_to(env, have, pools)
                 have = pools
                 for replicas in replica_counts():

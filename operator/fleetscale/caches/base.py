@@ -81,12 +81,14 @@ class CacheTiming:
     sends a bookmark about every minute and just before that end. A stream that stays silent
     ``watch_timeout_seconds + cut_margin_seconds`` is cut and the collection listed again; a
     cache that has had no list, event or bookmark for ``stale_after_seconds`` is stale (its
-    readers hold) until a list or an event comes through again.
+    readers hold) until a list or an event comes through again. The bound spans two of the
+    API server's bookmarks: an operator whose own event loop runs late (thousands of pools
+    starting at once) must not take its lateness for a stalled watch, and hold every pool.
     """
 
     watch_timeout_seconds: float = 60.0
-    cut_margin_seconds: float = 10.0
-    stale_after_seconds: float = 90.0
+    cut_margin_seconds: float = 30.0
+    stale_after_seconds: float = 150.0
     first_retry_seconds: float = 0.5
     max_retry_seconds: float = 10.0
     page_size: int = 500
