@@ -37,8 +37,9 @@ reconcile under 1 s at up to 5,000 pools on one replica, every tick done at 10,0
 two, no pool written by two replicas.
 
 Settings: FLEETSCALE_BENCH_POOLS, FLEETSCALE_BENCH_REPLICAS (1,2),
-FLEETSCALE_BENCH_WINDOW_SECONDS (60), FLEETSCALE_BENCH_QUERIES (distinct PromQL, 4), PYTHON
-(the project venv's python).
+FLEETSCALE_BENCH_WINDOW_SECONDS (60), FLEETSCALE_BENCH_QUERIES (distinct PromQL, 4),
+FLEETSCALE_BENCH_DELETION (0: skip the deletion), FLEETSCALE_BENCH_CLEANUP (0: leave the
+namespace for the next run, which grows it), PYTHON (the project venv's python).
 """
 
 from __future__ import annotations
@@ -316,7 +317,13 @@ def create_all(items: list[dict[str, Any]], parallel: int = 4, chunk: int = 250)
 
     def create(part: list[dict[str, Any]]) -> str:
         listing = json.dumps({"apiVersion": "v1", "kind": "List", "items": part})
-        return kubectl("create", "-f", "-", stdin=listing, timeout=1800)
+        try:
+            return kubectl("create", "-f", "-", stdin=listing, timeout=1800)
+        except RuntimeError as error:  # objects a previous run left are fine as they are
+            lines = [line for line in str(error).splitlines() if "AlreadyExists" not in line]
+            if any("Error" in line for line in lines):
+                raise
+            return ""
 
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         list(pool.map(create, chunks))
@@ -524,7 +531,13 @@ def warm_up(replicas: list[Replica], pools: int) -> float:
     passes with (almost) no status write: the first ticks of new pools write their status,
     an AcceleratorPool plans from the demand they report, the next tick reads its allocation."""
     started = time.monotonic()
-    wait_for(lambda: sum(r.reconciles() for r in replicas) >= pools, 1800, "every pool ticked")
+    # From now: a replica that just joined (or took a shard over) ticks its pools too.
+    base = [r.reconciles() for r in replicas]
+    wait_for(
+        lambda: sum(r.reconciles() - b for r, b in zip(replicas, base, strict=True)) >= pools,
+        1800,
+        "every pool ticked",
+    )
     warm = time.monotonic() - started
     time.sleep(POLL_SECONDS + 1)
     deadline = time.monotonic() + 600
@@ -904,7 +917,7 @@ def main() -> int:
         # A namespace left by an interrupted run is grown on, not made again.
         have = existing_pools()
         if have == 0:
-            kubectl("create", "namespace", NAMESPACE)
+            create_all([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}])
             create_all(accelerator_pools())
         stub = PromStub()
         try:
@@ -929,13 +942,14 @@ def main() -> int:
                     results.append(result)
                     print(json.dumps(result), flush=True)
                     write(results, deletion, out)
-            if have:
+            if have and os.environ.get("FLEETSCALE_BENCH_DELETION", "1") != "0":
                 deletion = deletion_pace(env, stub, have, out)
                 print(json.dumps(deletion), flush=True)
                 write(results, deletion, out)
         finally:
             stub.close()
-            if not env.get("FLEETSCALE_BENCH_OWNS"):
+            keep = os.environ.get("FLEETSCALE_BENCH_CLEANUP", "1") == "0"
+            if not env.get("FLEETSCALE_BENCH_OWNS") and not keep:
                 log("deleting the bench's namespace and AcceleratorPools")
                 kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=1800s",
                         timeout=1900)  # fmt: skip
