@@ -72,6 +72,9 @@ __all__ = [
 ]
 
 
+KOPF_LIST_PAGE_SIZE = 500
+
+
 def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     """kopf's settings for fleetscale: standalone (fleetscale elects its own leader)."""
     operator_settings = kopf.OperatorSettings()
@@ -82,6 +85,10 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     operator_settings.peering.standalone = True
     # Leave room for the loops' graceful stop before kopf gives up on exiting.
     operator_settings.process.ultimate_exiting_timeout = GRACEFUL_STOP_SECONDS + 15
+    # List the pools page by page: one response of 10,000 InferencePools with their status
+    # is tens of megabytes, which the API server and kopf's request timeout did not see
+    # through on a loaded machine (kopf retried it for minutes).
+    operator_settings.watching.chunk_size = KOPF_LIST_PAGE_SIZE
     return operator_settings
 
 
