@@ -801,6 +801,8 @@ def verdict(result: dict[str, Any]) -> str:
             f"falls behind: {result['ticks_completed_fraction']:.0%} of the ticks done "
             f"at {result['operator_cpu_percent_of_one_core']:g}% of a core"
         )
+    if result.get("note"):
+        found.append(str(result["note"]))
     return "; ".join(dict.fromkeys(found)) or "none"
 
 
