@@ -98,7 +98,7 @@ image-local: venv system-deps helm-binary ## Build the image without Docker or a
 bench: venv ## Simulated benchmark: every policy on the standard scenarios; refreshes README results
 	$(PY) -m fleetscale simulate --bench --readme README.md --docs-dir docs --out out/bench
 
-bench-operator: venv ## Operator overhead: 100, 1,000 and 5,000 InferencePools on the e2e control plane; refreshes README results (FLEETSCALE_BENCH_POOLS=...; FLEETSCALE_BENCH_BACKEND=kmock for the emulator)
+bench-operator: venv ## Operator overhead: 1,000, 5,000 and 10,000 InferencePools on one replica and on two shards, on the e2e control plane; refreshes README results (FLEETSCALE_BENCH_POOLS=..., FLEETSCALE_BENCH_REPLICAS=...; FLEETSCALE_BENCH_BACKEND=kmock for the emulator)
 	if [ "$${FLEETSCALE_BENCH_BACKEND:-cluster}" = kmock ]; then \
 	  $(VENV)/bin/pytest tests/sim/operator_bench.py -s -q -p no:cacheprovider -o log_cli=false; \
 	else PYTHON=$(VENV)/bin/python FLEETSCALE_BENCH_README=README.md $(VENV)/bin/python e2e/operator_bench.py; fi

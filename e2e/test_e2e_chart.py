@@ -92,6 +92,16 @@ def test_operator_identity_can_make_every_call_the_operator_makes(
     assert written == 200
     assert apps.read_namespaced_deployment("vllm", namespace).spec.replicas == 2
     core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/instance=vllm")
+    # The watch-fed caches: targets (every namespace) and Nodes, listed and then watched.
+    for list_call in (
+        apps.list_deployment_for_all_namespaces,
+        apps.list_stateful_set_for_all_namespaces,
+        core.list_node,
+    ):
+        list_call(limit=1)
+        stream = list_call(watch=True, timeout_seconds=1, _preload_content=False)
+        stream.read()  # the API server ends the watch after its timeout
+        stream.release_conn()
     event = core.create_namespaced_event(
         namespace,
         {
@@ -117,6 +127,12 @@ def test_operator_identity_can_make_every_call_the_operator_makes(
         )
     lease = coordination.read_namespaced_lease("fleetscale", CHART_NAMESPACE)
     coordination.replace_namespaced_lease("fleetscale", CHART_NAMESPACE, lease)
+    # The members Lease (heartbeats of sharded replicas), read to wait out another
+    # configuration: allowed (404 while no sharded replica ever ran), never 403.
+    members = functools.partial(
+        coordination.read_namespaced_lease, "fleetscale-members", CHART_NAMESPACE
+    )
+    assert status_of(members) in (200, 404)
 
 
 DENIED = [

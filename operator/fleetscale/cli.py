@@ -67,6 +67,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 "lease_name": args.lease_name,
                 "lease_namespace": args.lease_namespace,
                 "identity": args.identity,
+                "shards": args.shards,
             },
         )
     except SettingsError as error:
@@ -257,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--identity",
         help="this replica's holder identity (default: the pod name) [FLEETSCALE_IDENTITY]",
+    )
+    run.add_argument(
+        "--shards",
+        help="split the pools into this many shards, one Lease each, shared by the replicas "
+        "(default 1) [FLEETSCALE_SHARDS]",
     )
     run.set_defaults(handler=_cmd_run)
 

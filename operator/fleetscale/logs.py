@@ -94,7 +94,10 @@ def configure_logging(
     # The API clients are chatty at DEBUG (every request line); keep them at WARNING unless
     # the operator itself is asked for DEBUG.
     noisy_level = logging.DEBUG if level == "DEBUG" else logging.WARNING
-    for name in ("urllib3", "kubernetes", "aiohttp.access"):
+    # kopf says "Handler ... succeeded" at INFO for every watch event of every pool: at
+    # thousands of pools that line was most of the cost of an event. Its warnings and errors
+    # stay.
+    for name in ("urllib3", "kubernetes", "aiohttp.access", "kopf.objects"):
         logging.getLogger(name).setLevel(noisy_level)
 
 

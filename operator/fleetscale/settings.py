@@ -35,6 +35,9 @@ Environment variables (flags in brackets):
     FLEETSCALE_RENEW_DEADLINE_SECONDS   a leader that has not renewed for this long stops
                                         acting [10]
     FLEETSCALE_RETRY_PERIOD_SECONDS     how often the Lease is renewed or tried [2]
+    FLEETSCALE_SHARDS          [--shards]  split the pools into this many shards, each held by
+                               one replica through its own Lease (<lease>-shard-<i>), so that
+                               replicas share the work [1: one Lease, one acting replica]
 """
 
 from __future__ import annotations
@@ -98,6 +101,7 @@ _SOURCES: dict[str, tuple[str, str]] = {
     "lease_duration_seconds": ("FLEETSCALE_LEASE_DURATION_SECONDS", "--lease-duration-seconds"),
     "renew_deadline_seconds": ("FLEETSCALE_RENEW_DEADLINE_SECONDS", "--renew-deadline-seconds"),
     "retry_period_seconds": ("FLEETSCALE_RETRY_PERIOD_SECONDS", "--retry-period-seconds"),
+    "shards": ("FLEETSCALE_SHARDS", "--shards"),
 }
 
 
@@ -140,6 +144,9 @@ class Settings(BaseModel):
     lease_duration_seconds: float = Field(default=15.0, gt=0, le=3600)
     renew_deadline_seconds: float = Field(default=10.0, gt=0, le=3600)
     retry_period_seconds: float = Field(default=2.0, gt=0, le=3600)
+    shards: int = Field(default=1, ge=1, le=64)
+    """Pools are split into this many shards by a stable hash; each shard is held by one
+    replica through its own Lease. 1: the leader Lease alone (one acting replica)."""
 
     @field_validator("namespaces")
     @classmethod

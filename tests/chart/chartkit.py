@@ -347,6 +347,10 @@ MATRIX = [
         {"replicaCount": 1, "operator": {"leaderElection": {"enabled": False}}},
         id="single-without-election",
     ),
+    pytest.param(
+        {"replicaCount": 3, "shards": 4, "operator": {"leaderElection": {"leaseName": "gpu"}}},
+        id="shards",
+    ),
     pytest.param(MULTI_TENANT_EXAMPLE, id="multi-tenant-example"),
     pytest.param(
         {

@@ -76,6 +76,10 @@ APOOLS = "controller/acceleratorpools/cluster.py"
 HANDLERS = "controller/handlers.py"
 PLACEHOLDER = "nodepools/placeholder.py"
 ENVOY = "gateways/envoy_gateway.py"
+CACHES = "controller/caches.py"
+# The caches list a collection page by page, then watch it (caches/http.py).
+WATCH_LISTS = fs("caches/http.py", 'params = {"limit": str(page_size)}')
+WATCH_WATCHES = fs("caches/http.py", '"watch": "true",')
 
 GRANTS: tuple[Grant, ...] = (
     Grant(
@@ -93,10 +97,15 @@ GRANTS: tuple[Grant, ...] = (
          fs(HANDLERS, '"autoscaling", "v2", "horizontalpodautoscalers", id=HPAS_BY_TARGET_INDEX')),
     ),
     Grant(
-        "watched", "apps", "deployments", ("get",),
-        (fs(SCALE, '"GET", resource.object_path(target, subresource)'),),
+        "watched", "apps", "deployments", ("get", "list", "watch"),
+        (fs(SCALE, '"GET", resource.object_path(target, subresource)'),
+         fs(CACHES, '("apps/v1", "Deployment"): "deployments"'), WATCH_LISTS, WATCH_WATCHES),
     ),
-    Grant("watched", "apps", "statefulsets", ("get",), (fs(SCALE, "workload = await self._get"),)),
+    Grant(
+        "watched", "apps", "statefulsets", ("get", "list", "watch"),
+        (fs(SCALE, "workload = await self._get"),
+         fs(CACHES, '("apps/v1", "StatefulSet"): "statefulsets"'), WATCH_LISTS, WATCH_WATCHES),
+    ),
     Grant(
         "watched", "apps", "deployments/scale", ("get", "update"),
         (fs(SCALE, 'self._get(target, resource, "scale")'), fs(SCALE, '"PUT", scale_path')),
@@ -146,8 +155,9 @@ GRANTS: tuple[Grant, ...] = (
          fs("controller/runtime.py", "KubernetesStatusWriter(self.api_client, apool.PLURAL)")),
     ),
     Grant(
-        "cluster", "", "nodes", ("list", "patch"),
+        "cluster", "", "nodes", ("list", "watch", "patch"),
         (fs(APOOLS, '"GET", "/api/v1/nodes"'), fs(PLACEHOLDER, "self._core.list_node"),
+         fs(CACHES, 'Collection("/api/v1/nodes")'), WATCH_LISTS, WATCH_WATCHES,
          fs(APOOLS, 'request("PATCH", path, body=patch, content_type=MERGE_PATCH)')),
     ),
     Grant(
@@ -227,6 +237,11 @@ LEASE_EVIDENCE = (
     fs("election/store.py", 'self._api.request("GET", f"{self._collection}/{self.name}")'),
     fs("election/store.py", 'self._write("POST", self._collection, body)'),
     fs("election/store.py", 'self._write("PUT", f"{self._collection}/{self.name}", body)'),
+    # One Lease per shard, the members Lease (written with shards), the leader Lease watched.
+    fs("election/shards.py", 'return [f"{lease_name}-shard-{index}" for index in range(shards)]'),
+    fs("election/shards.py", 'return f"{lease_name}{MEMBERS_SUFFIX}"'),
+    fs("election/shard_manager.py", "await self._leader.try_once(may_acquire=False)"),
+    fs("election/shard_manager.py", "if self.shards > 1:  # one shard: read only"),
 )
 
 
@@ -277,10 +292,17 @@ def expected(values: dict[str, Any]) -> set[Permission]:
     election = values.get("operator", {}).get("leaderElection", {})
     if election.get("enabled", True):
         lease = election.get("leaseName", LEASE_NAME)
+        shards = values.get("shards", 1)
         release = f"ns:{RELEASE_NAMESPACE}"
         result.add((release, "coordination.k8s.io", "leases", "create", ()))
+        if shards == 1:  # the leader Lease; the members Lease only read
+            written: tuple[str, ...] = (lease,)
+            result.add((release, "coordination.k8s.io", "leases", "get", (f"{lease}-members",)))
+        else:  # every shard's Lease and the members Lease; the leader Lease only read
+            written = (*(f"{lease}-shard-{i}" for i in range(shards)), f"{lease}-members")
+            result.add((release, "coordination.k8s.io", "leases", "get", (lease,)))
         for verb in ("get", "update"):
-            result.add((release, "coordination.k8s.io", "leases", verb, (lease,)))
+            result.add((release, "coordination.k8s.io", "leases", verb, written))
     secret_names = tuple(values.get("prometheus", {}).get("secretNames") or ())
     if secret_names:
         for where in watched:

@@ -275,7 +275,38 @@ def test_the_lease_is_granted_in_the_release_namespace_only(values: dict[str, An
     } == {
         (("create",), ()),
         (("get", "update"), ("fleetscale",)),
+        (("get",), ("fleetscale-members",)),
     }
+
+
+def test_shards_are_set_and_each_shard_lease_is_granted_by_name() -> None:
+    objects = render({"replicaCount": 3, "shards": 3})
+    assert one(objects, "Deployment")["spec"]["replicas"] == 3
+    env = {e["name"]: e.get("value") for e in operator_container(objects)["env"]}
+    assert env["FLEETSCALE_SHARDS"] == "3"
+    role = next(
+        r for r in by_kind(objects, "Role") if r["metadata"]["name"].endswith("leader-election")
+    )
+    assert {
+        (tuple(rule["verbs"]), tuple(rule.get("resourceNames", ()))) for rule in role["rules"]
+    } == {
+        (("create",), ()),
+        (
+            ("get", "update"),
+            (
+                "fleetscale-shard-0",
+                "fleetscale-shard-1",
+                "fleetscale-shard-2",
+                "fleetscale-members",
+            ),
+        ),
+        (("get",), ("fleetscale",)),
+    }
+
+
+def test_one_shard_is_the_default() -> None:
+    env = {e["name"]: e.get("value") for e in operator_container(render({}))["env"]}
+    assert env["FLEETSCALE_SHARDS"] == "1"
 
 
 def test_single_replica_has_no_disruption_budget_that_would_block_drains() -> None:

@@ -15,7 +15,7 @@ import pytest
 from chartkit import CHART, one, render
 from prometheus_client import Counter, Gauge, Histogram
 
-from fleetscale.metrics import OperatorMetrics
+from fleetscale.metrics import OperatorMetrics, PoolSeries
 
 DASHBOARD = CHART / "files" / "dashboard.json"
 
@@ -25,6 +25,10 @@ def _populated() -> OperatorMetrics:
     metrics = OperatorMetrics()
     sample_labels = {"namespace": "llm", "pool": "llama-70b", "reason": "ScaledUp"}
     for value in vars(metrics).values():
+        if isinstance(value, PoolSeries):  # the per-pool families, kept by fleetscale itself
+            series = value.labels(*(sample_labels[n] for n in value.label_names))
+            series.inc() if value.kind == "counter" else series.set(3)
+            continue
         if not isinstance(value, Counter | Gauge | Histogram):
             continue
         names = value._labelnames

@@ -10,6 +10,7 @@ import pytest
 
 from fleetscale.actuators.fake import FakeEventSink
 from fleetscale.api.acceleratorpool import AcceleratorPoolSpec
+from fleetscale.caches import CacheStale
 from fleetscale.controller.acceleratorpools import (
     AcceleratorPoolDependencies,
     AcceleratorPoolRef,
@@ -441,3 +442,34 @@ async def test_a_node_the_provider_cannot_name_does_not_hold_up_the_others() -> 
     ]
     assert provider.released == ["h100-2"]
     assert events.reasons() == ["NodesKept", "NodesReleased"]
+
+
+class StaleNodes(InMemoryCluster):
+    """The node cache's answer while its watch cannot vouch for it."""
+
+    async def nodes(self, labels: Any) -> list[Any]:
+        raise CacheStale("the watch of /api/v1/nodes has had no list, event or bookmark")
+
+
+async def test_a_stale_node_cache_holds_the_pool_with_its_last_allocations() -> None:
+    pools = [inference_pool("chat", recommended=6, replicas=2)]
+    cluster = InMemoryCluster(node_objects=[node("h100-0")])
+    provider = FakeNodePool(desired=1)
+    pool_deps, events = deps(cluster, provider, pools)
+    planned = await reconcile_accelerator_pool(H100, pool_spec(), None, pool_deps, NOW)
+    calls = list(provider.calls)
+
+    stale = StaleNodes(node_objects=[node("h100-0")])
+    pool_deps.cluster = pool_deps.cordoner = stale
+    held = await reconcile_accelerator_pool(H100, pool_spec(), planned.status, pool_deps, NOW + 15)
+    again = await reconcile_accelerator_pool(
+        H100, pool_spec(), {**planned.status, **held.patch}, pool_deps, NOW + 30
+    )
+
+    assert provider.calls == calls  # nothing asked of the provider while held
+    ready = condition(held.status, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "CacheStale")
+    assert held.status["allocations"] == planned.status["allocations"]
+    assert held.status["desiredNodes"] == planned.status["desiredNodes"]
+    assert events.reasons().count("CacheStale") == 1  # said once, not every tick
+    assert again.patch == {}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from fleetscale.metrics import HealthServer, OperatorMetrics
 
@@ -84,3 +87,47 @@ async def test_server_serves_metrics_and_probes() -> None:
                 assert response.status == 200
     finally:
         await server.stop()
+
+
+def _samples(families: Any) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items())), sample.value)
+        for family in families
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    }
+
+
+def test_the_rendered_page_says_what_the_registry_holds() -> None:
+    """The per-pool families are rendered by hand: the page must parse to the very samples the
+    registry collects, label values escaped."""
+    metrics = OperatorMetrics()
+    for pool in ("a", 'odd"name\\x'):
+        metrics.desired_replicas.labels("ns", pool).set(3)
+        metrics.shed_active.labels("ns", pool).set(1)
+        metrics.decisions_total.labels("ns", pool, "ScaledUp").inc()
+        metrics.decisions_total.labels("ns", pool, "ScaledUp").inc()
+        metrics.reconcile_errors_total.labels("ns", pool, "TargetNotFound").inc()
+        metrics.set_observed("ns", pool, 12.5, None)
+    metrics.reconcile_duration_seconds.observe(0.2)
+    page = metrics.render().decode()
+    assert _samples(text_string_to_metric_families(page)) == _samples(metrics.registry.collect())
+    assert 'fleetscale_decisions_total{namespace="ns",pool="a",reason="ScaledUp"} 2.0' in page
+
+
+def test_a_lost_shard_drops_only_its_pools_gauges() -> None:
+    metrics = OperatorMetrics()
+    for pool in ("a", "b", "c"):
+        metrics.shed_active.labels("ns", pool).set(1)
+        metrics.decisions_total.labels("ns", pool, "Holding").inc()
+    metrics.forget_pools(lambda namespace, pool: pool in ("a", "c"))
+    assert _pools_in(
+        "\n".join(line for line in metrics.render().decode().splitlines() if "shed" in line)
+    ) == {"b"}
+    # Counters count what this replica did; they stay.
+    assert (
+        metrics.registry.get_sample_value(
+            "fleetscale_decisions_total", {"namespace": "ns", "pool": "a", "reason": "Holding"}
+        )
+        == 1
+    )

@@ -32,7 +32,7 @@ from fleetscale.controller.wiring import (
     kubernetes_dependencies,
 )
 from fleetscale.settings import Settings
-from support.kube_emulator import LeaseEmulation
+from support.kube_emulator import LeaseEmulation, announce
 from support.prometheus_server import PrometheusServer
 
 POOLS = kmock.resource("fleetscale.io/v1alpha1/inferencepools")
@@ -114,6 +114,18 @@ class Cluster:
             },
             "status": {"replicas": replicas, "readyReplicas": replicas},
         }
+        self.announce("apps/v1/deployments", namespace, name, "ADDED")
+
+    def announce(
+        self, resource: str, namespace: str | None, name: str, event_type: str = "MODIFIED"
+    ) -> None:
+        """Watchers (the operator's caches) hear of a change made to the store directly; a
+        no-op before the emulator's loop runs (a later list finds the object anyway)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        announce(self.server, resource, namespace, name, event_type)
 
     def add_pool(self, namespace: str, name: str, spec: Mapping[str, Any]) -> None:
         self.server.objects[POOLS, namespace, name] = {
@@ -212,6 +224,8 @@ class Cluster:
                 replicas = obj.raw["spec"]["replicas"]
                 obj.patch({"apiVersion": "apps/v1", "kind": "Deployment"})
                 obj.patch({"spec": {"replicas": replicas}})
+            if request.method in ("PUT", "PATCH"):
+                self.announce("apps/v1/deployments", request.namespace, request.name)
             raw = obj.raw
             return {
                 "apiVersion": "autoscaling/v1",
@@ -244,6 +258,7 @@ class Cluster:
                 status = obj.raw.get("status") or {}
                 if status.get("replicas") != replicas or status.get("readyReplicas") != replicas:
                     obj.patch({"status": {"replicas": replicas, "readyReplicas": replicas}})
+                    self.announce("apps/v1/deployments", namespace, name)
             await asyncio.sleep(0.05)
 
 
@@ -268,11 +283,16 @@ async def running_operator(
     prometheus: PrometheusServer,
     namespaces: tuple[str, ...] = (),
     identity: str = "replica-a",
+    shards: int = 1,
 ) -> AsyncIterator[OperatorHandle]:
     """The operator as `fleetscale run` starts it (electing itself on the Lease) for the
     block; ``identity`` names the replica, so two blocks can run two replicas."""
     settings = Settings(
-        prometheus_url=prometheus.url, namespaces=namespaces, http_port=0, identity=identity
+        prometheus_url=prometheus.url,
+        namespaces=namespaces,
+        http_port=0,
+        identity=identity,
+        shards=shards,
     )
     configuration = kubernetes.client.Configuration()
     configuration.host = cluster.url

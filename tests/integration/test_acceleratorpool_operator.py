@@ -72,6 +72,7 @@ def make_ready(cluster: Cluster) -> None:
                     },
                 }
             )
+            cluster.announce("v1/nodes", None, name)  # kwok's change reaches the node watch
 
 
 def apool_status(cluster: Cluster) -> dict[str, Any]:

@@ -360,3 +360,55 @@ async def test_a_deleted_pool_is_released_at_once_and_its_metrics_removed(
         await cluster.delete_pool(NS, "llama")
         await eventually(lambda: cluster.pool_gone(NS, "llama"), what="the pool gone")
         await eventually(lambda: operator.metric(series) is None, what="the series removed")
+
+
+def _pool_writers(cluster: Cluster, pool: str, target: str) -> list[str]:
+    """Which replica sent each write to a pool's status or to its target's /scale, in order."""
+    writers = []
+    for request in cluster.server:
+        if str(request.method).upper().rsplit(".", 1)[-1] in ("GET", "HEAD"):
+            continue
+        path = request.url.path
+        if path.endswith((f"/inferencepools/{pool}/status", f"/deployments/{target}/scale")):
+            agent = request.headers.get("User-Agent") or ""
+            writers.append(agent.rsplit("(", 1)[-1].rstrip(")"))
+    return writers
+
+
+def _runs(writers: list[str]) -> list[str]:
+    return [w for i, w in enumerate(writers) if i == 0 or writers[i - 1] != w]
+
+
+async def test_a_second_replica_takes_a_shard_and_no_pool_ever_has_two_writers(
+    cluster: Cluster, prometheus: PrometheusServer
+) -> None:
+    """Two shards: replica-a alone holds both; replica-b joins and takes one, which a hands
+    over only after its ticks on it stopped. Each pool is written by one replica at a time:
+    a, then (for the shard that moved) b, never back and forth."""
+    pools = {"llama": 0, "mistral": 1}  # their shards among two (a stable hash of the name)
+    prometheus.set_value(QUEUE, 20)
+    for pool in pools:
+        cluster.add_deployment(NS, f"vllm-{pool}", replicas=1)
+        cluster.add_pool(NS, pool, pool_spec(f"vllm-{pool}", QUEUE))
+    async with running_operator(cluster, prometheus, identity="replica-a", shards=2) as a:
+        for pool in pools:
+            await eventually(lambda p=pool: cluster.replicas(NS, f"vllm-{p}") == 4, what=pool)
+        assert a.metric("fleetscale_shards_held") == 2
+        async with running_operator(cluster, prometheus, identity="replica-b", shards=2) as b:
+            await eventually(
+                lambda: (
+                    b.metric("fleetscale_shards_held") == 1
+                    and a.metric("fleetscale_shards_held") == 1
+                ),
+                timeout_seconds=30,
+                what="one shard each",
+            )
+            prometheus.set_value(QUEUE, 40)  # every pool acts again, on its shard's holder
+            for pool in pools:
+                await eventually(lambda p=pool: cluster.replicas(NS, f"vllm-{p}") == 8, what=pool)
+            moved = next(s for s in (0, 1) if b.runtime.gate_for(s).admits())
+            assert a.metric("fleetscale_leader") == (1 if moved == 1 else 0)
+    for pool, shard in pools.items():
+        runs = _runs(_pool_writers(cluster, pool, f"vllm-{pool}"))
+        assert runs == (["replica-a", "replica-b"] if shard == moved else ["replica-a"]), pool
+    assert cluster.leases.holder("default", f"fleetscale-shard-{moved}") is None  # released

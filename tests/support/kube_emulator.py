@@ -12,6 +12,8 @@ Conflict on a stale one). Callers: tests/actuators, tests/integration.
 
 from __future__ import annotations
 
+import asyncio
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +28,26 @@ def api_client_for(emulator: kmock.KubernetesEmulator) -> ApiClient:
     """An official-client ApiClient that talks to the emulator over plain HTTP."""
     configuration = Configuration(host=str(emulator.url).rstrip("/"))
     return ApiClient(configuration)
+
+
+def announce(
+    emulator: kmock.KubernetesEmulator,
+    resource: str,
+    namespace: str | None,
+    name: str,
+    event_type: str = "MODIFIED",
+) -> None:
+    """Tell the emulator's watchers about an object changed in its store directly.
+
+    kmock streams watch events only for changes made through its HTTP API; a test's own
+    changes to ``emulator.objects`` (a controller stand-in, a subresource served here) would
+    otherwise never reach a watch-fed cache. Must run in the emulator's event loop.
+    """
+    key = kmock.resource(resource)
+    raw = copy.deepcopy(emulator.objects[key, namespace, name].raw)
+    # kmock keeps one watch bus per resource and has no public way to publish on it.
+    bus = emulator._buses[key]
+    asyncio.get_running_loop().create_task(bus.put({"type": event_type, "object": raw}))
 
 
 def declare(
@@ -165,6 +187,7 @@ class ScaleSubresource:
             cursor = cursor.setdefault(key, {})
         cursor[self.spec_replicas_path[-1]] = replicas
         stored.patch(change)
+        announce(self.emulator, self.resource, request.namespace, request.name or "")
         return self._scale_of(stored.raw)
 
 

@@ -85,11 +85,12 @@ watches the whole cluster, in a Role of each watched namespace otherwise.
 - apiGroups: ["fleetscale.io"]
   resources: ["inferencepools/status"]
   verbs: ["patch"]
-# Scale targets: the pod template (accelerators per replica) and readyReplicas, then the size
-# through /scale, written back whole with its resourceVersion (update), as the HPA does.
+# Scale targets: the pod template (accelerators per replica) and readyReplicas, from a
+# watch-fed cache (list, watch; get for one not in it yet), then the size through /scale,
+# written back whole with its resourceVersion (update), as the HPA does.
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets"]
-  verbs: ["get"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["apps"]
   resources: ["deployments/scale", "statefulsets/scale"]
   verbs: ["get", "update"]
@@ -155,14 +156,14 @@ watches the whole cluster, in a Role of each watched namespace otherwise.
 - apiGroups: ["fleetscale.io"]
   resources: ["acceleratorpools/status"]
   verbs: ["patch"]
-# An AcceleratorPool observes its nodes and the pods on each of them (a field selector per
-# node; RBAC cannot narrow a list by field, so this is a cluster-wide pod list grant), and
-# cordons a node (patch spec.unschedulable) before it checks it is still empty and releases
-# it, with every provider. The demand of its InferencePools comes from the watch of the
-# watched namespaces above.
+# An AcceleratorPool observes its nodes (a watch-fed cache of the Nodes) and the pods on each
+# of them (a field selector per node; RBAC cannot narrow a list by field, so this is a
+# cluster-wide pod list grant), and cordons a node (patch spec.unschedulable) before it checks
+# it is still empty and releases it, with every provider. The demand of its InferencePools
+# comes from the watch of the watched namespaces above.
 - apiGroups: [""]
   resources: ["nodes"]
-  verbs: ["list", "patch"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]

@@ -11,9 +11,11 @@ objects it watches (no finalizers, no annotations), so a standby replica writes 
 Callers: ``fleetscale run`` (through ``run_operator``) and the integration tests (through
 kopf's ``KopfRunner`` with ``build_registry``'s registry).
 
-High availability: every replica watches (its indexes and loops stay warm); only the leader
-of the ``coordination.k8s.io`` Lease ticks (``leadership.LeadershipGate``), and every write
-the adapters send passes the same check at the last moment (``kubeapi.FencedApiClient``).
+High availability and shards: every replica watches (its indexes and loops stay warm); a pool
+ticks only on the replica that holds its shard's ``coordination.k8s.io`` Lease (with one shard,
+the leader Lease; ``leadership.ShardGate``), an AcceleratorPool only on the holder of shard 0,
+and every write the adapters send passes the same check at the last moment, for the shard the
+writing task acts for (``leadership.fence``, ``kubeapi.FencedApiClient``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from fleetscale.controller.inferencepools import InferencePoolRef, reconcile
 from fleetscale.controller.inferencepools.conflicts import hpa_entry, pool_entry
 from fleetscale.controller.inferencepools.tick import withdraw_shed_flag_of_deleted_pool
 from fleetscale.controller.kube import connection_info, io_executor, load_configuration
+from fleetscale.controller.leadership import ACTING_SHARD, PLANNER_SHARD
 from fleetscale.controller.loop import (
     Schedule,
     Stopped,
@@ -72,6 +75,9 @@ __all__ = [
 ]
 
 
+KOPF_LIST_PAGE_SIZE = 500
+
+
 def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     """kopf's settings for fleetscale: standalone (fleetscale elects its own leader)."""
     operator_settings = kopf.OperatorSettings()
@@ -82,6 +88,10 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     operator_settings.peering.standalone = True
     # Leave room for the loops' graceful stop before kopf gives up on exiting.
     operator_settings.process.ultimate_exiting_timeout = GRACEFUL_STOP_SECONDS + 15
+    # List the pools page by page: one response of 10,000 InferencePools with their status
+    # is tens of megabytes, which the API server and kopf's request timeout did not see
+    # through on a loaded machine (kopf retried it for minutes).
+    operator_settings.watching.chunk_size = KOPF_LIST_PAGE_SIZE
     return operator_settings
 
 
@@ -119,10 +129,11 @@ def _lifecycle_handlers(registry: kopf.OperatorRegistry, runtime: OperatorRuntim
             namespaces=list(settings.namespaces) or "all",
             leader_election=(
                 f"Lease {settings.resolved_lease_namespace()}/{settings.lease_name} as "
-                f"{runtime.elector.identity}"
-                if runtime.elector is not None
+                f"{runtime.shard_manager.identity}"
+                if runtime.shard_manager is not None
                 else "off"
             ),
+            shards=settings.shards,
         )
 
     @kopf.on.cleanup(registry=registry)
@@ -198,8 +209,13 @@ def _inference_pool_deleted(
 ) -> Callable[[ObjectKey, Mapping[str, Any]], Any]:
     async def deleted(key: ObjectKey, body: Mapping[str, Any]) -> None:
         runtime.metrics.forget_pool(*key)
-        if runtime.deps is not None and runtime.gate.admits():
-            await withdraw_shed_flag_of_deleted_pool(key, body, runtime.deps)
+        shard = runtime.shard_of(*key)
+        if runtime.deps is not None and runtime.gate_for(shard).admits():
+            acting = ACTING_SHARD.set(shard)  # what the write fence checks
+            try:
+                await withdraw_shed_flag_of_deleted_pool(key, body, runtime.deps)
+            finally:
+                ACTING_SHARD.reset(acting)
         get_logger("fleetscale.daemon", namespace=key[0], pool=key[1]).info(
             "pool_forgotten", reason="Deleted"
         )
@@ -227,6 +243,7 @@ async def run_inference_pool_loop(
     log = get_logger("fleetscale.daemon", namespace=namespace, pool=name)
     metadata = body.get("metadata") or {}
     uid = str(metadata.get("uid") or f"{namespace}/{name}")
+    shard = runtime.shard_of(namespace, name)
 
     async def tick_once(
         stored: Mapping[str, Any] | None, now: float, tick: float
@@ -236,23 +253,27 @@ async def run_inference_pool_loop(
         meta = body.get("metadata") or {}
         pool = InferencePoolRef(namespace, name, meta.get("uid"), meta.get("generation"))
         spec = dict(body.get("spec") or {})
-        result = await reconcile(pool, spec, stored, runtime.deps, now, tick)
+        async with runtime.in_flight.acting(shard):  # a shard is released once none runs
+            result = await reconcile(pool, spec, stored, runtime.deps, now, tick)
         return TickOutcome(result.status, result.patch, result.stored_before_patch)
 
     async def write(patch: Mapping[str, Any]) -> None:
         assert runtime.status_writer is not None  # set with deps, before any tick ran
-        await runtime.status_writer.patch_status(namespace, name, patch)
+        async with runtime.in_flight.acting(shard):
+            await runtime.status_writer.patch_status(namespace, name, patch)
 
     schedule = Schedule(
         clock=runtime.clock,
         offset_seconds=lambda interval: tick_offset_seconds(uid, interval, runtime.running_pools),
-        gate=runtime.gate,
+        gate=runtime.gate_for(shard),
     )
     failed = _failure_reporter(runtime, namespace, name, log)
     runtime.running_pools += 1
+    acting = ACTING_SHARD.set(shard)  # this task's writes are checked against its shard
     try:
         await run_ticks(body, stopped, tick_once, write, schedule, failed)
     finally:
+        ACTING_SHARD.reset(acting)
         runtime.running_pools -= 1
 
 
@@ -273,20 +294,26 @@ async def run_accelerator_pool_loop(
             return None
         meta = body.get("metadata") or {}
         pool = AcceleratorPoolRef(name, meta.get("uid"), meta.get("generation"))
-        result = await reconcile_accelerator_pool(
-            pool, body.get("spec") or {}, stored, runtime.accelerator_pool_deps, now
-        )
+        async with runtime.in_flight.acting(PLANNER_SHARD):
+            result = await reconcile_accelerator_pool(
+                pool, body.get("spec") or {}, stored, runtime.accelerator_pool_deps, now
+            )
         return TickOutcome(result.status, result.patch)
 
     async def write(patch: Mapping[str, Any]) -> None:
         assert runtime.accelerator_pool_status_writer is not None
-        await runtime.accelerator_pool_status_writer.patch_status(None, name, patch)
+        async with runtime.in_flight.acting(PLANNER_SHARD):
+            await runtime.accelerator_pool_status_writer.patch_status(None, name, patch)
 
     def failed(reason: str, detail: str) -> None:
         log.warning("acceleratorpool_tick_failed", reason=reason, detail=detail)
 
-    schedule = Schedule(clock=runtime.clock, gate=runtime.gate)
-    await run_ticks(body, stopped, tick_once, write, schedule, failed)
+    schedule = Schedule(clock=runtime.clock, gate=runtime.gate_for(PLANNER_SHARD))
+    acting = ACTING_SHARD.set(PLANNER_SHARD)
+    try:
+        await run_ticks(body, stopped, tick_once, write, schedule, failed)
+    finally:
+        ACTING_SHARD.reset(acting)
 
 
 def run_operator(

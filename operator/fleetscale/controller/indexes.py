@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fleetscale.controller.caches import ClusterCaches
 
 DEMAND_INDEX = "demand_by_accelerator_pool"
 ALLOCATIONS_INDEX = "allocations_by_accelerator_pool"
@@ -51,13 +54,15 @@ class IndexView(Mapping[Any, Iterable[Any]]):
 
 @dataclass
 class Indexes:
-    """The operator's watch-fed indexes (see the module docstring)."""
+    """The operator's watch-fed indexes (see the module docstring), and its watch-fed caches
+    of targets and nodes (``controller.caches``; None: read through the API each tick)."""
 
     demands: IndexView = field(default_factory=IndexView)
     allocations: IndexView = field(default_factory=IndexView)
     pools_by_target: IndexView = field(default_factory=IndexView)
     hpas_by_target: IndexView = field(default_factory=IndexView)
     namespaces: IndexView = field(default_factory=IndexView)
+    caches: ClusterCaches | None = None
 
     def bind(self, kwargs: Mapping[str, Any]) -> None:
         self.demands.bind(kwargs.get(DEMAND_INDEX))

@@ -1,67 +1,144 @@
-"""Leadership as the controller sees it: a gate for the tick loops, and what changes with it.
+"""Leadership as the controller sees it: a gate per shard, the write fence, and what changes.
 
-Role: ``LeadershipGate`` admits the tick loops only while this replica leads (the elector's
-``is_leader``, the same check the ``FencedApiClient`` makes before every write) and lets a
-standby's loops wait without polling. ``on_leadership_change`` is what a transition does
-beyond the elector's own log line: the ``fleetscale_leader`` gauge, and, when leadership is
-lost, dropping every per-pool gauge and the memory of published shed flags, so that a former
-leader shows nothing stale and, should it lead again, republishes every flag from its first
-tick. The flags themselves are left to the new leader, which publishes each pool's current
-flag at its first tick (within one poll interval): a replica that has lost its lease may not
-write at all. Callers: ``controller.handlers``.
+Role: ``ShardGate`` admits the tick loops of one shard only while this replica holds that
+shard's Lease (``ShardManager.holds``, the same check the ``FencedApiClient`` makes before
+every write) and lets the loops of a shard held elsewhere wait without polling. With one shard
+(the default) the shard's Lease is the leader Lease, and the gate is the leader's gate.
+``ACTING_SHARD`` is the shard a task acts for (a pool's loop sets its pool's, an
+AcceleratorPool's loop shard 0); the fence (``fence``) reads it when a write is about to
+leave, from whichever thread sends it (``asyncio.to_thread`` carries the context along).
+``InFlight`` counts the ticks under way per shard, so a shard is released only once they have
+finished. ``on_shard_change`` is what a transition does beyond the elector's own log line:
+``fleetscale_leader`` (shard 0, where the AcceleratorPool planner runs) and
+``fleetscale_shards_held``, and, when a shard is lost, dropping the per-pool gauges and the
+memory of published shed flags of that shard's pools, so a former holder shows nothing stale
+and, should it hold the shard again, republishes every flag from its first tick. The flags
+themselves are left to the new holder: a replica that has lost a shard may not write for it.
+Callers: ``controller.handlers``, ``controller.runtime``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
 
 from fleetscale.controller.loop import Stopped
-from fleetscale.election import LeaderElector
+from fleetscale.election.shard_manager import ShardManager
+from fleetscale.election.shards import shard_of
 from fleetscale.metrics import OperatorMetrics
 
+# The shard the current task acts for; None: not a pool's task (then shard 0's holder acts).
+ACTING_SHARD: ContextVar[int | None] = ContextVar("fleetscale_acting_shard", default=None)
+# Where the AcceleratorPool planner runs: it needs every InferencePool's demand, which every
+# replica has in memory (the watch of every pool), so any one holder will do; shard 0's is the
+# leader's, as with one shard.
+PLANNER_SHARD = 0
 
-class LeadershipGate:
-    """``loop.Gate`` over a leader elector."""
+PoolFilter = Callable[[str, str], bool]  # (namespace, name) -> in the shard
 
-    def __init__(self, elector: LeaderElector) -> None:
-        self._elector = elector
-        self._acquired = asyncio.Event()
+
+class ShardGate:
+    """``loop.Gate`` over one shard of a ``ShardManager``."""
+
+    def __init__(self, manager: ShardManager, shard: int) -> None:
+        self._manager = manager
+        self.shard = shard
 
     def admits(self) -> bool:
-        return self._elector.is_leader()
-
-    def notify(self, leading: bool) -> None:
-        """Wake the waiting loops when leadership is acquired."""
-        if leading:
-            self._acquired.set()
-        else:
-            self._acquired.clear()
+        return self._manager.holds(self.shard)
 
     async def wait_admitted(self, stopped: Stopped) -> None:
         if self.admits() or stopped:
             return
-        acquired = asyncio.ensure_future(self._acquired.wait())
+        held = asyncio.ensure_future(self._manager.wait_held(self.shard))
         stopping = asyncio.ensure_future(stopped.wait())
         try:
-            await asyncio.wait({acquired, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({held, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (acquired, stopping):
+            for task in (held, stopping):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
 
+def fence(manager: ShardManager) -> Callable[[], bool]:
+    """Whether a write may leave now: this replica holds the shard the task acts for."""
+
+    def may_write() -> bool:
+        shard = ACTING_SHARD.get()
+        return manager.holds(PLANNER_SHARD if shard is None else shard)
+
+    return may_write
+
+
+class InFlight:
+    """Ticks (and their status writes) under way, per shard."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[int] = Counter()
+        self._idle: dict[int, asyncio.Event] = {}
+
+    @contextlib.asynccontextmanager
+    async def acting(self, shard: int) -> AsyncIterator[None]:
+        self._counts[shard] += 1
+        self._event(shard).clear()
+        try:
+            yield
+        finally:
+            self._counts[shard] -= 1
+            if self._counts[shard] == 0:
+                self._event(shard).set()
+
+    async def drained(self, shard: int) -> None:
+        """Return once no tick of ``shard`` is under way."""
+        if self._counts[shard] > 0:
+            await self._event(shard).wait()
+
+    def _event(self, shard: int) -> asyncio.Event:
+        if shard not in self._idle:
+            self._idle[shard] = asyncio.Event()
+            self._idle[shard].set()
+        return self._idle[shard]
+
+
+def on_shard_change(
+    metrics: OperatorMetrics,
+    shards: int,
+    forget_published: Callable[[PoolFilter], None],
+    held: Callable[[], int],
+) -> Callable[[int, bool], None]:
+    """What acquiring or losing a shard changes in this process (``held``: how many shards it
+    holds now)."""
+
+    def changed(shard: int, leading: bool) -> None:
+        if shard == 0:
+            metrics.leader.set(1 if leading else 0)
+        metrics.shards_held.set(held())
+        if not leading:
+
+            def in_shard(namespace: str, name: str) -> bool:
+                return shard_of(namespace, name, shards) == shard
+
+            metrics.forget_pools(in_shard)
+            forget_published(in_shard)
+
+    return changed
+
+
 def on_leadership_change(
     metrics: OperatorMetrics, forget_published: Callable[[], None]
 ) -> Callable[[bool], None]:
-    """What a leadership transition changes in this process."""
+    """What a transition of the single shard (leader election) changes in this process."""
+    leads = [False]
+    changed = on_shard_change(
+        metrics, 1, lambda _in_shard: forget_published(), lambda: int(leads[0])
+    )
 
-    def changed(leading: bool) -> None:
-        metrics.leader.set(1 if leading else 0)
-        if not leading:
-            metrics.forget_all_pools()
-            forget_published()
+    def leadership_changed(leading: bool) -> None:
+        leads[0] = leading
+        changed(0, leading)
 
-    return changed
+    return leadership_changed

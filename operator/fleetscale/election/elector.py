@@ -41,6 +41,7 @@ class LeaderElector:
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
+        lease_name: str | None = None,
     ) -> None:
         self.store = store
         self.identity = identity
@@ -54,7 +55,8 @@ class LeaderElector:
         self._observed: LeaseRecord | None = None
         self._observed_at: float | None = None  # monotonic: when it last changed
         self._leader_event = asyncio.Event()
-        self._log = get_logger("fleetscale.election", identity=identity)
+        context = {"lease": lease_name} if lease_name else {}
+        self._log = get_logger("fleetscale.election", identity=identity, **context)
 
     def is_leader(self) -> bool:
         """Whether this process may act now (the fence)."""
@@ -62,6 +64,17 @@ class LeaderElector:
             self._leading
             and self._renewed_at is not None
             and self._monotonic() - self._renewed_at < self.timing.renew_deadline_seconds
+        )
+
+    def held_by_another(self) -> bool:
+        """Whether the Lease, as last read, has another live holder (judged as a standby
+        judges expiry: seen unchanged for less than its duration)."""
+        record = self._observed
+        return (
+            record is not None
+            and bool(record.holder)
+            and record.holder != self.identity
+            and not expired(self._observed_at, self._monotonic(), record)
         )
 
     async def wait_until_leader(self, timeout_seconds: float) -> bool:
@@ -72,12 +85,20 @@ class LeaderElector:
             await asyncio.wait_for(self._leader_event.wait(), timeout_seconds)
         return self.is_leader()
 
-    async def try_once(self) -> bool:
-        """One attempt to acquire or renew; whether this process holds the Lease after it."""
+    async def try_once(self, may_acquire: bool = True) -> bool:
+        """One attempt to acquire or renew; whether this process holds the Lease after it.
+
+        ``may_acquire`` False: renew it if held, but take it neither when it is free nor when
+        it has expired (another replica should: a shard assigned elsewhere). The Lease is
+        read either way, so its expiry is judged from when it was last seen changing.
+        """
         started = self._monotonic()
         try:
             current = await self.store.get()
             record = self._claim(current)
+            ours = current is not None and current.holder == self.identity
+            if not (may_acquire or ours):
+                record = None
             if record is not None:
                 stored = await (
                     self.store.create(record) if current is None else self.store.update(record)

@@ -2,9 +2,11 @@
 
 Role: ``ClusterReader`` through the one retrying client (``kubeapi.KubeJson``): Nodes by the
 pool's labels, and the pods of each of those Nodes by a ``spec.nodeName`` field selector, so a
-tick never lists every pod of the cluster. ``NodeCordoner`` through the same client: a merge
-patch of the Node's ``spec.unschedulable`` with fleetscale's mark (``nodes.CORDONED_FOR_RELEASE``)
-so a later tick knows the cordon is its own. ``InMemoryCluster`` is the fake of both for tests.
+tick never lists every pod of the cluster; ``CachedClusterReader`` (the operator's) takes the
+Nodes from the watch-fed node cache instead (``controller.caches``). ``NodeCordoner``
+through the same client: a merge patch of the Node's ``spec.unschedulable`` with fleetscale's
+mark (``nodes.CORDONED_FOR_RELEASE``) so a later tick knows the cordon is its own.
+``InMemoryCluster`` is the fake of both for tests.
 Callers: ``tick`` and ``execute`` (through ``AcceleratorPoolDependencies``), ``controller.wiring``.
 """
 
@@ -18,6 +20,7 @@ from typing import Any
 from kubernetes.client import ApiClient
 
 from fleetscale.controller.acceleratorpools.nodes import CORDONED_FOR_RELEASE
+from fleetscale.controller.caches import ClusterCaches, synced
 from fleetscale.kubeapi import MERGE_PATCH, KubeJson, RetryPolicy, resource_path
 from fleetscale.nodepools.base import labels_match, selector_string
 
@@ -55,6 +58,25 @@ class KubernetesClusterReader:
         selector = f"spec.nodeName={node_name},{_LIVE_PODS}"
         listing = await self._api.request("GET", "/api/v1/pods", query={"fieldSelector": selector})
         return _items(listing)
+
+
+class CachedClusterReader:
+    """``ClusterReader`` with the Nodes from the operator's watch-fed node cache (stale:
+    ``CacheStale``, the tick holds) and the pods on them through the API, node by node."""
+
+    def __init__(
+        self, api_client: ApiClient, caches: ClusterCaches, retry: RetryPolicy | None = None
+    ) -> None:
+        self._api = KubernetesClusterReader(api_client, retry)
+        self._caches = caches
+
+    async def nodes(self, labels: Mapping[str, str]) -> list[Mapping[str, Any]]:
+        cache = self._caches.node_cache()
+        await synced(cache, self._caches.timing)
+        return [node for node in cache.values() if labels_match(_labels(node), labels)]
+
+    async def pods_on(self, node_names: Collection[str]) -> list[Mapping[str, Any]]:
+        return await self._api.pods_on(node_names)
 
 
 def cordon_patch(cordoned: bool) -> dict[str, Any]:

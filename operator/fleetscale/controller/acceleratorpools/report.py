@@ -96,7 +96,18 @@ def report_invalid(
     pool: AcceleratorPoolRef, stored: AcceleratorPoolStatus, message: str, now: float
 ) -> AcceleratorPoolReport:
     """Ready=False (InvalidSpec); the rest of the status (the memory) stays as it was."""
-    reason = "InvalidSpec"
+    return report_held(pool, stored, "InvalidSpec", message, now)
+
+
+def report_held(
+    pool: AcceleratorPoolRef,
+    stored: AcceleratorPoolStatus,
+    reason: str,
+    message: str,
+    now: float,
+) -> AcceleratorPoolReport:
+    """Ready=False with ``reason`` (InvalidSpec, CacheStale): nothing was planned or changed,
+    so the rest of the status (the memory, the allocations) stays as it was."""
     previous = find_condition(stored.conditions, READY)
     conditions = set_condition(
         stored.conditions, READY, False, reason, message, now, pool.generation, CONDITION_ORDER

@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fleetscale.api.acceleratorpool import AcceleratorPoolSpec, AcceleratorPoolStatus
+from fleetscale.caches import CacheStale
 from fleetscale.controller.acceleratorpools.execute import (
     NodeOutcome,
     execute,
@@ -41,6 +42,7 @@ from fleetscale.controller.acceleratorpools.ports import (
 from fleetscale.controller.acceleratorpools.report import (
     AcceleratorPoolReport,
     NodeTick,
+    report_held,
     report_invalid,
     report_plan,
 )
@@ -64,6 +66,7 @@ from fleetscale.planner.capacity import (
 from fleetscale.planner.commit import commit_node_actions
 
 STATUS_FIELDS = owned_fields(AcceleratorPoolStatus)
+CACHE_STALE = "CacheStale"
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,13 @@ async def reconcile_accelerator_pool(
         report = report_invalid(pool, stored, message, now)
         plan = None
     else:
-        report, plan = await _plan_and_act(pool, spec, stored, deps, now)
+        try:
+            report, plan = await _plan_and_act(pool, spec, stored, deps, now)
+        except CacheStale as stale:  # never plan nodes from a view that may be old
+            log.warning("acceleratorpool_held", reason=CACHE_STALE, detail=stale.detail)
+            message = f"Holding: {stale}; nothing is planned or changed until it recovers."
+            report, plan = report_held(pool, stored, CACHE_STALE, message, now), None
+    if plan is not None:
         log.info(
             "planned",
             reason=report.reason,

@@ -31,6 +31,7 @@ from pydantic import ValidationError
 
 from fleetscale.actuators.base import TargetNotFound
 from fleetscale.api.inferencepool import InferencePoolSpec, InferencePoolStatus
+from fleetscale.caches import CacheStale
 from fleetscale.controller.conditions import (
     READY,
     apply_merge_patch,
@@ -43,6 +44,7 @@ from fleetscale.controller.inferencepools.conflicts import (
     target_key,
 )
 from fleetscale.controller.inferencepools.execute import commands, execute, withdrawal_commands
+from fleetscale.controller.inferencepools.hold import CACHE_STALE, report_held
 from fleetscale.controller.inferencepools.measure import Sensors, measure, observation_of
 from fleetscale.controller.inferencepools.memory import (
     memory_at_tick,
@@ -198,6 +200,13 @@ async def _decide_and_act(
         message = f"Cannot scale {target.kind} {target.name}: {error}"
         fallback = spec.shed_load.config_map_name
         return await _not_ready(pool, stored, TARGET_NOT_FOUND, message, fallback, deps, now)
+    except CacheStale as stale:  # never decide from a view of the target that may be old
+        # The cache warned once; the first held tick of each pool logs at warning (publish).
+        get_logger("fleetscale.reconcile", namespace=pool.namespace, pool=pool.name).debug(
+            "held", reason=CACHE_STALE, detail=stale.detail
+        )
+        message = f"Holding: {stale}; nothing is read or changed until it recovers."
+        return report_held(pool, stored, CACHE_STALE, message, now)
     if measured.query_seconds is not None:
         deps.metrics.metric_query_duration_seconds.observe(measured.query_seconds)
     observation = observation_of(spec, measured)
