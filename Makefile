@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: help venv lint fmt typecheck imports crds crd-check unit test test-fast e2e demo bench \
+.PHONY: help venv lint fmt typecheck imports crds crd-check unit property-deep test test-fast e2e demo bench \
 	bench-operator clean system-deps binaries helm-binary
 
 help: ## Show the targets
@@ -60,6 +60,9 @@ helm-binary: ## Build (or reuse) helm alone: the chart tests need it
 
 unit: venv system-deps helm-binary ## Unit and integration tests (no cluster)
 	$(VENV)/bin/pytest tests
+
+property-deep: venv ## The planner's property tests with 3,000 examples each (minutes)
+	FLEETSCALE_HYPOTHESIS_PROFILE=deep $(VENV)/bin/pytest tests/planner
 
 test-fast: lint typecheck imports crd-check unit ## Everything but the real-cluster suite
 

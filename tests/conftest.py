@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import kmock
@@ -16,7 +17,11 @@ from support.logging_state import preserved_logging
 settings.register_profile(
     "default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
-settings.load_profile("default")
+# A deeper search before a release or after touching the planner: `make test-deep`.
+settings.register_profile(
+    "deep", max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("FLEETSCALE_HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(autouse=True)

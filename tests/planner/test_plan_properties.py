@@ -19,6 +19,7 @@ from planner_builders import NOW, make_spec, plan_and_commit
 
 from fleetscale.api.inferencepool import InferencePoolSpec
 from fleetscale.planner import behavior
+from fleetscale.planner.fraction import smoothing_weight
 from fleetscale.planner.types import (
     CapacityLimit,
     Decision,
@@ -243,8 +244,14 @@ def test_constant_load_converges_and_stays_put(
     )
     # After this many unchanged ticks every window and period holds only the fixed point.
     settle_ticks = math.ceil(horizon / poll) + 2
-    # Sizes only move one way, by at least one replica, with fewer than settle_ticks between.
-    tick_limit = (max(start, spec.replicas.max) + 2) * settle_ticks
+    # While the flag is on, the published fraction has its own dynamics: it moves towards its
+    # target by at least weight x deadband per tick (or a whole percent), so it stops moving
+    # within this many ticks of a size change.
+    shed = spec.shed_load
+    step = smoothing_weight(poll, shed.fraction_smoothing_seconds) * shed.fraction_deadband
+    fraction_ticks = math.ceil(1 / max(step, 0.01))
+    # Sizes only move one way, by at least one replica, with fewer than that many ticks between.
+    tick_limit = (max(start, spec.replicas.max) + 2) * (settle_ticks + fraction_ticks)
 
     def tick(state: PlannerState, current: int, index: int) -> tuple[Decision, PlannerState]:
         now = NOW + index * poll
@@ -257,11 +264,20 @@ def test_constant_load_converges_and_stays_put(
         )
         return plan_and_commit(spec, observation, state, now)
 
+    def outputs(decision: Decision) -> tuple[int, bool, float, str]:
+        # What reaches the workload and the gateways, and the reason reported with it.
+        shed = decision.shed
+        return decision.desired_replicas, shed.active, shed.fraction, decision.reason
+
     state, current, sizes, unchanged, index = PlannerState(), start, [start], 0, 0
+    previous: tuple[int, bool, float, str] | None = None
     while unchanged < settle_ticks:
         assert index < tick_limit, f"no fixed point after {index} ticks: {sizes}"
         decision, state = tick(state, current, index)
-        unchanged = unchanged + 1 if decision.desired_replicas == current else 0
+        now_out = outputs(decision)
+        held = decision.desired_replicas == current and now_out == previous
+        unchanged = unchanged + 1 if held else 0
+        previous = now_out
         current = decision.desired_replicas
         sizes.append(current)
         index += 1
@@ -271,9 +287,7 @@ def test_constant_load_converges_and_stays_put(
     for _ in range(2 * settle_ticks):
         decision, state = tick(state, current, index)
         index += 1
-        assert decision.desired_replicas == current
-        assert decision.shed.active == settled.shed.active
-        assert decision.reason == settled.reason
+        assert outputs(decision) == outputs(settled)
     # Once every window and period has passed, the memory (and so the status) stops changing.
     for _ in range(settle_ticks):
         decision, state = tick(state, current, index)
