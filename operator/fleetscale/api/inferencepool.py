@@ -102,8 +102,9 @@ class MetricsSpec(ApiModel):
     """GPU utilization signal (optional, secondary)."""
     max_staleness_seconds: int = Field(default=60, ge=1, le=3600)
     """A sample older than this counts as missing: the fleet holds its size."""
-    tolerance: float = Field(default=0.1, ge=0, le=1)
-    """Relative deviation from target ignored before a signal asks for a change (as the HPA)."""
+    tolerance: float | None = Field(default=None, ge=0, le=1)
+    """Deprecated: use behavior.scaleUp.tolerance and behavior.scaleDown.tolerance. When set, the
+    tolerance of each direction that does not set its own (default 0.1, as the HPA)."""
 
 
 class ScalingPolicy(ApiModel):
@@ -118,44 +119,52 @@ class ScalingPolicy(ApiModel):
 
 
 class ScalingRules(ApiModel):
-    """Stabilization and rate limits for one direction."""
+    """Stabilization, rate limits and tolerance for one direction (autoscaling/v2
+    HPAScalingRules). An omitted field takes the HPA's default for its direction."""
 
-    stabilization_window_seconds: int = Field(ge=0, le=3600)
+    stabilization_window_seconds: int | None = Field(default=None, ge=0, le=3600)
     """Recommendations over this window are considered; scale-up takes their minimum and
-    scale-down their maximum, so a short spike or dip does not move the fleet."""
+    scale-down their maximum, so a short spike or dip does not move the fleet. Default: 0 for
+    scaleUp, 300 for scaleDown (as the HPA)."""
     select_policy: SelectPolicy = "Max"
     """Which policy wins when several apply: Max (most change), Min (least), Disabled (none)."""
-    policies: tuple[ScalingPolicy, ...] = Field(default=(), max_length=10)
-    """Rate policies; none means no rate limit in this direction."""
+    policies: tuple[ScalingPolicy, ...] | None = Field(default=None, max_length=10)
+    """Rate policies. Default (omitted), as the HPA: scaleUp allows +4 pods or +100% per 15 s
+    (the larger), scaleDown -100% per 15 s. An empty list means no rate limit (the HPA rejects
+    an empty list)."""
+    tolerance: float | None = Field(default=None, ge=0, le=1)
+    """Relative deviation of a signal from its target ignored in this direction before it asks
+    for a change (autoscaling/v2 behavior.scaleUp/scaleDown.tolerance, Kubernetes 1.33): the
+    size holds while 1 - scaleDown.tolerance <= usage / target <= 1 + scaleUp.tolerance.
+    Default: metrics.tolerance when set, else 0.1 (the HPA controller's default)."""
 
 
-def _default_scale_up() -> ScalingRules:
-    return ScalingRules(
-        stabilization_window_seconds=0,
-        select_policy="Max",
-        policies=(
-            ScalingPolicy(type="Percent", value=100, period_seconds=15),
-            ScalingPolicy(type="Pods", value=4, period_seconds=15),
-        ),
+# The HPA's defaults (k8s.io/kubernetes pkg/apis/autoscaling/v2/defaults.go, and the
+# controller's --horizontal-pod-autoscaler-downscale-stabilization and -tolerance flags).
+HPA_SCALE_UP_WINDOW_SECONDS = 0
+HPA_SCALE_DOWN_WINDOW_SECONDS = 300
+HPA_TOLERANCE = 0.1
+
+
+def hpa_scale_up_policies() -> tuple[ScalingPolicy, ...]:
+    return (
+        ScalingPolicy(type="Pods", value=4, period_seconds=15),
+        ScalingPolicy(type="Percent", value=100, period_seconds=15),
     )
 
 
-def _default_scale_down() -> ScalingRules:
-    return ScalingRules(
-        stabilization_window_seconds=300,
-        select_policy="Max",
-        policies=(ScalingPolicy(type="Percent", value=20, period_seconds=60),),
-    )
+def hpa_scale_down_policies() -> tuple[ScalingPolicy, ...]:
+    return (ScalingPolicy(type="Percent", value=100, period_seconds=15),)
 
 
 class Behavior(ApiModel):
-    """HPA-style scaling behavior (same defaults as autoscaling/v2)."""
+    """Scaling behavior with the semantics and per-field defaults of autoscaling/v2: a behavior
+    block copied from a HorizontalPodAutoscaler gives the same numbers."""
 
-    scale_up: ScalingRules = Field(default_factory=_default_scale_up)
-    """Rules when adding replicas. Default: no window, +100% or +4 pods per 15 s."""
-    scale_down: ScalingRules = Field(default_factory=_default_scale_down)
-    """Rules when removing replicas. Default: 300 s window, -20% per 60 s (a model replica is
-    costly to bring back)."""
+    scale_up: ScalingRules = Field(default_factory=ScalingRules)
+    """Rules when adding replicas. Default: no window, +4 pods or +100% per 15 s (the larger)."""
+    scale_down: ScalingRules = Field(default_factory=ScalingRules)
+    """Rules when removing replicas. Default: 300 s window, -100% per 15 s."""
 
 
 class ShedLoadSpec(ApiModel):

@@ -59,6 +59,7 @@ SCALED_UP = "ScaledUp"
 SCALED_DOWN = "ScaledDown"
 AT_MAX_REPLICAS = "AtMaxReplicas"
 AT_MIN_REPLICAS = "AtMinReplicas"
+SCALING_DISABLED = "ScalingDisabled"
 
 # Hold reasons of the bounds step, renamed for the decision ("holding at the maximum").
 _HOLD_REASONS = {limits.MAX_REPLICAS: AT_MAX_REPLICAS, limits.MIN_REPLICAS: AT_MIN_REPLICAS}
@@ -78,6 +79,8 @@ def plan(
         max_staleness_seconds=metrics_spec.max_staleness_seconds,
     )
     queue_depth = queue_check.value
+    if current == 0 and spec.replicas.min >= 1:
+        return _scaling_disabled(spec, observation, state, now, queue_check)
     if queue_depth is None:
         return _hold_without_metrics(spec, observation, state, now, queue_check)
 
@@ -91,8 +94,9 @@ def plan(
             unit="%",
         )
 
+    tolerances = behavior.tolerances(spec.behavior, metrics_spec.tolerance)
     raw_queue_step = signals.queue_signal(
-        queue_depth, current, metrics_spec.queue_depth, metrics_spec.tolerance
+        queue_depth, current, metrics_spec.queue_depth, tolerances
     )
     queue_step = raw_queue_step
     queue_uncapped = censor.gateway_not_capping(
@@ -105,7 +109,7 @@ def plan(
     )
     if queue_bound is not None and queue_depth > queue_bound and raw_queue_step.replicas > current:
         bounded_step = signals.queue_signal(
-            queue_bound, current, metrics_spec.queue_depth, metrics_spec.tolerance
+            queue_bound, current, metrics_spec.queue_depth, tolerances
         )
         queue_step = censor.bounded_queue_step(
             raw_queue_step, bounded_step, current, queue_depth, queue_bound
@@ -117,7 +121,7 @@ def plan(
             current,
             observation.ready_replicas,
             metrics_spec.gpu_utilization,
-            metrics_spec.tolerance,
+            tolerances,
         )
     metrics_available = _metrics_verdict(gpu_step, queue_check, gpu_check)
     combined = signals.combine(queue_step, gpu_step, current)
@@ -143,7 +147,7 @@ def plan(
         )
         signal_steps.append(combined)
 
-    history = behavior.seeded(state.recommendations, current, spec.behavior, now)
+    history = behavior.seeded(state.recommendations, current, now)
     stabilized = behavior.stabilize(combined.replicas, current, history, spec.behavior, now)
     rated = behavior.rate_limit(
         stabilized.replicas, current, state.scale_events, spec.behavior, now
@@ -235,6 +239,42 @@ def _hold_without_metrics(
         scaling_limited=limited,
         shed=shed_decision,
         unconstrained_replicas=current,
+    )
+    return decision, _after_tick(state, spec, now, shed_decision)
+
+
+def _scaling_disabled(
+    spec: InferencePoolSpec,
+    observation: Observation,
+    state: PlannerState,
+    now: float,
+    queue_check: ReadingCheck,
+) -> tuple[Decision, PlannerState]:
+    """A target scaled to zero while replicas.min is at least one: the autoscaler stands aside,
+    as the HPA does (``ScalingDisabled``), until someone scales the target up again."""
+    message = (
+        f"scaling is disabled since the replica count of the target is zero and replicas.min "
+        f"is {spec.replicas.min}; scale the target to one replica or more to resume"
+    )
+    disabled = ConditionVerdict(False, SCALING_DISABLED, message)
+    shed_decision = _shed(spec, observation, state, now, disabled, queue_check.value)
+    metrics_available = (
+        ConditionVerdict(True, VALID_METRICS_FOUND, queue_check.message)
+        if queue_check.usable
+        else ConditionVerdict(
+            False, (queue_check.problem or MetricProblem.NO_DATA).value, queue_check.message
+        )
+    )
+    decision = Decision(
+        current_replicas=0,
+        desired_replicas=0,
+        reason=SCALING_DISABLED,
+        message=f"holding 0 replicas: {message}",
+        steps=(Step(limits.BOUNDS, 0, SCALING_DISABLED, message),),
+        metrics_available=metrics_available,
+        scaling_limited=disabled,
+        shed=shed_decision,
+        unconstrained_replicas=0,
     )
     return decision, _after_tick(state, spec, now, shed_decision)
 
