@@ -47,6 +47,7 @@ def make_spec(
 ) -> InferencePoolSpec:
     """An InferencePool spec in wire form, validated by the model (defaults as the CRD's)."""
     metrics: dict[str, Any] = {
+        "engine": "custom",
         "queueDepth": {"query": "sum(waiting)", "targetPerReplica": target_per_replica},
         "tolerance": tolerance,
         "maxStalenessSeconds": max_staleness_seconds,

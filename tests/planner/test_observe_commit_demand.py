@@ -184,7 +184,7 @@ def _ipool_spec(**overrides: Any) -> InferencePoolSpec:
         "targetRef": {"name": "vllm"},
         "replicas": {"min": 1, "max": 10},
         "acceleratorsPerReplica": 4,
-        "metrics": {"queueDepth": {"query": "q"}},
+        "metrics": {"engine": "custom", "queueDepth": {"query": "q"}},
         **overrides,
     }
     return InferencePoolSpec.model_validate(raw)
