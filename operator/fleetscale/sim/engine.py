@@ -35,6 +35,7 @@ from typing import Final
 
 from fleetscale.sim.model import SimConfig
 from fleetscale.sim.policy import (
+    HISTORY_SECONDS,
     Action,
     FleetView,
     Histogram,
@@ -177,6 +178,7 @@ class FleetSimulator:
         self.releases_managed = False
         self.samples: list[MetricsSample] = []
         self.shed_count = 0
+        self.arrived_count = 0
         self.shed_times: list[float] = []
         self.timeline = Timeline()
         self.scale_actions = 0
@@ -364,6 +366,7 @@ class FleetSimulator:
 
     def _route(self, request: int, at: float) -> None:
         ready = self.ready
+        self.arrived_count += 1
         if self.shed_active and self._waiting_now() >= self._shed_queue_limit():
             self.shed_count += 1
             self.shed_times.append(at)
@@ -439,6 +442,8 @@ class FleetSimulator:
                 preemptions_total=float(preemptions),
                 ttft=_histogram(ttft),
                 itl=_histogram(itl),
+                arrivals_total=float(self.arrived_count),
+                refused_total=float(self.shed_count),
             )
         )
 
@@ -448,6 +453,18 @@ class FleetSimulator:
             if sample.sampled_at <= horizon:
                 return sample
         return None
+
+    def _visible_history(self) -> tuple[MetricsSample, ...]:
+        """The visible samples of the last ``HISTORY_SECONDS``, oldest first."""
+        horizon = self.now - self.config.scrape_interval_seconds
+        found: list[MetricsSample] = []
+        for sample in reversed(self.samples):
+            if sample.sampled_at > horizon:
+                continue
+            if sample.sampled_at < horizon - HISTORY_SECONDS:
+                break
+            found.append(sample)
+        return tuple(reversed(found))
 
     def view(self) -> FleetView:
         live = self._live_nodes()
@@ -461,6 +478,7 @@ class FleetSimulator:
             starting_replicas=states.count(LOADING),
             pending_replicas=states.count(PENDING),
             sample=self._visible_sample(),
+            history=self._visible_history(),
             concurrency_now=float(held_by_pods + len(self.held)),
             nodes_ready=len(live) - len(provisioning),
             nodes_provisioning=len(provisioning),

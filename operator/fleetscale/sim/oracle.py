@@ -6,7 +6,9 @@ the plots' demand shading. Callers: ``fleetscale.sim.runner``.
 
 Demand, from the replica model's own step cost: a replica run at ``kv_fraction`` of its KV
 cache holds ``nominal_batch`` sequences of the workload's mean size. Each request costs its
-prefill (compute-bound) plus, per output token, a share of one decode step at that batch; the
+prefill (its own prompt in chunks of the step's token budget, attention included, so a 40k-token
+prompt costs what it costs and not 20 times a 2k one) plus, per output token, a share of one
+decode step at that batch; the
 replica-seconds arriving per second over ``utilization`` is one bound. The tokens held by the
 requests in flight over ``kv_fraction`` of a replica's KV cache is the other. The busiest
 second of the next minute is the replica count needed now. The oracle asks for that count as
@@ -54,6 +56,19 @@ def nominal_batch(workload: Workload, profile: ModelProfile, kv_fraction: float)
     )
 
 
+def prefill_seconds(profile: ModelProfile, prompt_tokens: int) -> float:
+    """Seconds of replica time one prompt's prefill takes alone: its chunks of at most
+    ``max_num_batched_tokens``, each a scheduler step with its attention over what came
+    before."""
+    seconds = 0.0
+    done = 0
+    while done < prompt_tokens:
+        chunk = min(profile.max_num_batched_tokens, prompt_tokens - done)
+        seconds += profile.step_seconds(chunk, done, chunk * (done + chunk / 2))
+        done += chunk
+    return seconds
+
+
 def _demand(
     workload: Workload,
     config: SimConfig,
@@ -68,14 +83,16 @@ def _demand(
     count = max(1, len(workload))
     mean_context = (sum(workload.input_tokens) + sum(workload.output_tokens) / 2) / count
     decode_step = profile.step_seconds(batch, batch * mean_context)
-    prefill_rate = profile.prefill_tokens_per_second()
+    prefills: dict[int, float] = {}
     held = [0.0] * (length + 1)  # KV tokens entering (+) and leaving (-) at each second
     requests = [0] * (length + 1)
     work = [0.0] * length  # replica-seconds arriving at each second
     for arrival, inputs, outputs in zip(
         workload.arrival_seconds, workload.input_tokens, workload.output_tokens, strict=True
     ):
-        prefill = inputs / prefill_rate
+        prefill = prefills.get(inputs)
+        if prefill is None:
+            prefill = prefills[inputs] = prefill_seconds(profile, inputs)
         start = int(arrival)
         stop = min(length, int(arrival + prefill + outputs * decode_step) + 1)
         tokens = inputs + outputs / 2

@@ -29,18 +29,11 @@ PolicyFactory = Callable[[SimConfig, Workload, Oracle], Policy]
 def _fleetscale(config: SimConfig, workload: Workload, oracle: Oracle) -> Policy:
     from fleetscale.sim.fleetscale_policy import FleetscalePolicy, FleetscaleSettings
 
-    return FleetscalePolicy(config, FleetscaleSettings.tuned())
-
-
-def _fleetscale_defaults(config: SimConfig, workload: Workload, oracle: Oracle) -> Policy:
-    from fleetscale.sim.fleetscale_policy import FleetscalePolicy, FleetscaleSettings
-
     return FleetscalePolicy(config, FleetscaleSettings.defaults())
 
 
 POLICIES: dict[str, PolicyFactory] = {
     "fleetscale": _fleetscale,
-    "fleetscale-defaults": _fleetscale_defaults,
     "hpa": lambda c, w, o: HpaGpuUtilization(c.min_replicas, c.max_replicas),
     "keda-3": lambda c, w, o: KedaQueueDepth(c.min_replicas, c.max_replicas, threshold=3),
     "keda-5": lambda c, w, o: KedaQueueDepth(c.min_replicas, c.max_replicas, threshold=5),
