@@ -138,6 +138,8 @@ class SimResult:
     nodes_requested: int
     shed_seconds_while_unconstrained: float  # shed flag up with no provisioning and no cap
     wall_seconds: float = 0.0
+    # Every change of the replica target: (time, replicas added or removed).
+    scale_changes: list[tuple[float, int]] = field(default_factory=list)
 
 
 class FleetSimulator:
@@ -182,6 +184,7 @@ class FleetSimulator:
         self.shed_times: list[float] = []
         self.timeline = Timeline()
         self.scale_actions = 0
+        self.scale_changes: list[tuple[float, int]] = []
         self.shed_unconstrained_seconds = 0.0
         self._next_pod_id = 0
         self._round_robin = 0
@@ -320,6 +323,7 @@ class FleetSimulator:
             return
         if count_action:
             self.scale_actions += 1
+            self.scale_changes.append((self.now, desired - self.desired))
         self.desired = desired
         active = [p for p in self.pods if p.state != DRAINING]
         if desired > len(active):
@@ -574,6 +578,7 @@ class FleetSimulator:
             scale_actions=self.scale_actions,
             nodes_requested=len(self.nodes),
             shed_seconds_while_unconstrained=self.shed_unconstrained_seconds,
+            scale_changes=self.scale_changes,
         )
 
     def _outcomes(self) -> Outcomes:
