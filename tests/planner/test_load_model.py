@@ -19,6 +19,7 @@ from fleetscale.planner.types import (
     MetricProblem,
     MetricReading,
     PlannerState,
+    ShedState,
     TimedReplicas,
 )
 
@@ -139,6 +140,11 @@ def _learn(
         pytest.param(
             CapacityEstimate(tokens_per_replica=1000.0), learn.Loads(tokens=1500.0), _OVER, {},
             1000.0, learn.HELD, id="over-while-overloaded-says-nothing",
+        ),
+        pytest.param(
+            CapacityEstimate(tokens_per_replica=1000.0),
+            learn.Loads(tokens=500.0, saturated=True), _OVER, {}, 1000.0, learn.HELD,
+            id="over-while-saturated-says-nothing",
         ),
         pytest.param(
             CapacityEstimate(tokens_per_replica=1000.0), learn.Loads(tokens=1100.0), _UNDER, {},
@@ -497,3 +503,26 @@ def test_the_offered_load_replaces_the_censored_queue_rule() -> None:
     decision, _ = plan_and_commit(spec, observation, LEARNED, NOW)
     assert decision.unconstrained_replicas >= 30  # three times what is admitted
     assert "offered" in [s.name for s in decision.steps]
+
+
+@pytest.mark.parametrize(
+    ("shedding", "expected"),
+    [
+        pytest.param(True, True, id="kept-while-the-running-batch-holds-a-backlog"),
+        pytest.param(False, False, id="not-raised-by-the-running-batch"),
+    ],
+)
+def test_the_running_backlog_keeps_the_shed_flag_up(shedding: bool, expected: bool) -> None:
+    # At the maximum (the fleet cannot grow), nothing waits, but 2000 requests run where the
+    # learned 60 per replica at 80% on 10 replicas carry 480. The queue alone has been under
+    # the release threshold for an hour.
+    spec = load_spec(max_replicas=10)
+    shed = ShedState(
+        active=shedding,
+        since=NOW - 3600,
+        reason="MaxReplicas",
+        release_candidate_since=NOW - 3600 if shedding else None,
+    )
+    observation = observe_load(10, queue=0, running=2000, ttft=1.5)
+    decision, _ = plan_and_commit(spec, observation, replace(LEARNED, shed=shed), NOW)
+    assert decision.shed.active is expected

@@ -12,9 +12,12 @@ with ``kappa`` the estimate and ``rho`` the target utilization (``capacity.targe
   sets them (``CapacityFromSpec``); else, the first time the fleet serves, ``kappa = u / rho``:
   the size the fleet has is taken as right, so nothing moves until the latencies say otherwise
   (``CapacityBootstrapped``; at a latency over target, ``kappa = u``).
-- **Over target** (``latency.ABOVE_TARGET``) while ``u <= kappa``: the estimate was too high;
-  ``kappa`` drops to ``u``, by at most ``MAX_DROP`` per tick (``CapacityLowered``). The load at
-  which a target was missed becomes the ceiling (tokens only), which probing never passes.
+- **Over target** (``latency.ABOVE_TARGET``) while ``u <= kappa`` and the fleet shows no
+  saturation (no backlog beyond the queue's target, KV cache under its saturation, no
+  shedding): the estimate was too high; ``kappa`` drops to ``u``, by at most ``MAX_DROP`` per
+  tick (``CapacityLowered``). The load at which a target was missed becomes the ceiling
+  (tokens only), which probing never passes. A miss under saturation is explained by the load
+  (and ``u`` is then diluted by replicas that just became ready): nothing is learned.
 - **Well under target** with ``u > kappa``: one replica carried more than thought; ``kappa``
   rises to ``u``, by at most ``MAX_RISE`` per tick (``CapacityRaised``), never past the
   ceiling. A healthy load above the ceiling means the traffic changed: the ceiling is dropped.
@@ -76,6 +79,9 @@ class Loads:
     concurrency: float | None = None
     tokens_at_plan: bool = False
     concurrency_at_plan: bool = False
+    # The fleet shows it carries more than it can (a backlog, a full KV cache, shedding): a
+    # missed target is then explained by the load, and says nothing about the capacity.
+    saturated: bool = False
 
 
 def at_plan(
@@ -118,6 +124,7 @@ def _learn_one(
     kappa: float | None,
     load: float | None,
     planned: bool,
+    saturated: bool,
     initial: float | None,
     verdict: LatencyVerdict | None,
     setting: _Setting,
@@ -137,6 +144,8 @@ def _learn_one(
         )
     if not setting.learning or verdict is None or load is None:
         return _Outcome(kappa, HELD, f"{number(kappa)} {unit}")
+    if verdict.over and saturated:
+        return _Outcome(kappa, HELD, f"{number(kappa)} {unit} (over target while saturated)")
     if verdict.over and load <= kappa:
         lowered = _clamp(max(kappa * (1 - MAX_DROP), load), initial)
         return _Outcome(
@@ -216,6 +225,7 @@ def learn(
         estimate.tokens_per_replica,
         loads.tokens,
         loads.tokens_at_plan,
+        loads.saturated,
         capacity.tokens_per_second_per_replica,
         verdict,
         setting,
@@ -226,6 +236,7 @@ def learn(
         estimate.concurrency_per_replica,
         loads.concurrency,
         loads.concurrency_at_plan,
+        loads.saturated,
         capacity.concurrency_per_replica,
         verdict,
         setting,
