@@ -317,6 +317,11 @@ def _primary(fraction: float = 10.0) -> load.Demand:
             load.QUEUE_STEADY, id="shrinking-is-not-demand",
         ),
         pytest.param(
+            {"work_growth": MetricReading.failed(MetricProblem.QUERY_FAILED),
+             "request_rate": fresh(50)}, 5.0, True, 10.0, load.QUEUE_STEADY,
+            id="unusable-growth-is-not-counted",
+        ),
+        pytest.param(
             {"request_rate": fresh(50), "prompt_tokens": fresh(8000),
              "generation_tokens": fresh(2000)}, 120.0, True, 10.0 + 100 * 200 / 120 / 800,
             load.QUEUE_BACKLOG, id="backlog-beyond-target-drains",
@@ -344,6 +349,8 @@ def test_queue_step(
     )
     assert demand.fraction == pytest.approx(expected)
     assert demand.step.reason == reason
+    unusable = "work_growth" in readings and readings["work_growth"].value is None
+    assert ("growth not counted" in demand.step.message) == unusable
 
 
 @pytest.mark.parametrize(

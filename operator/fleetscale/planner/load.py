@@ -299,6 +299,9 @@ def queue_step(
     factor = 1.0
     notes: list[str] = []
     growth = readings.work_growth
+    if overloaded and growth is not None and not growth.usable:
+        # An optional term: without it the served work alone asks (never fewer replicas).
+        notes.append(f"{growth.message}: growth not counted")
     if overloaded and growth is not None and growth.value is not None and growth.value > 0:
         if started is not None and started >= MIN_RATE:
             factor = 1 + min(growth.value / started, MAX_WORK_GROWTH)
