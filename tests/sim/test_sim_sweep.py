@@ -92,3 +92,11 @@ def test_render_names_the_worst_run_of_each_bar() -> None:
     row = next(line for line in text.splitlines() if line.startswith("| fleetscale |"))
     assert "99.00%" in row  # the worst SLO
     assert replace(results[0].case, seed=2) != results[0].case
+
+
+def test_render_says_which_runs_it_covers_and_lists_each() -> None:
+    results = [_result("a", 0.999, 100.0), _result("b", 0.990, 120.0)]
+    text = render(results, ["fleetscale", "static", "oracle"])
+    assert "2 runs (a, b; at 1x the load; seeds 1)" in text
+    row = next(line for line in text.splitlines() if line.startswith("| b | "))
+    assert row == "| b | 99.00% (100.00%) | 1.20x | - | 4 (4) | 0 | 1, 3 |"

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from fleetscale.sim.bench import CHECK_TITLES, Verdict, judge_summaries
+from fleetscale.sim.bench import CHECK_TITLES, Verdict, best_keda, judge_summaries
 from fleetscale.sim.report import PolicySummary
 from fleetscale.sim.runner import run_scenario
 from fleetscale.sim.scenarios import SCENARIOS, STANDARD_SET, sweep_variant
@@ -130,11 +130,11 @@ def render(results: Sequence[CaseResult], policies: Sequence[str]) -> str:
     """The sweep's Markdown: per policy median and worst, then fleetscale's bar per run."""
     count = len(results)
     lines = [
-        f"Produced by `{SWEEP_COMMAND}`: {count} runs (every standard scenario on the 70B and "
-        "the 8B profile, at 0.5x, 1x and 2x its load, seeds 1-3), each policy as shipped or "
-        "as a user would tune it on the traffic. Worst and median over the runs; costs and "
-        "scale actions as multiples of the oracle's in the same run; reversals: a change of "
-        "direction within 300 s of the previous change.",
+        f"Produced by `{SWEEP_COMMAND}` (or `fleetscale simulate --sweep` with a subset): "
+        f"{count} runs ({_described(results)}), each policy as shipped or as a user would "
+        "tune it on the traffic. Worst and median over the runs; costs and scale actions as "
+        "multiples of the oracle's in the same run; reversals: a change of direction within "
+        "300 s of the previous change.",
         "",
         "| policy | SLO median | SLO worst | GPU-h vs oracle median | worst | scale actions vs "
         "oracle median | worst | reversals median | worst |",
@@ -160,7 +160,42 @@ def render(results: Sequence[CaseResult], policies: Sequence[str]) -> str:
         missed = [r for r in results if not r.verdict.checks[index][0]]
         worst = _worst(missed, index)
         lines.append(f"| {title} | {len(missed)} | {worst} |")
+    lines += [
+        "",
+        "Every run, fleetscale against the oracle and the best KEDA setting (bars missed by "
+        "number, in the order above):",
+        "",
+        "| run | SLO (oracle) | GPU-h vs oracle | vs best KEDA | scale actions (oracle) | "
+        "reversals | bars missed |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        lines.append(_run_row(result))
     return "\n".join(lines) + "\n"
+
+
+def _described(results: Sequence[CaseResult]) -> str:
+    """Which scenarios, rates and seeds the runs cover, from the runs themselves."""
+    scenarios = sorted({r.case.scenario for r in results})
+    rates = sorted({r.case.rate for r in results})
+    seeds = sorted({r.case.seed for r in results})
+    return (
+        f"{', '.join(scenarios)}; at {', '.join(f'{x:g}x' for x in rates)} the load; "
+        f"seeds {', '.join(str(x) for x in seeds)}"
+    )
+
+
+def _run_row(result: CaseResult) -> str:
+    ours, oracle = result.summaries["fleetscale"], result.summaries["oracle"]
+    keda = best_keda(result.summaries)
+    vs_keda = f"{_ratio(ours.gpu_hours, keda.gpu_hours):.2f}x" if keda is not None else "-"
+    missed = [str(i + 1) for i, (ok, _) in enumerate(result.verdict.checks) if not ok]
+    return (
+        f"| {result.verdict.scenario} | {ours.slo_attainment:.2%} ({oracle.slo_attainment:.2%})"
+        f" | {_ratio(ours.gpu_hours, oracle.gpu_hours):.2f}x | {vs_keda} | "
+        f"{ours.scale_actions} ({oracle.scale_actions}) | {ours.reversals} | "
+        f"{', '.join(missed) or '-'} |"
+    )
 
 
 def _worst(missed: Sequence[CaseResult], index: int) -> str:
