@@ -121,9 +121,14 @@ _CHECKS = (
         pytest.param({"gpu_hours": 116.0}, ["gpu_hours_vs_oracle"], id="over 1.15x oracle"),
         pytest.param({"scale_actions": 7}, ["scale_actions_vs_oracle"], id="twice the actions"),
         pytest.param(
-            {"shed_seconds_while_unconstrained": 15.0},
+            {"shed_requests_while_unconstrained": 3, "shed_seconds_while_unconstrained": 15.0},
             ["shed_only_when_constrained"],
             id="shed while unconstrained",
+        ),
+        pytest.param(
+            {"shed_seconds_while_unconstrained": 15.0},
+            [],
+            id="flag up while unconstrained, nothing shed",
         ),
         pytest.param({"timeout_rate": 0.001}, ["shed_only_when_constrained"], id="timeouts"),
     ],

@@ -146,9 +146,9 @@ def judge_summaries(
             f"{ours.scale_actions} vs oracle {oracle.scale_actions}, {ours.reversals} reversals",
         ),
         shed_only_when_constrained=(
-            unconstrained == 0 and ours.timeout_rate == 0,
-            f"shed {ours.shed_rate:.2%}, {unconstrained:.0f} s unconstrained, "
-            f"timeouts {ours.timeout_rate:.2%}",
+            ours.shed_requests_while_unconstrained == 0 and ours.timeout_rate == 0,
+            f"shed {ours.shed_rate:.2%}, {ours.shed_requests_while_unconstrained} requests "
+            f"unconstrained (flag up {unconstrained:.0f} s), timeouts {ours.timeout_rate:.2%}",
         ),
         speed=pace,
     )

@@ -138,6 +138,8 @@ class SimResult:
     nodes_requested: int
     shed_seconds_while_unconstrained: float  # shed flag up with no provisioning and no cap
     wall_seconds: float = 0.0
+    # Requests answered 429 while nothing was provisioning, loading or capped.
+    shed_requests_while_unconstrained: int = 0
     # Every change of the replica target: (time, replicas added or removed).
     scale_changes: list[tuple[float, int]] = field(default_factory=list)
 
@@ -186,6 +188,7 @@ class FleetSimulator:
         self.scale_actions = 0
         self.scale_changes: list[tuple[float, int]] = []
         self.shed_unconstrained_seconds = 0.0
+        self.shed_unconstrained_requests = 0
         self._next_pod_id = 0
         self._round_robin = 0
         self._arrivals_in_record = 0
@@ -374,6 +377,8 @@ class FleetSimulator:
         if self.shed_active and self._waiting_now() >= self._shed_queue_limit():
             self.shed_count += 1
             self.shed_times.append(at)
+            if not self._constrained():
+                self.shed_unconstrained_requests += 1
             return
         if not ready:
             self.held.append(request)
@@ -578,6 +583,7 @@ class FleetSimulator:
             scale_actions=self.scale_actions,
             nodes_requested=len(self.nodes),
             shed_seconds_while_unconstrained=self.shed_unconstrained_seconds,
+            shed_requests_while_unconstrained=self.shed_unconstrained_requests,
             scale_changes=self.scale_changes,
         )
 

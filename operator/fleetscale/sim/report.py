@@ -59,6 +59,7 @@ class PolicySummary:
     wall_seconds: float
     preemptions: int = 0
     reversals: int = 0
+    shed_requests_while_unconstrained: int = 0
 
 
 def summarize(result: SimResult, oracle_gpu_hours: float | None) -> PolicySummary:
@@ -82,6 +83,7 @@ def summarize(result: SimResult, oracle_gpu_hours: float | None) -> PolicySummar
         wall_seconds=result.wall_seconds,
         preemptions=outcomes.preemptions,
         reversals=reversals(result.scale_changes),
+        shed_requests_while_unconstrained=result.shed_requests_while_unconstrained,
     )
 
 

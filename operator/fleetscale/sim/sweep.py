@@ -210,7 +210,7 @@ def _worst(missed: Sequence[CaseResult], index: int) -> str:
             lambda: _ratio(ours.gpu_hours, oracle.gpu_hours),
             lambda: ours.gpu_hours,
             lambda: _ratio(ours.scale_actions, max(oracle.scale_actions, 1)),
-            lambda: ours.shed_seconds_while_unconstrained + ours.timeout_rate,
+            lambda: ours.shed_requests_while_unconstrained + ours.timeout_rate,
         )
         return keys[index]()
 
