@@ -105,7 +105,9 @@ def _learn(
     verdict: LatencyVerdict | None,
     **spec: Any,
 ) -> tuple[CapacityEstimate, str]:
-    learned, step = learn.learn(load_spec(**spec), estimate, loads, verdict, Tolerances(), 10, NOW)
+    learned, _, step = learn.learn(
+        load_spec(**spec), estimate, loads, verdict, Tolerances(), 10, NOW
+    )
     return learned, step.reason
 
 
@@ -214,7 +216,7 @@ def test_learning_rules(
 def test_a_missed_target_sets_the_ceiling_and_an_hour_forgets_it() -> None:
     learned, _ = _learn(CapacityEstimate(tokens_per_replica=1000.0), learn.Loads(900.0), _OVER)
     assert (learned.ceiling_tokens_per_replica, learned.ceiling_since) == (900.0, NOW)
-    later, _ = learn.learn(
+    later, _, _ = learn.learn(
         load_spec(), learned, learn.Loads(tokens=700.0), _NEAR, Tolerances(), 10, NOW + 3601
     )
     assert later.ceiling_tokens_per_replica is None
@@ -227,6 +229,18 @@ def test_a_healthy_load_above_the_ceiling_drops_it() -> None:
     learned, reason = _learn(estimate, learn.Loads(tokens=1000.0), _UNDER)
     assert learned.ceiling_tokens_per_replica is None
     assert (learned.tokens_per_replica, reason) == (1000.0, learn.RAISED)
+
+
+def test_a_miss_under_saturation_sizes_on_the_lowered_value_and_remembers_the_old() -> None:
+    estimate = CapacityEstimate(tokens_per_replica=1000.0)
+    loads = learn.Loads(tokens=500.0, saturated=True)
+    learned, sizing, step = learn.learn(load_spec(), estimate, loads, _OVER, Tolerances(), 10, NOW)
+    assert (learned.tokens_per_replica, step.reason) == (1000.0, learn.HELD)
+    assert sizing.tokens_per_replica == pytest.approx(700.0)
+    calm, sizing, _ = learn.learn(
+        load_spec(), estimate, learn.Loads(tokens=500.0), _OVER, Tolerances(), 10, NOW
+    )
+    assert calm.tokens_per_replica == sizing.tokens_per_replica == pytest.approx(700.0)
 
 
 def test_unchanged_estimate_keeps_its_time_and_reason() -> None:

@@ -12,12 +12,14 @@ with ``kappa`` the estimate and ``rho`` the target utilization (``capacity.targe
   sets them (``CapacityFromSpec``); else, the first time the fleet serves, ``kappa = u / rho``:
   the size the fleet has is taken as right, so nothing moves until the latencies say otherwise
   (``CapacityBootstrapped``; at a latency over target, ``kappa = u``).
-- **Over target** (``latency.ABOVE_TARGET``) while ``u <= kappa`` and the fleet shows no
-  saturation (no backlog beyond the queue's target, KV cache under its saturation, no
-  shedding): the estimate was too high; ``kappa`` drops to ``u``, by at most ``MAX_DROP`` per
-  tick (``CapacityLowered``). The load at which a target was missed becomes the ceiling
-  (tokens only), which probing never passes. A miss under saturation is explained by the load
-  (and ``u`` is then diluted by replicas that just became ready): nothing is learned.
+- **Over target** (``latency.ABOVE_TARGET``) while ``u <= kappa``: the estimate was too
+  high; ``kappa`` drops to ``u``, by at most ``MAX_DROP`` per tick (``CapacityLowered``). The
+  load at which a target was missed becomes the ceiling (tokens only), which probing never
+  passes. While the fleet shows saturation (a backlog beyond the queue's target, a saturated
+  KV cache, shedding) the miss is explained by the load, and ``u`` is diluted by replicas that
+  just became ready: the tick sizes on the lowered value, but the remembered estimate does not
+  change (``CapacityHeld``), so the fleet does not stay oversized once the crowd has passed.
+  Sizing on the lowered value keeps the ask monotone in the load.
 - **Well under target** with ``u > kappa``: one replica carried more than thought; ``kappa``
   rises to ``u``, by at most ``MAX_RISE`` per tick (``CapacityRaised``), never past the
   ceiling. A healthy load above the ceiling means the traffic changed: the ceiling is dropped.
@@ -109,9 +111,12 @@ class _Setting:
 
 @dataclass(frozen=True)
 class _Outcome:
-    value: float | None
+    value: float | None  # what is remembered
     reason: str
     words: str
+    # What this tick sizes on, when it differs from what is remembered (a miss under
+    # saturation: sized on the lowered value, remembered unchanged).
+    sizing: float | None = None
 
 
 def _clamp(value: float, initial: float | None) -> float:
@@ -144,10 +149,16 @@ def _learn_one(
         )
     if not setting.learning or verdict is None or load is None:
         return _Outcome(kappa, HELD, f"{number(kappa)} {unit}")
-    if verdict.over and saturated:
-        return _Outcome(kappa, HELD, f"{number(kappa)} {unit} (over target while saturated)")
     if verdict.over and load <= kappa:
         lowered = _clamp(max(kappa * (1 - MAX_DROP), load), initial)
+        if saturated:
+            return _Outcome(
+                kappa,
+                HELD,
+                f"{number(kappa)} {unit}, this tick {number(lowered)}: a target was missed at "
+                f"{number(load)} per replica while saturated",
+                sizing=lowered,
+            )
         return _Outcome(
             lowered,
             LOWERED,
@@ -209,9 +220,12 @@ def learn(
     tolerances: Tolerances,
     current_replicas: int,
     now: float,
-) -> tuple[CapacityEstimate, Step]:
-    """The estimate after this tick, and the step that reports it (replicas: the current size;
-    learning moves the estimate, the load steps move replicas)."""
+) -> tuple[CapacityEstimate, CapacityEstimate, Step]:
+    """The estimate after this tick, the one this tick sizes on, and the step that reports it
+    (replicas: the current size; learning moves the estimate, the load steps move replicas).
+
+    The two differ only after a miss under saturation: this tick sizes on the lowered value,
+    as after any miss, while the remembered one is unchanged."""
     capacity = spec.capacity
     learning = capacity.learn and spec.slo is not None
     ceiling, ceiling_since = _ceiling(estimate, loads, verdict, now)
@@ -263,4 +277,13 @@ def learn(
         reason=reason if changed or not estimate.reason else estimate.reason,
         updated_at=now if changed else estimate.updated_at,
     )
-    return learned, Step(LEARN, current_replicas, reason, words)
+    sizing = replace(
+        learned,
+        tokens_per_replica=_sized(tokens),
+        concurrency_per_replica=_sized(concurrency),
+    )
+    return learned, sizing, Step(LEARN, current_replicas, reason, words)
+
+
+def _sized(outcome: _Outcome) -> float | None:
+    return outcome.sizing if outcome.sizing is not None else outcome.value

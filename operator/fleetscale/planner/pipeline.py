@@ -330,17 +330,17 @@ def _load_signals(
         ),
         saturated=saturated,
     )
-    estimate, learn_step = learn.learn(
+    estimate, sizing, learn_step = learn.learn(
         spec, state.capacity, loads, verdict, tolerances, current, now
     )
     if readings.tokens_read:
-        primary = load.tokens_step(readings, estimate.tokens_per_replica, rho, current, ready)
-        kappa = estimate.tokens_per_replica
+        primary = load.tokens_step(readings, sizing.tokens_per_replica, rho, current, ready)
+        kappa = sizing.tokens_per_replica
     else:
         primary = load.concurrency_step(
-            readings, queue_depth, estimate.concurrency_per_replica, rho, current, ready
+            readings, queue_depth, sizing.concurrency_per_replica, rho, current, ready
         )
-        kappa = estimate.concurrency_per_replica
+        kappa = sizing.concurrency_per_replica
     queued = load.queue_step(
         primary,
         readings,
@@ -370,7 +370,7 @@ def _load_signals(
             ask,
             readings,
             queue_depth,
-            kappa=estimate.concurrency_per_replica,
+            kappa=sizing.concurrency_per_replica,
             rho=rho,
             tolerances=tolerances,
             current=current,
@@ -382,8 +382,8 @@ def _load_signals(
             problems.append(guard.problem)
     backlog = 0.0
     running = readings.running.value if readings.running is not None else None
-    if running is not None and estimate.concurrency_per_replica is not None:
-        backlog = max(0.0, running - estimate.concurrency_per_replica * rho * ready)
+    if running is not None and sizing.concurrency_per_replica is not None:
+        backlog = max(0.0, running - sizing.concurrency_per_replica * rho * ready)
     return _Signals(
         steps=steps,
         ask=ask,
