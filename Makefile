@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
 .PHONY: help venv lint fmt typecheck imports crds crd-check unit property-deep test test-fast e2e demo bench \
-	bench-operator clean system-deps binaries helm-binary
+	sweep bench-operator clean system-deps binaries helm-binary
 
 help: ## Show the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -100,6 +100,9 @@ image-local: venv system-deps helm-binary ## Build the image without Docker or a
 
 bench: venv ## Simulated benchmark: every policy on the standard scenarios; refreshes README results
 	$(PY) -m fleetscale simulate --bench --readme README.md --docs-dir docs --out out/bench
+
+sweep: venv ## Robustness sweep: every standard scenario x seeds x loads x model profiles (long); refreshes docs/benchmark-sweep.md
+	$(PY) -m fleetscale simulate --sweep --docs-dir docs --out out/sweep
 
 bench-operator: venv ## Operator overhead: 1,000, 5,000 and 10,000 InferencePools on one replica and on two shards, on the e2e control plane; refreshes README results (FLEETSCALE_BENCH_POOLS=..., FLEETSCALE_BENCH_REPLICAS=...; FLEETSCALE_BENCH_BACKEND=kmock for the emulator)
 	if [ "$${FLEETSCALE_BENCH_BACKEND:-cluster}" = kmock ]; then \

@@ -67,6 +67,8 @@ INFERENCE_POOL = {
         "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": DEPLOYMENT},
         "replicas": {"min": 1, "max": MAX_REPLICAS},
         "metrics": {
+            # The demo narrates the queue rule: the fleet follows its queue (engine custom).
+            "engine": "custom",
             "queueDepth": {
                 "query": f'sum(vllm:num_requests_waiting{{namespace="{NAMESPACE}"}})',
                 "targetPerReplica": 2,

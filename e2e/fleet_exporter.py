@@ -1,10 +1,16 @@
 """Simulated vLLM fleet exporter for the e2e tests.
 
 It stands in for a fleet of vLLM pods and their DCGM exporters. For every pool
-(a Deployment in a namespace) it exposes the metric names real fleets expose:
+(a Deployment in a namespace) it exposes the metric names a current vLLM (V1,
+0.12: ``vllm/v1/metrics/loggers.py``) and DCGM expose:
 
-* ``vllm:num_requests_waiting`` and ``vllm:num_requests_running``
-  (labels ``model_name``, ``engine``, ``namespace``, ``pod``)
+* gauges ``vllm:num_requests_waiting``, ``vllm:num_requests_running`` and
+  ``vllm:kv_cache_usage_perc`` (a fraction; the ``vllm:gpu_cache_usage_perc``
+  name that vLLM 0.12 removed is not exported),
+* counters ``vllm:prompt_tokens_total`` and ``vllm:generation_tokens_total``,
+* histograms ``vllm:time_to_first_token_seconds`` and
+  ``vllm:inter_token_latency_seconds`` (vLLM's bucket bounds)
+  (labels ``model_name``, ``engine``, ``namespace``, ``pod``), and
 * ``DCGM_FI_DEV_GPU_UTIL``
   (labels ``gpu``, ``UUID``, ``device``, ``modelName``, ``Hostname``,
   ``namespace``, ``pod``, ``container``)
@@ -20,6 +26,16 @@ the Ready pods in name order (the first pods get the remainder). With no Ready
 pod the whole load is reported as waiting on one series without a ``pod``
 label, as a gateway queue would be. GPU utilization of a pod's GPUs is
 ``idle + (100 - idle) * running_on_pod / C`` percent, rounded.
+
+The vLLM V1 series a load model reads follow the same inputs. KV-cache usage of
+a pod is ``min(1, (running + waiting) / (2 * C))``. Each running request adds
+``PROMPT_TOKENS_PER_REQUEST`` prompt tokens and ``GENERATION_TOKENS_PER_REQUEST``
+generated tokens per second to the pod's counters, and
+``FIRSTS_PER_REQUEST`` first tokens per second, each observed in the TTFT
+histogram at ``TTFT_FAST_SECONDS`` while nothing waits on the pod and
+``TTFT_SLOW_SECONDS`` otherwise; every generated token is observed in the
+inter-token histogram at ``ITL_SECONDS``. Counters start when the exporter
+first sees the pod, as a restarted vLLM's do.
 
 HTTP (one port, 127.0.0.1 by default):
 
@@ -45,10 +61,12 @@ Run: ``python e2e/fleet_exporter.py --port 0 --port-file /tmp/p``
 from __future__ import annotations
 
 import argparse
+import bisect
 import dataclasses
 import hashlib
 import json
 import logging
+import math
 import signal
 import sys
 import threading
@@ -60,7 +78,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LOG = logging.getLogger("fleet_exporter")
@@ -68,6 +91,58 @@ LOG = logging.getLogger("fleet_exporter")
 DEFAULT_CONCURRENCY = 8
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_MODEL_NAME = "NVIDIA H100 80GB HBM3"
+
+# Per running request and second (see the module docstring).
+PROMPT_TOKENS_PER_REQUEST = 100.0
+GENERATION_TOKENS_PER_REQUEST = 20.0
+FIRSTS_PER_REQUEST = 0.5
+TTFT_FAST_SECONDS = 0.2
+TTFT_SLOW_SECONDS = 4.0
+ITL_SECONDS = 0.03
+# vLLM's bucket bounds (vllm/v1/metrics/loggers.py).
+TTFT_BUCKETS = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
+    10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
+)  # fmt: skip
+ITL_BUCKETS = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    20.0, 40.0, 80.0,
+)  # fmt: skip
+
+
+@dataclasses.dataclass
+class PodCounters:
+    """What one pod has counted since it became known (cumulative, as vLLM's)."""
+
+    prompt_tokens: float = 0.0
+    generation_tokens: float = 0.0
+    ttft: list[float] = dataclasses.field(default_factory=lambda: [0.0] * (len(TTFT_BUCKETS) + 1))
+    ttft_sum: float = 0.0
+    itl: list[float] = dataclasses.field(default_factory=lambda: [0.0] * (len(ITL_BUCKETS) + 1))
+    itl_sum: float = 0.0
+
+    def advance(self, running: int, waiting: int, seconds: float) -> None:
+        if running <= 0 or seconds <= 0:
+            return
+        generated = GENERATION_TOKENS_PER_REQUEST * running * seconds
+        self.prompt_tokens += PROMPT_TOKENS_PER_REQUEST * running * seconds
+        self.generation_tokens += generated
+        firsts = FIRSTS_PER_REQUEST * running * seconds
+        ttft = TTFT_FAST_SECONDS if waiting == 0 else TTFT_SLOW_SECONDS
+        self.ttft[bisect.bisect_left(TTFT_BUCKETS, ttft)] += firsts
+        self.ttft_sum += ttft * firsts
+        self.itl[bisect.bisect_left(ITL_BUCKETS, ITL_SECONDS)] += generated
+        self.itl_sum += ITL_SECONDS * generated
+
+
+def cumulative(bounds: tuple[float, ...], counts: list[float]) -> list[tuple[str, float]]:
+    """Exposition buckets: cumulative counts per ``le``, +Inf last."""
+    total = 0.0
+    out = []
+    for bound, count in zip((*bounds, math.inf), counts, strict=True):
+        total += count
+        out.append(("+Inf" if bound == math.inf else f"{bound:g}", total))
+    return out
 
 
 @dataclasses.dataclass
@@ -145,6 +220,28 @@ class Fleet:
         self._lock = threading.Lock()
         self._pools: dict[str, Pool] = {}
         self.idle_gpu_util = idle_gpu_util
+        self._counters: dict[tuple[str, str], PodCounters] = {}  # (pool, pod)
+        self._counted_at: float | None = None
+
+    def counters(self, now: float | None = None) -> dict[tuple[str, str], PodCounters]:
+        """Every pod's counters, advanced to ``now`` at the load it carried since the last call
+        (pods that left keep theirs out: their series end, as a removed pod's do)."""
+        now = time.monotonic() if now is None else now
+        samples = self.snapshot()
+        with self._lock:
+            seconds = 0.0 if self._counted_at is None else now - self._counted_at
+            self._counted_at = now
+            live: dict[tuple[str, str], PodCounters] = {}
+            for pool, pods in samples:
+                for s in pods:
+                    if not s.pod:
+                        continue
+                    key = (pool.key, s.pod)
+                    counters = self._counters.get(key) or PodCounters()
+                    counters.advance(s.running, s.waiting, seconds)
+                    live[key] = counters
+            self._counters = live
+            return dict(live)
 
     def set_load(
         self,
@@ -266,12 +363,42 @@ class FleetCollector:
                 "container",
             ],
         )
+        vllm_labels = ["model_name", "engine", "namespace", "pod"]
+        kv_usage = GaugeMetricFamily(
+            "vllm:kv_cache_usage_perc",
+            "KV-cache usage. 1 means 100 percent usage.",
+            labels=vllm_labels,
+        )
+        prompt = CounterMetricFamily(
+            "vllm:prompt_tokens", "Number of prefill tokens processed.", labels=vllm_labels
+        )
+        generation = CounterMetricFamily(
+            "vllm:generation_tokens", "Number of generation tokens processed.", labels=vllm_labels
+        )
+        ttft = HistogramMetricFamily(
+            "vllm:time_to_first_token_seconds",
+            "Histogram of time to first token in seconds.",
+            labels=vllm_labels,
+        )
+        itl = HistogramMetricFamily(
+            "vllm:inter_token_latency_seconds",
+            "Histogram of inter-token latency in seconds.",
+            labels=vllm_labels,
+        )
+        counters = self.fleet.counters()
         for pool, samples in self.fleet.snapshot():
             for s in samples:
                 labels = [pool.model, "0", pool.namespace, s.pod]
                 waiting.add_metric(labels, s.waiting)
                 if s.pod:
                     running.add_metric(labels, s.running)
+                    usage = (s.running + s.waiting) / (2 * max(pool.concurrency, 1))
+                    kv_usage.add_metric(labels, min(1.0, usage))
+                    c = counters.get((pool.key, s.pod)) or PodCounters()
+                    prompt.add_metric(labels, c.prompt_tokens)
+                    generation.add_metric(labels, c.generation_tokens)
+                    ttft.add_metric(labels, cumulative(TTFT_BUCKETS, c.ttft), c.ttft_sum)
+                    itl.add_metric(labels, cumulative(ITL_BUCKETS, c.itl), c.itl_sum)
                 for i in range(s.gpus):
                     util.add_metric(
                         [
@@ -288,6 +415,11 @@ class FleetCollector:
                     )
         yield waiting
         yield running
+        yield kv_usage
+        yield prompt
+        yield generation
+        yield ttft
+        yield itl
         yield util
 
 

@@ -266,6 +266,8 @@ def manifests(first: int, last: int) -> list[dict[str, Any]]:
                     "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
                     "replicas": {"min": 1, "max": 4},
                     "metrics": {
+                        # One query per pool, so the figures compare with earlier runs.
+                        "engine": "custom",
                         "queueDepth": {"query": query_text(index), "targetPerReplica": 5},
                         "maxStalenessSeconds": 60,
                     },

@@ -35,8 +35,13 @@ def inference_pool(
     shed_config_map: str | None = None,
     max_staleness: int = 30,
 ) -> dict[str, Any]:
-    """An InferencePool with fast polling and no rate limits, so scenarios take seconds."""
+    """An InferencePool with fast polling and no rate limits, so scenarios take seconds.
+
+    The scenarios drive the fleet by its queue (engine custom): their expectations are the
+    queue rule's, exact and quick. The vLLM preset's queries are checked against the exporter
+    by the harness tests."""
     metrics: dict[str, Any] = {
+        "engine": "custom",
         "queueDepth": {
             "query": queue_query(namespace, model),
             "targetPerReplica": target_per_replica,

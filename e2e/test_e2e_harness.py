@@ -136,6 +136,43 @@ def test_exporter_metrics_follow_load_and_ready_pods(
     prometheus.wait_for_value(f"min(DCGM_FI_DEV_GPU_UTIL{{{gpu_sel}}})", 75)
 
 
+def test_the_vllm_presets_queries_read_the_exporter(
+    kube: Kube, namespace: str, deploy_vllm: Any, fleet_load: Exporter, prometheus: Prometheus
+) -> None:
+    """The names in the vLLM preset are the ones a current vLLM exports: each of its queries
+    returns one series, with the value the exporter's model gives (rates within a tenth)."""
+    from fleet_exporter import (
+        FIRSTS_PER_REQUEST,
+        GENERATION_TOKENS_PER_REQUEST,
+        PROMPT_TOKENS_PER_REQUEST,
+    )
+    from fleetscale.signals.presets import preset_queries
+
+    deploy_vllm("vllm", replicas=2, gpus=2)
+    wait_until(lambda: ready_replicas(kube, namespace, "vllm") == 2, 60, "2 Ready replicas")
+    fleet_load.set_load(namespace, "vllm", 16, model="llama", concurrency=8)  # 8 + 8, none waits
+    queries = preset_queries("vllm", namespace, "namespace", "llama", 95.0)
+    prometheus.wait_for_value(queries["queue"], 0)
+    prometheus.wait_for_value(queries["running"], 16)
+    prometheus.wait_for_value(queries["kv_cache"], 0.5)
+    expected = {
+        "prompt_tokens": 16 * PROMPT_TOKENS_PER_REQUEST,
+        "generation_tokens": 16 * GENERATION_TOKENS_PER_REQUEST,
+        "request_rate": 16 * FIRSTS_PER_REQUEST,
+    }
+    for signal, value in expected.items():
+        wait_until(
+            lambda q=queries[signal], v=value: abs((prometheus.scalar(q) or 0) / v - 1) < 0.1,
+            90,
+            f"{signal} near {value}/s",
+        )
+    # Nothing waits: every first token takes 0.2 s, inside vLLM's (0.1, 0.25] bucket.
+    wait_until(
+        lambda: 0.1 < (prometheus.scalar(queries["ttft"]) or 0) <= 0.25, 90, "TTFT p95 0.1-0.25"
+    )
+    assert prometheus.query(f'vllm:gpu_cache_usage_perc{{namespace="{namespace}"}}') == []
+
+
 def test_queue_without_ready_pods_is_still_reported(
     kube: Kube, namespace: str, deploy_vllm: Any, fleet_load: Exporter, prometheus: Prometheus
 ) -> None:

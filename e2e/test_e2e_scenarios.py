@@ -399,9 +399,9 @@ def test_dry_run_decides_and_reports_but_never_acts(
             id="release-not-below-threshold",
         ),
         pytest.param(
-            {"metrics": {"queueDepth": {"targetPerReplica": 5}}},
-            "spec.metrics.queueDepth.query",
-            id="missing-query",
+            {"metrics": {"engine": "custom", "queueDepth": {"targetPerReplica": 5}}},
+            "metrics.engine custom needs metrics.queueDepth.query or metrics.queries.waiting",
+            id="custom-without-a-queue-query",
         ),
     ],
 )

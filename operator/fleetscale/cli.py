@@ -299,7 +299,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="NAME",
         help="policy to run (repeatable; default: all; the oracle always runs): fleetscale, "
-        "fleetscale-defaults, hpa, keda-3, keda-5, keda-10, kpa, static, oracle",
+        "fleetscale-offered, fleetscale-forecast, hpa-gpu, hpa-kv, hpa-conc, keda-queue-3, "
+        "keda-queue-5, keda-queue-10, keda-conc-50, keda-conc-75, keda-conc-100, kpa, static, "
+        "oracle",
+    )
+    simulate.add_argument(
+        "--rate",
+        type=float,
+        default=1.0,
+        help="multiply each scenario's load (more copies of a trace, a scaled rate; default 1)",
     )
     simulate.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     simulate.add_argument(
@@ -318,6 +326,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the published benchmark: docs/benchmark-results.md, docs/bench/*.png, "
         "and the README section between the bench markers",
     )
+    simulate.add_argument(
+        "--sweep",
+        action="store_true",
+        help="run the robustness sweep (every standard scenario on both model profiles, at "
+        "several loads and seeds): median and worst case per policy, docs/benchmark-sweep.md",
+    )
+    simulate.add_argument(
+        "--sweep-seeds", metavar="LIST", default="1,2,3", help="seeds of the sweep (1,2,3)"
+    )
+    simulate.add_argument(
+        "--sweep-rates", metavar="LIST", default="0.5,1,2", help="loads of the sweep (0.5,1,2)"
+    )
+    simulate.add_argument(
+        "--sweep-profiles", metavar="LIST", default="70b,8b", help="model profiles (70b,8b)"
+    )
     simulate.add_argument("--readme", metavar="FILE", help="README to refresh (with --bench)")
     simulate.add_argument(
         "--compare-gateways",
@@ -333,7 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of requests marked lower priority (with --compare-gateways; 0.5)",
     )
     simulate.add_argument(
-        "--docs-dir", metavar="DIR", default="docs", help="docs directory (with --bench)"
+        "--docs-dir",
+        metavar="DIR",
+        default="docs",
+        help="docs directory (with --bench or --sweep)",
     )
     simulate.set_defaults(handler=_cmd_simulate)
     return parser

@@ -22,7 +22,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -63,6 +63,9 @@ class Live:
     queue_query: str
     gpu_query: str | None
     prometheus_url: str | None
+    # The load model's readings and their queries, by signal name (planner.observe).
+    load: Mapping[str, MetricReading] = field(default_factory=dict)
+    load_queries: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,7 @@ async def explain_pool(
     observation = observation_of(spec, measured)
     state = memory_at_tick(status, spec, measured.target.spec_replicas, now)
     decision, _ = plan(spec, observation, state, now)
+    load_names = [name for name in measured.queries if name not in (QUEUE, GPU)]
     live = Live(
         target=measured.target,
         queue=observation.queue_depth,
@@ -121,6 +125,8 @@ async def explain_pool(
         queue_query=measured.queries[QUEUE],
         gpu_query=measured.queries.get(GPU),
         prometheus_url=measured.prometheus_url,
+        load={name: measured.readings[name] for name in load_names if name in measured.readings},
+        load_queries={name: measured.queries[name] for name in load_names},
     )
     return Explanation(namespace, name, spec, status, status_problem, live, decision, now)
 
@@ -164,6 +170,21 @@ def _reading(reading: MetricReading, now: float, unit: str = "") -> str:
         return f"unavailable ({problem}: {reading.detail})"
     sampled = f", sampled {_ago(now - reading.sampled_at)}" if reading.sampled_at else ""
     return f"{_number(reading.value, unit)}{sampled}"
+
+
+# How each load signal reads in the text output: its label and unit.
+_LOAD_LABELS = {
+    "running": ("running requests", ""),
+    "kv_cache": ("KV-cache usage (fraction)", ""),
+    "prompt_tokens": ("prompt tokens/s", ""),
+    "generation_tokens": ("generated tokens/s", ""),
+    "request_rate": ("requests started/s", ""),
+    "work_growth": ("requests added/s", ""),
+    "ttft": ("TTFT at the SLO percentile", " s"),
+    "itl": ("ITL at the SLO percentile", " s"),
+    "offered": ("gateway offered requests/s", ""),
+    "refused": ("gateway refused requests/s", ""),
+}
 
 
 def _condition(condition: Condition, now: float) -> str:
@@ -239,6 +260,19 @@ def render_text(explanation: Explanation) -> str:
             f"  GPU utilization: {_reading(live.gpu, now, '%')}",
             f"    query: {live.gpu_query}",
         ]
+    for name, reading in live.load.items():
+        label, unit = _LOAD_LABELS.get(name, (name, ""))
+        lines += [
+            f"  {label}: {_reading(reading, now, unit)}",
+            f"    query: {live.load_queries.get(name, '-')}",
+        ]
+    capacity = status.capacity
+    if capacity is not None:
+        lines.append(
+            f"  learned capacity per replica: {_number(capacity.tokens_per_second_per_replica)}"
+            f" tokens/s, {_number(capacity.concurrency_per_replica)} requests "
+            f"({capacity.reason or '-'}, changed {_when(capacity.updated_at, now)})"
+        )
     lines += ["", f"Plan now (nothing is changed here): {_consequence(spec.mode, e.decision)}"]
     lines += [f"  {line}" for line in explain_decision(e.decision).splitlines()]
     return "\n".join(lines) + "\n"
@@ -270,6 +304,8 @@ def render_json(explanation: Explanation) -> str:
             "acceleratorsPerReplica": e.live.target.accelerators_per_replica,
             "queueDepth": reading(e.live.queue),
             "gpuUtilizationPercent": reading(e.live.gpu),
+            "load": {name: reading(r) for name, r in e.live.load.items()},
+            "queries": {"queueDepth": e.live.queue_query, **e.live.load_queries},
         },
         "plan": {
             "currentReplicas": d.current_replicas,

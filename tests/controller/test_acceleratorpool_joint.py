@@ -63,7 +63,7 @@ IPOOL_SPEC: dict[str, Any] = {
     "replicas": {"min": 1, "max": 8},
     "acceleratorsPerReplica": 4,
     "acceleratorPoolRef": {"name": "h100"},
-    "metrics": {"queueDepth": {"query": QUEUE, "targetPerReplica": 5}},
+    "metrics": {"engine": "custom", "queueDepth": {"query": QUEUE, "targetPerReplica": 5}},
     "behavior": {
         "scaleUp": {"stabilizationWindowSeconds": 0, "policies": []},
         "scaleDown": {"stabilizationWindowSeconds": 0, "policies": []},

@@ -82,7 +82,7 @@ def inference_pool(
         "replicas": {"min": 0, "max": 16},
         "acceleratorPoolRef": {"name": "h100"},
         "priority": priority,
-        "metrics": {"queueDepth": {"query": "q"}},
+        "metrics": {"engine": "custom", "queueDepth": {"query": "q"}},
     }
     if per_replica is not None:
         spec["acceleratorsPerReplica"] = per_replica

@@ -135,7 +135,7 @@ def body(name: str, interval: int, **spec: Any) -> dict[str, Any]:
         "spec": {
             "targetRef": {"name": f"vllm-{name}"},
             "replicas": {"min": 1, "max": 10},
-            "metrics": {"queueDepth": {"query": QUEUE}},
+            "metrics": {"engine": "custom", "queueDepth": {"query": QUEUE}},
             "pollIntervalSeconds": interval,
             **spec,
         },

@@ -90,7 +90,7 @@ def spec(**overrides: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "vllm"},
         "replicas": {"min": 1, "max": 10},
-        "metrics": {"queueDepth": {"query": QUEUE, "targetPerReplica": 5}},
+        "metrics": {"engine": "custom", "queueDepth": {"query": QUEUE, "targetPerReplica": 5}},
         "behavior": {
             "scaleUp": {"stabilizationWindowSeconds": 0, "policies": []},
             "scaleDown": {"stabilizationWindowSeconds": 60, "policies": []},
@@ -253,7 +253,9 @@ async def test_bearer_token_and_ca_are_read_from_secrets_and_reach_the_query() -
         "caSecretRef": {"name": "prom-auth", "key": "ca.crt"},
         "timeoutSeconds": 2,
     }
-    pool_spec = spec(metrics={"prometheus": prometheus, "queueDepth": {"query": QUEUE}})
+    pool_spec = spec(
+        metrics={"prometheus": prometheus, "engine": "custom", "queueDepth": {"query": QUEUE}}
+    )
     await world.tick(pool_spec, NOW, queue=40)
 
     [query] = world.signals.calls[0].queries
@@ -299,7 +301,11 @@ async def test_a_pool_with_its_own_url_never_gets_the_operators_credentials(
     world = World(replicas=2)
     _operator_credentials(world, tmp_path)
     own = {"url": "https://team-prom:9090"}
-    await world.tick(spec(metrics={"prometheus": own, "queueDepth": {"query": QUEUE}}), NOW, 40)
+    await world.tick(
+        spec(metrics={"prometheus": own, "engine": "custom", "queueDepth": {"query": QUEUE}}),
+        NOW,
+        40,
+    )
 
     [query] = world.signals.calls[0].queries
     assert query.endpoint.url == "https://team-prom:9090"
@@ -314,7 +320,11 @@ async def test_a_pools_secret_ref_overrides_the_operators_file_on_the_default_ur
     _operator_credentials(world, tmp_path)
     world.secrets.set_secret("serving", "team-token", {"token": "team"})
     refs = {"bearerTokenSecretRef": {"name": "team-token", "key": "token"}}
-    await world.tick(spec(metrics={"prometheus": refs, "queueDepth": {"query": QUEUE}}), NOW, 40)
+    await world.tick(
+        spec(metrics={"prometheus": refs, "engine": "custom", "queueDepth": {"query": QUEUE}}),
+        NOW,
+        40,
+    )
 
     [query] = world.signals.calls[0].queries
     assert query.endpoint.url == "https://prom.monitoring:9091"
@@ -339,7 +349,11 @@ async def test_a_missing_secret_holds_and_says_which() -> None:
     world = World(replicas=2)
     prometheus = {"bearerTokenSecretRef": {"name": "nope", "key": "token"}}
     await world.tick(
-        spec(metrics={"prometheus": prometheus, "queueDepth": {"query": QUEUE}}), NOW, queue=40
+        spec(
+            metrics={"prometheus": prometheus, "engine": "custom", "queueDepth": {"query": QUEUE}}
+        ),
+        NOW,
+        queue=40,
     )
 
     assert world.scaler.writes == []
@@ -459,7 +473,7 @@ async def test_readings_at_the_edges_hold_with_a_clear_reason(
 ) -> None:
     world = World(replicas=2)
     world.signals.set_value(QUEUE, value, sampled_at=NOW + sampled_after_now)
-    tiny_target = {"queueDepth": {"query": QUEUE, "targetPerReplica": 0.001}}
+    tiny_target = {"engine": "custom", "queueDepth": {"query": QUEUE, "targetPerReplica": 0.001}}
     result = await world.tick(spec(metrics=tiny_target), NOW)
     assert world.scaler.targets[TARGET].spec_replicas == 2  # held
     assert result.reason == "MetricsUnavailable"
@@ -562,6 +576,7 @@ async def test_observed_gauges_follow_the_readings_and_gap_when_unusable() -> No
     world = World(replicas=4)
     gpu_spec = spec(
         metrics={
+            "engine": "custom",
             "queueDepth": {"query": QUEUE, "targetPerReplica": 5},
             "gpuUtilization": {"query": GPU, "targetPercent": 85},
         }
@@ -606,6 +621,7 @@ async def test_status_shows_rounded_readings_and_the_planner_gets_them_unrounded
     world.signals.set_value(GPU, 71.2857142857143, sampled_at=NOW)
     gpu_spec = spec(
         metrics={
+            "engine": "custom",
             "queueDepth": {"query": QUEUE, "targetPerReplica": 5},
             "gpuUtilization": {"query": GPU, "targetPercent": 85},
         }
@@ -626,6 +642,7 @@ async def test_gpu_signal_is_read_with_the_queue() -> None:
     world.signals.set_value(GPU, 42.5, sampled_at=NOW)
     gpu_spec = spec(
         metrics={
+            "engine": "custom",
             "queueDepth": {"query": QUEUE},
             "gpuUtilization": {"query": GPU, "targetPercent": 85},
         }

@@ -43,7 +43,7 @@ def spec(mode: str = "Active") -> InferencePoolSpec:
         {
             "targetRef": {"name": "vllm"},
             "replicas": {"min": 1, "max": 8},
-            "metrics": {"queueDepth": {"query": "q", "targetPerReplica": 5}},
+            "metrics": {"engine": "custom", "queueDepth": {"query": "q", "targetPerReplica": 5}},
             "behavior": {
                 "scaleUp": {"stabilizationWindowSeconds": 0, "policies": []},
                 "scaleDown": {"stabilizationWindowSeconds": 0, "policies": []},

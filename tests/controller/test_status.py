@@ -13,7 +13,14 @@ from fleetscale.api.inferencepool import InferencePoolStatus, ShedLoadStatus
 from fleetscale.controller import conditions as cond
 from fleetscale.controller.inferencepools import memory as st
 from fleetscale.controller.inferencepools.report import CONDITION_ORDER
-from fleetscale.planner.types import PlannerState, ShedState, TimedDelta, TimedReplicas
+from fleetscale.planner.types import (
+    CapacityEstimate,
+    ForecastState,
+    PlannerState,
+    ShedState,
+    TimedDelta,
+    TimedReplicas,
+)
 
 NOW = 1_800_000_000.0
 
@@ -78,6 +85,63 @@ def test_planner_state_round_trips_through_the_wire(
         assert restored.shed.release_candidate_since == pytest.approx(
             state.shed.release_candidate_since, abs=1e-6
         )
+
+
+_positive = st_.floats(min_value=1e-3, max_value=1e7)
+
+
+@given(
+    tokens=st_.none() | _positive,
+    concurrency=st_.none() | _positive,
+    ceiling=st_.none() | _positive,
+    updated=st_.none() | epochs,
+    level=st_.floats(min_value=0, max_value=1e4),
+    trend=st_.floats(min_value=-10, max_value=10),
+    seasonal=st_.lists(st_.floats(min_value=-1e3, max_value=1e3), max_size=24),
+)
+def test_learned_capacity_and_forecast_survive_a_restart(
+    tokens: float | None,
+    concurrency: float | None,
+    ceiling: float | None,
+    updated: float | None,
+    level: float,
+    trend: float,
+    seasonal: list[float],
+) -> None:
+    """A restarted operator keeps what it learned, to six significant digits."""
+    state = PlannerState(
+        capacity=CapacityEstimate(
+            tokens_per_replica=tokens,
+            concurrency_per_replica=concurrency,
+            ceiling_tokens_per_replica=ceiling,
+            ceiling_since=updated if ceiling is not None else None,
+            reason="CapacityProbed",
+            updated_at=updated,
+        ),
+        forecast=ForecastState(level=level, trend=trend, seasonal=tuple(seasonal), updated_at=NOW),
+    )
+    status = InferencePoolStatus(**st.history_fields(state))
+    restored_status, problem = st.parse_status(status.to_wire())
+    assert problem is None
+    restored = st.planner_state_from_status(restored_status, dry_run=False)
+    for before, after in (
+        (tokens, restored.capacity.tokens_per_replica),
+        (concurrency, restored.capacity.concurrency_per_replica),
+        (ceiling, restored.capacity.ceiling_tokens_per_replica),
+    ):
+        assert (after is None) == (before is None)
+        if before is not None:
+            assert after == pytest.approx(before, rel=1e-5)
+    assert restored.capacity.reason == "CapacityProbed"
+    assert restored.forecast is not None
+    assert restored.forecast.level == pytest.approx(level, rel=1e-5, abs=1e-9)
+    assert len(restored.forecast.seasonal) == len(seasonal)
+
+
+def test_an_empty_memory_writes_no_capacity() -> None:
+    fields = st.history_fields(PlannerState())
+    assert fields["capacity"] is None
+    assert fields["forecast"] is None
 
 
 def test_dry_run_keeps_the_release_timer() -> None:

@@ -38,7 +38,7 @@ POOL = InferencePoolRef(NS, "llama", "uid-llama", 1)
 SPEC = {
     "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "vllm"},
     "replicas": {"min": 1, "max": 10},
-    "metrics": {"queueDepth": {"query": QUEUE, "targetPerReplica": 5}},
+    "metrics": {"engine": "custom", "queueDepth": {"query": QUEUE, "targetPerReplica": 5}},
     "behavior": {
         "scaleUp": {"stabilizationWindowSeconds": 0, "policies": []},
         "scaleDown": {"stabilizationWindowSeconds": 0, "policies": []},

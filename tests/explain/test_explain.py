@@ -61,6 +61,7 @@ def spec(**overrides: Any) -> dict[str, Any]:
         "replicas": {"min": 1, "max": 8},
         "metrics": {
             "prometheus": {"url": POOL_URL},
+            "engine": "custom",
             "queueDepth": {"query": QUEUE, "targetPerReplica": 5},
             "gpuUtilization": {"query": GPU, "targetPercent": 85},
         },

@@ -371,6 +371,7 @@ def pool_spec(
         "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
         "replicas": {"min": min_replicas, "max": max_replicas},
         "metrics": {
+            "engine": "custom",
             "queueDepth": {"query": queue_query, "targetPerReplica": target_per_replica},
             "maxStalenessSeconds": max_staleness_seconds,
         },

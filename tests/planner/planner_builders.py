@@ -23,6 +23,7 @@ from fleetscale.planner.demand import InferencePoolDemand
 from fleetscale.planner.types import (
     CapacityLimit,
     Decision,
+    LoadReadings,
     MetricProblem,
     MetricReading,
     Observation,
@@ -47,6 +48,7 @@ def make_spec(
 ) -> InferencePoolSpec:
     """An InferencePool spec in wire form, validated by the model (defaults as the CRD's)."""
     metrics: dict[str, Any] = {
+        "engine": "custom",
         "queueDepth": {"query": "sum(waiting)", "targetPerReplica": target_per_replica},
         "tolerance": tolerance,
         "maxStalenessSeconds": max_staleness_seconds,
@@ -145,3 +147,68 @@ def plan_capacity_and_commit(
         now=now,
     )
     return capacity_plan, committed
+
+
+def load_spec(
+    *,
+    min_replicas: int = 1,
+    max_replicas: int = 40,
+    ttft_seconds: float | None = 2.0,
+    capacity: dict[str, Any] | None = None,
+    scale_up: dict[str, Any] | None = None,
+    scale_down: dict[str, Any] | None = None,
+    **metrics: Any,
+) -> InferencePoolSpec:
+    """A pool on the vLLM preset (the load model), its latency target and capacity settings."""
+    wire: dict[str, Any] = {
+        "targetRef": {"name": "vllm"},
+        "model": "llama",
+        "replicas": {"min": min_replicas, "max": max_replicas},
+        "metrics": metrics,
+        "capacity": capacity or {},
+        "behavior": {
+            **({"scaleUp": scale_up} if scale_up is not None else {}),
+            **({"scaleDown": scale_down} if scale_down is not None else {}),
+        },
+    }
+    if ttft_seconds is not None:
+        wire["slo"] = {"ttftSeconds": ttft_seconds}
+    return InferencePoolSpec.model_validate(wire)
+
+
+def observe_load(
+    current: int = 10,
+    *,
+    ready: int | None = None,
+    queue: Reading = 5.0,
+    tokens: Reading = 8000.0,
+    generated: Reading = 2000.0,
+    running: Reading = 500.0,
+    kv: Reading = 0.2,
+    started: Reading = 50.0,
+    growth: Reading = 0.0,
+    ttft: Reading = 0.5,
+    offered: Reading = None,
+    refused: Reading = None,
+    now: float = NOW,
+) -> Observation:
+    """An observation of a pool on the load model: prompt tokens/s, generated tokens/s,
+    running requests, KV usage (fraction), requests started/s, growth/s, TTFT (s)."""
+    queue_reading = as_reading(queue, now)
+    assert queue_reading is not None
+    return Observation(
+        current_replicas=current,
+        ready_replicas=current if ready is None else ready,
+        queue_depth=queue_reading,
+        load=LoadReadings(
+            running=as_reading(running, now),
+            kv_cache_usage=as_reading(kv, now),
+            prompt_tokens=as_reading(tokens, now),
+            generation_tokens=as_reading(generated, now),
+            request_rate=as_reading(started, now),
+            work_growth=as_reading(growth, now),
+            ttft=as_reading(ttft, now),
+            offered=as_reading(offered, now),
+            refused=as_reading(refused, now),
+        ),
+    )

@@ -88,18 +88,15 @@ def test_stabilize(
 
 
 @pytest.mark.parametrize(
-    ("history", "down_window", "expected"),
+    ("history", "expected"),
     [
-        pytest.param((), 300, _recs((0, 5)), id="first-sight-seeds-current"),
-        pytest.param((), 0, (), id="no-down-window-no-seed"),
-        pytest.param(_recs((30, 2)), 300, _recs((30, 2)), id="history-kept"),
+        pytest.param((), _recs((0, 5)), id="first-sight-seeds-current"),
+        pytest.param(_recs((30, 2)), _recs((30, 2)), id="history-kept"),
     ],
 )
-def test_seeded(
-    history: tuple[TimedReplicas, ...], down_window: int, expected: tuple[TimedReplicas, ...]
-) -> None:
-    spec = _behavior(down=rules(down_window))
-    assert behavior.seeded(history, 5, spec, NOW) == expected
+def test_seeded(history: tuple[TimedReplicas, ...], expected: tuple[TimedReplicas, ...]) -> None:
+    """As the HPA's recordInitialRecommendation: seeded whatever the windows."""
+    assert behavior.seeded(history, 5, NOW) == expected
 
 
 _DEFAULT_UP = rules(0, ("Percent", 100, 15), ("Pods", 4, 15))
@@ -127,9 +124,9 @@ _DEFAULT_UP = rules(0, ("Percent", 100, 15), ("Pods", 4, 15))
             (),
             5,
             0,
-            1,
+            0,
             "ScaleUpRateLimited",
-            id="percent-from-zero-allows-one",
+            id="percent-alone-never-starts-from-zero",
         ),
         pytest.param(
             _DEFAULT_UP,

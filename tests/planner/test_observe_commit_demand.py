@@ -200,7 +200,7 @@ def _ipool_spec(**overrides: Any) -> InferencePoolSpec:
         "targetRef": {"name": "vllm"},
         "replicas": {"min": 1, "max": 10},
         "acceleratorsPerReplica": 4,
-        "metrics": {"queueDepth": {"query": "q"}},
+        "metrics": {"engine": "custom", "queueDepth": {"query": "q"}},
         **overrides,
     }
     return InferencePoolSpec.model_validate(raw)
@@ -211,9 +211,18 @@ def _ipool_spec(**overrides: Any) -> InferencePoolSpec:
     [
         pytest.param({}, 2, 6, False, None, (6, 4, False), id="asks-within-bounds"),
         pytest.param({}, 2, 40, False, None, (10, 4, False), id="clamped-to-max"),
-        pytest.param({}, 0, 0, False, None, (1, 4, False), id="clamped-to-min"),
+        pytest.param({}, 2, 0, False, None, (1, 4, False), id="clamped-to-min"),
         pytest.param({}, 3, None, False, None, (3, 4, False), id="never-decided-asks-current"),
-        pytest.param({}, 0, None, False, None, (1, 4, False), id="never-decided-at-least-min"),
+        pytest.param({}, 0, None, False, None, (0, 4, False), id="target-at-zero-is-disabled"),
+        pytest.param(
+            {"replicas": {"min": 0, "max": 10}},
+            0,
+            None,
+            False,
+            None,
+            (0, 4, False),
+            id="never-decided-asks-current-zero",
+        ),
         pytest.param({"mode": "Paused"}, 0, 6, False, None, (0, 4, False), id="paused-keeps"),
         pytest.param({}, 2, 6, True, None, (6, 4, True), id="shedding-below-max-lower-bound"),
         pytest.param({}, 2, 12, True, None, (10, 4, False), id="shedding-at-max"),

@@ -62,7 +62,7 @@ class Expect:
             GPU_SPEC,
             observe(4, queue=0, gpu=10),
             QUIET,
-            Expect(3, "ScaledDown"),  # the default policy removes at most 20% per minute
+            Expect(1, "ScaledDown"),  # the HPA's default policy removes up to 100% per 15 s
             id="idle-gpus-scale-down",
         ),
         pytest.param(
@@ -270,7 +270,7 @@ def test_plan(
             make_spec(),
             observe(3, queue=42),
             "3 -> 7 replicas: queue 42 waiting, 14 per replica over target 5 (asks for 9); "
-            "scale-up limited to 7 replicas by 100% per 15 s, 4 pods per 15 s (Max)",
+            "scale-up limited to 7 replicas by 4 pods per 15 s, 100% per 15 s (Max)",
             id="rate-limited-scale-up",
         ),
         pytest.param(

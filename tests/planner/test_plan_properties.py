@@ -11,6 +11,7 @@ import functools
 import itertools
 import math
 import re
+from dataclasses import replace
 from typing import Any
 
 from hypothesis import given
@@ -21,8 +22,10 @@ from fleetscale.api.inferencepool import InferencePoolSpec
 from fleetscale.planner import behavior
 from fleetscale.planner.fraction import smoothing_weight
 from fleetscale.planner.types import (
+    CapacityEstimate,
     CapacityLimit,
     Decision,
+    LoadReadings,
     MetricProblem,
     MetricReading,
     Observation,
@@ -179,8 +182,13 @@ def test_bounds_always_hold(
     spec: InferencePoolSpec, observation: Observation, state: PlannerState
 ) -> None:
     decision, _ = plan_and_commit(spec, observation, state, NOW)
-    assert spec.replicas.min <= decision.desired_replicas <= spec.replicas.max
     assert decision.steps[-1].replicas == decision.desired_replicas
+    if observation.current_replicas == 0 and spec.replicas.min >= 1:
+        # A target scaled to zero disables scaling, as the HPA (ScalingDisabled).
+        assert decision.desired_replicas == 0
+        assert decision.reason == "ScalingDisabled"
+        return
+    assert spec.replicas.min <= decision.desired_replicas <= spec.replicas.max
 
 
 @given(
@@ -411,3 +419,222 @@ def test_remembered_history_stays_small(
         assert all(a.replicas != b.replicas for a, b in itertools.pairwise(history))
     assert all(e.time > NOW - period for e in new_state.scale_events)
     assert len(new_state.scale_events) <= len(state.scale_events) + 1
+
+
+# --- The same properties for a pool on the load model (the vLLM preset's readings) ------------
+
+_RATE = st.floats(0, 50_000)
+_ANY_RATE = _fresh(_RATE) | _UNUSABLE
+_LATENCY = st.floats(0.01, 30)
+
+
+@st.composite
+def load_specs(draw: st.DrawFn, *, max_replicas: int = 40, max_window: int = 300) -> Any:
+    base = draw(specs(max_replicas=max_replicas, max_window=max_window, gpu=False))
+    wire = base.to_wire()
+    wire["metrics"]["engine"] = "vllm"
+    if draw(st.booleans()):
+        wire["slo"] = {
+            "ttftSeconds": draw(st.floats(0.1, 10)),
+            "percentile": draw(st.sampled_from([90, 95, 99])),
+            "scaleDownBelow": draw(st.floats(0.1, 0.9)),
+        }
+    capacity: dict[str, Any] = {"targetUtilization": draw(st.floats(0.3, 1.0))}
+    if draw(st.booleans()):
+        capacity["tokensPerSecondPerReplica"] = draw(st.floats(10, 20_000))
+    capacity["learn"] = draw(st.booleans())
+    wire["capacity"] = capacity
+    return InferencePoolSpec.model_validate(wire)
+
+
+def _load(draw: st.DrawFn, usable_only: bool) -> LoadReadings:
+    rate = _fresh(_RATE) if usable_only else _ANY_RATE
+    kv = _fresh(st.floats(0, 1)) if usable_only else (_fresh(st.floats(0, 1)) | _UNUSABLE)
+    ttft = _fresh(_LATENCY) if usable_only else (_fresh(_LATENCY) | _UNUSABLE)
+    growth = st.builds(
+        lambda v, age: MetricReading.ok(v, NOW - age), st.floats(-500, 500), st.floats(0, 1)
+    )
+    return LoadReadings(
+        running=draw(rate),
+        kv_cache_usage=draw(kv),
+        prompt_tokens=draw(rate),
+        generation_tokens=draw(rate),
+        request_rate=draw(_fresh(st.floats(0, 1000))),
+        work_growth=draw(growth),
+        ttft=draw(ttft),
+    )
+
+
+@st.composite
+def load_observations(draw: st.DrawFn, *, usable_only: bool = False) -> Observation:
+    current = draw(_CURRENT)
+    return Observation(
+        current_replicas=current,
+        ready_replicas=draw(st.integers(0, current + 2)),
+        queue_depth=draw(_fresh(_QUEUE)),
+        load=_load(draw, usable_only),
+        capacity=draw(_CAPACITY),
+        replica_startup_seconds=draw(_STARTUP),
+    )
+
+
+load_states = st.builds(
+    PlannerState,
+    recommendations=states.map(lambda s: s.recommendations),  # type: ignore[attr-defined]
+    scale_events=states.map(lambda s: s.scale_events),  # type: ignore[attr-defined]
+    capacity=st.builds(
+        CapacityEstimate,
+        tokens_per_replica=st.none() | st.floats(1, 20_000),
+        concurrency_per_replica=st.none() | st.floats(0.5, 500),
+        ceiling_tokens_per_replica=st.none() | st.floats(1, 20_000),
+        ceiling_since=st.none() | _PAST,
+    ),
+)
+
+
+@given(spec=load_specs(), observation=load_observations(), state=load_states)
+def test_load_model_bounds_always_hold(
+    spec: InferencePoolSpec, observation: Observation, state: PlannerState
+) -> None:
+    decision, new_state = plan_and_commit(spec, observation, state, NOW)
+    assert decision.steps[-1].replicas == decision.desired_replicas
+    if observation.current_replicas == 0 and spec.replicas.min >= 1:
+        assert decision.desired_replicas == 0
+        return
+    assert spec.replicas.min <= decision.desired_replicas <= spec.replicas.max
+    for value in (
+        new_state.capacity.tokens_per_replica,
+        new_state.capacity.concurrency_per_replica,
+    ):
+        assert value is None or (math.isfinite(value) and value > 0)
+
+
+def _heavier(reading: MetricReading | None, factor: float, cap: float) -> MetricReading | None:
+    if reading is None or not reading.usable or reading.value is None:
+        return reading
+    assert reading.sampled_at is not None
+    return MetricReading.ok(min(max(reading.value, 0) * factor + 1, cap), reading.sampled_at)
+
+
+@given(
+    spec=load_specs(),
+    observation=load_observations(usable_only=True),
+    state=load_states,
+    factor=st.floats(1, 10),
+)
+def test_load_model_more_work_never_gives_fewer_replicas(
+    spec: InferencePoolSpec,
+    observation: Observation,
+    state: PlannerState,
+    factor: float,
+) -> None:
+    """More tokens, more requests in the system, more growth, fuller KV cache, longer latency:
+    never fewer replicas."""
+    load = observation.load
+    busier = replace(
+        observation,
+        queue_depth=_heavier(observation.queue_depth, factor, math.inf) or observation.queue_depth,
+        load=replace(
+            load,
+            running=_heavier(load.running, factor, math.inf),
+            prompt_tokens=_heavier(load.prompt_tokens, factor, math.inf),
+            generation_tokens=_heavier(load.generation_tokens, factor, math.inf),
+            kv_cache_usage=_heavier(load.kv_cache_usage, factor, 1.0),
+            ttft=_heavier(load.ttft, factor, 600),
+            work_growth=_heavier(load.work_growth, factor, 1e6),
+        ),
+    )
+    light, _ = plan_and_commit(spec, observation, state, NOW)
+    heavy, _ = plan_and_commit(spec, busier, state, NOW)
+    assert light.desired_replicas <= heavy.desired_replicas
+    assert light.unconstrained_replicas <= heavy.unconstrained_replicas
+
+
+@given(spec=load_specs(), observation=load_observations(), state=load_states)
+def test_load_model_never_scales_down_on_a_missing_reading(
+    spec: InferencePoolSpec, observation: Observation, state: PlannerState
+) -> None:
+    decision, _ = plan_and_commit(spec, observation, state, NOW)
+    load = observation.load
+    readings = [load.running, load.prompt_tokens, load.generation_tokens, load.kv_cache_usage]
+    if spec.slo is not None and (load.request_rate and (load.request_rate.value or 0) > 0.01):
+        readings.append(load.ttft)
+    missing = any(r is not None and not r.usable for r in readings)
+    current = observation.current_replicas
+    if (
+        missing
+        and observation.ready_replicas > 0
+        and spec.replicas.min <= current <= spec.replicas.max
+    ):
+        assert decision.desired_replicas >= current
+        assert not decision.metrics_available.status
+
+
+@given(spec=load_specs(), observation=load_observations(), state=load_states)
+def test_load_model_same_inputs_same_decision(
+    spec: InferencePoolSpec, observation: Observation, state: PlannerState
+) -> None:
+    first = plan_and_commit(spec, observation, state, NOW)
+    again = plan_and_commit(
+        InferencePoolSpec.model_validate(spec.to_wire()),
+        Observation(**vars(observation)),
+        PlannerState(**vars(state)),
+        NOW,
+    )
+    assert again == first
+
+
+@given(
+    spec=load_specs(max_replicas=20, max_window=90),
+    start=st.integers(1, 25),
+    tokens=st.floats(100, 100_000),
+    running=st.floats(0, 5000),
+    ttft_share=st.floats(0.05, 3),
+)
+def test_load_model_constant_load_converges_and_stays_put(
+    spec: InferencePoolSpec, start: int, tokens: float, running: float, ttft_share: float
+) -> None:
+    """Replicas start serving at once; the fleet's totals and its latency do not react to its
+    size (the harshest case for learning). A fixed point comes, with no flapping."""
+    poll = spec.poll_interval_seconds
+    target = spec.slo.ttft_seconds if spec.slo is not None and spec.slo.ttft_seconds else 1.0
+    ttft = target * ttft_share
+    horizon = max(
+        behavior.longest_window_seconds(spec.behavior),
+        behavior.longest_period_seconds(spec.behavior),
+        spec.shed_load.release_after_seconds,
+    )
+    settle_ticks = math.ceil(horizon / poll) + 2
+
+    def tick(state: PlannerState, current: int, index: int) -> tuple[Decision, PlannerState]:
+        now = NOW + index * poll
+        reading = lambda v: MetricReading.ok(v, now)  # noqa: E731
+        observation = Observation(
+            current_replicas=current,
+            ready_replicas=current,
+            queue_depth=reading(0.0),
+            load=LoadReadings(
+                running=reading(running),
+                kv_cache_usage=reading(0.2),
+                prompt_tokens=reading(tokens * 0.8),
+                generation_tokens=reading(tokens * 0.2),
+                request_rate=reading(10.0),
+                work_growth=reading(0.0),
+                ttft=reading(ttft),
+            ),
+        )
+        return plan_and_commit(spec, observation, state, now)
+
+    state, current, sizes, unchanged, index = PlannerState(), start, [start], 0, 0
+    while unchanged < settle_ticks:
+        assert index < 2000, f"no fixed point after {index} ticks: {sizes}"
+        decision, state = tick(state, current, index)
+        unchanged = unchanged + 1 if decision.desired_replicas == current else 0
+        current = decision.desired_replicas
+        sizes.append(current)
+        index += 1
+    assert sizes in (sorted(sizes), sorted(sizes, reverse=True)), f"flapped: {sizes}"
+    for _ in range(2 * settle_ticks):
+        decision, state = tick(state, current, index)
+        index += 1
+        assert decision.desired_replicas == current

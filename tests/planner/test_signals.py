@@ -6,6 +6,7 @@ import pytest
 
 from fleetscale.api.inferencepool import GpuUtilizationMetric, QueueDepthMetric
 from fleetscale.planner import signals
+from fleetscale.planner.behavior import Tolerances
 from fleetscale.planner.readings import ReadingCheck
 from fleetscale.planner.types import MetricProblem, Step
 
@@ -29,19 +30,55 @@ def _queue_metric(target: float) -> QueueDepthMetric:
         pytest.param(0, 0, 5, 0.1, 0, "WithinTolerance", id="zero-stays-zero"),
         pytest.param(1, 0, 5, 0.1, 1, "QueueAboveTarget", id="scale-from-zero"),
         pytest.param(1.1, 1, 0.1, 0.1, 11, "QueueAboveTarget", id="float-noise-costs-nothing"),
+        # The HPA's band is 1 - down <= ratio <= 1 + up in floating point: 11 / (1 x 10) is
+        # exactly 1.0 + 0.1, so it holds (|1.1 - 1| > 0.1 would have gone to 11).
+        pytest.param(11, 10, 1, 0.1, 10, "WithinTolerance", id="upper-edge-holds-as-upstream"),
+        pytest.param(9, 10, 1, 0.1, 10, "WithinTolerance", id="lower-edge-holds-as-upstream"),
     ],
 )
 def test_queue_signal(
     queue: float, current: int, target: float, tolerance: float, replicas: int, reason: str
 ) -> None:
-    step = signals.queue_signal(queue, current, _queue_metric(target), tolerance)
+    step = signals.queue_signal(
+        queue, current, _queue_metric(target), Tolerances(tolerance, tolerance)
+    )
     assert (step.name, step.replicas, step.reason) == ("queue", replicas, reason)
     assert f"queue {queue:g} waiting" in step.message
 
 
+@pytest.mark.parametrize(
+    ("queue", "current", "target", "down", "up", "replicas"),
+    [
+        # kubernetes pkg/controller/podautoscaler/replica_calculator_test.go: the rows whose
+        # metric is an External one with an AverageValue (per-pod) target, as queue depth is.
+        pytest.param(8.6, 3, 2.9, 0.1, 0.1, 3, id="TestReplicaCalcTolerancePerPodCMExternal"),
+        pytest.param(
+            8.6, 3, 2.8, 0.1, 0.01, 4, id="TestReplicaCalcConfigurableTolerancePerPodCMExternal"
+        ),
+        # TestReplicaCalcConfigurableTolerance, its ratios on a per-pod target of 1 per replica.
+        pytest.param(3.03, 3, 1, 0.0, 0.0, 4, id="outside-a-0pct-tolerance"),
+        pytest.param(5.7, 3, 1, 0.1, 2.0, 3, id="within-a-200pct-scale-up-tolerance"),
+        pytest.param(3.27, 3, 1, 2.0, 0.08, 4, id="outside-8pct-scale-up-tolerance"),
+        pytest.param(1.95, 3, 1, 0.36, 0.1, 3, id="within-a-36pct-scale-down-tolerance"),
+        pytest.param(1.95, 3, 1, 0.34, 0.1, 2, id="outside-a-34pct-scale-down-tolerance"),
+    ],
+)
+def test_queue_signal_per_direction_tolerance(
+    queue: float, current: int, target: float, down: float, up: float, replicas: int
+) -> None:
+    """Ported from the HPA's replica calculator tables (behavior.scaleUp/scaleDown.tolerance)."""
+    step = signals.queue_signal(queue, current, _queue_metric(target), Tolerances(down, up))
+    assert step.replicas == replicas
+
+
 def test_queue_signal_message_reads_as_plain_words() -> None:
-    step = signals.queue_signal(42, 5, _queue_metric(5), 0.1)
+    step = signals.queue_signal(42, 5, _queue_metric(5), Tolerances())
     assert step.message == "queue 42 waiting, 8.4 per replica over target 5"
+
+
+def test_asymmetric_band_reads_as_both_bounds() -> None:
+    step = signals.queue_signal(15, 3, _queue_metric(5), Tolerances(down=0.3, up=0.05))
+    assert step.message == "queue 15 waiting, 5 per replica, within -30%/+5% of target 5"
 
 
 def _usable(value: float) -> ReadingCheck:
@@ -70,7 +107,7 @@ def test_gpu_signal(
     reading: ReadingCheck, current: int, ready: int, replicas: int, reason: str
 ) -> None:
     metric = GpuUtilizationMetric(query="avg(util)", target_percent=85)
-    step = signals.gpu_signal(reading, current, ready, metric, 0.1)
+    step = signals.gpu_signal(reading, current, ready, metric, Tolerances())
     assert (step.name, step.replicas, step.reason) == ("gpu", replicas, reason)
 
 

@@ -201,7 +201,7 @@ def pool(config_map_name: str, mode: str = "Active") -> dict[str, Any]:
     return {
         "targetRef": {"name": "vllm"},
         "replicas": {"min": 1, "max": 2},
-        "metrics": {"queueDepth": {"query": QUEUE, "targetPerReplica": 5}},
+        "metrics": {"engine": "custom", "queueDepth": {"query": QUEUE, "targetPerReplica": 5}},
         "shedLoad": {
             "enabled": True,
             "queuePerReplicaThreshold": 5,

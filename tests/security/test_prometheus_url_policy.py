@@ -125,7 +125,7 @@ def test_a_bad_url_setting_stops_the_operator(environ: dict[str, str], variable:
 
 
 def _spec(url: str | None) -> InferencePoolSpec:
-    metrics: dict[str, Any] = {"queueDepth": {"query": "sum(q)"}}
+    metrics: dict[str, Any] = {"engine": "custom", "queueDepth": {"query": "sum(q)"}}
     if url is not None:
         metrics["prometheus"] = {"url": url}
     return InferencePoolSpec.model_validate(

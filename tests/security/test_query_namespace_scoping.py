@@ -239,7 +239,11 @@ def _pool(queue: str, gpu: str) -> dict[str, Any]:
     return {
         "targetRef": {"name": "vllm"},
         "replicas": {"min": 1, "max": 8},
-        "metrics": {"queueDepth": {"query": queue}, "gpuUtilization": {"query": gpu}},
+        "metrics": {
+            "engine": "custom",
+            "queueDepth": {"query": queue},
+            "gpuUtilization": {"query": gpu},
+        },
     }
 
 

@@ -9,9 +9,14 @@ from hypothesis import strategies as st
 from fleetscale.sim.baselines import (
     HpaBehavior,
     HpaGpuUtilization,
+    HpaPodsAverage,
+    KedaMetric,
     KedaQueueDepth,
     KnativeKpa,
     StaticPeak,
+    concurrency,
+    concurrency_per_pod,
+    kv_cache_usage,
 )
 from fleetscale.sim.policy import FleetView, MetricsSample
 
@@ -23,6 +28,8 @@ def _view(
     queue: float = 0.0,
     gpu: float | None = 50.0,
     concurrency: float = 0.0,
+    running: float = 0.0,
+    kv: float | None = None,
 ) -> FleetView:
     ready = desired if ready is None else ready
     return FleetView(
@@ -31,7 +38,7 @@ def _view(
         ready_replicas=ready,
         starting_replicas=desired - ready,
         pending_replicas=0,
-        sample=MetricsSample(now - 15, queue, 0.0, gpu, None, ready),
+        sample=MetricsSample(now - 15, queue, running, gpu, kv, ready),
         concurrency_now=concurrency,
         nodes_ready=desired,
         nodes_provisioning=0,
@@ -138,3 +145,38 @@ def test_static_holds_its_peak_and_nodes() -> None:
     static = StaticPeak(replicas=10, replicas_per_node=2)
     action = static.decide(_view(0, 10))
     assert (action.desired_replicas, action.node_target, action.shed) == (10, 5, False)
+
+
+def test_hpa_holds_on_the_upper_edge_of_the_band_as_upstream() -> None:
+    """77 / 70 is exactly 1.0 + 0.1 in floating point: isWithin holds the size."""
+    hpa = HpaGpuUtilization(1, 64, target_percent=70)
+    assert hpa.decide(_view(0, 10, gpu=77)).desired_replicas == 10
+
+
+def test_hpa_records_the_size_it_first_sees() -> None:
+    """recordInitialRecommendation: a first low reading waits out the scale-down window."""
+    hpa = HpaGpuUtilization(1, 64, target_percent=70)
+    assert hpa.decide(_view(0, 10, gpu=7)).desired_replicas == 10
+    assert hpa.decide(_view(301, 10, gpu=7)).desired_replicas == 1
+
+
+@pytest.mark.parametrize(
+    ("metric", "target", "view_args", "expected"),
+    [
+        pytest.param(kv_cache_usage, 20.0, {"kv": 0.4}, 20, id="kv-usage-twice-target"),
+        pytest.param(
+            concurrency_per_pod, 50.0, {"running": 900, "queue": 100}, 20, id="requests-per-pod"
+        ),
+        pytest.param(kv_cache_usage, 20.0, {"kv": None}, 10, id="no-metric-holds"),
+    ],
+)
+def test_hpa_on_a_pod_average(
+    metric: object, target: float, view_args: dict[str, float | None], expected: int
+) -> None:
+    hpa = HpaPodsAverage("hpa", metric, 1, 64, target)  # type: ignore[arg-type]
+    assert hpa.decide(_view(0, 10, **view_args)).desired_replicas == expected  # type: ignore[arg-type]
+
+
+def test_keda_on_the_requests_in_the_system() -> None:
+    keda = KedaMetric("keda-conc", concurrency, 1, 64, threshold=50)
+    assert keda.decide(_view(0, 10, running=1400, queue=100)).desired_replicas == 20

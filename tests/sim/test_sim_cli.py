@@ -16,7 +16,7 @@ def test_simulate_prints_a_table_and_writes_json_and_a_plot(
 ) -> None:
     write_azure_trace(tmp_path, "azure2023_conv", rows=1200, step_seconds=1.0)
     out = tmp_path / "out"
-    argv = ["simulate", "--scenario", "tiny", "--policy", "hpa", "--policy", "fleetscale"]
+    argv = ["simulate", "--scenario", "tiny", "--policy", "hpa-gpu", "--policy", "fleetscale"]
     code = main([*argv, "--traces-dir", str(tmp_path), "--out", str(out), "--quiet"])
     assert code == 0
     printed = capsys.readouterr().out
@@ -26,7 +26,7 @@ def test_simulate_prints_a_table_and_writes_json_and_a_plot(
     report = json.loads((out / "results.json").read_text(encoding="utf-8"))
     scenario = report["scenarios"][0]
     assert scenario["scenario"] == "tiny"
-    assert set(scenario["summaries"]) == {"hpa", "fleetscale", "oracle"}
+    assert set(scenario["summaries"]) == {"hpa-gpu", "fleetscale", "oracle"}
     assert scenario["summaries"]["oracle"]["gpu_hours_vs_oracle"] == 1.0
     assert (out / "tiny.png").read_bytes()[:4] == b"\x89PNG"
 

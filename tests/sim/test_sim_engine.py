@@ -59,6 +59,7 @@ def test_the_shed_flag_turns_queueing_into_immediate_429s() -> None:
     assert max(shedding.outcomes.queue_wait_seconds) < max(queued.outcomes.queue_wait_seconds)
     # Shedding for a fixed fleet that is not provisioning or capped is counted as unjustified.
     assert shedding.shed_seconds_while_unconstrained > 0
+    assert shedding.shed_requests_while_unconstrained == shedding.outcomes.shed
 
 
 def test_nodes_are_billed_from_request_to_release() -> None:

@@ -23,7 +23,7 @@ def test_a_surge_requests_nodes_before_pods_wait_and_sheds_only_while_capacity_c
         nodes=NodeProfile(max_nodes=4, provisioning_sigma=0.0),
         client_timeout_seconds=60.0,
     )
-    policy = FleetscalePolicy(settings, FleetscaleSettings.tuned())
+    policy = FleetscalePolicy(settings, FleetscaleSettings.defaults())
     result = FleetSimulator(settings, _surge(), policy, initial_replicas=1).run()
     timeline = result.timeline
     assert policy.decisions > 0
@@ -39,7 +39,7 @@ def test_a_surge_requests_nodes_before_pods_wait_and_sheds_only_while_capacity_c
 
 def test_a_quiet_fleet_shrinks_and_releases_nodes() -> None:
     settings = config(max_replicas=8, nodes=NodeProfile(max_nodes=4))
-    policy = FleetscalePolicy(settings, FleetscaleSettings.tuned())
+    policy = FleetscalePolicy(settings, FleetscaleSettings.defaults())
     result = FleetSimulator(settings, steady(1, 2400), policy, initial_replicas=8).run()
     assert result.timeline.desired_replicas[-1] < 8
     assert result.timeline.nodes[-1] < 4

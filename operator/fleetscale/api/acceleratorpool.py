@@ -318,7 +318,7 @@ class AcceleratorPoolSpec(ApiModel):
     """Accelerators on each node of the pool."""
     nodes: NodeBounds
     """Bounds on nodes."""
-    scale_down_delay_seconds: int = Field(default=600, ge=0, le=86400)
+    scale_down_delay_seconds: int = Field(default=120, ge=0, le=86400)
     """An empty node waits this long before it is released (no flapping on short dips)."""
     poll_interval_seconds: int = Field(default=15, ge=1, le=3600)
     """How often the pool is observed and planned."""

@@ -87,40 +87,182 @@ class PrometheusSource(ApiModel):
     """Timeout of one query."""
 
 
+Engine = Literal["vllm", "sglang", "trtllm", "custom"]
+
+
 class QueueDepthMetric(ApiModel):
-    """The primary signal: requests waiting for a slot, summed over the fleet."""
+    """Requests waiting for a slot, summed over the fleet: the fast overload term."""
+
+    query: str | None = Field(default=None, min_length=1, max_length=4096)
+    """PromQL returning exactly one series: the number of waiting requests, e.g.
+    sum(vllm:num_requests_waiting{model_name="llama"}). Default: the engine preset's (required
+    with engine custom, unless queries.waiting is set)."""
+    target_per_replica: float = Field(default=2.0, gt=0, le=100000)
+    """Waiting requests one ready replica may carry before the queue counts as a backlog to
+    serve on top of the load (with engine custom and no load signal, the queue drives the fleet
+    alone: desired = ceil(queue / target))."""
+
+
+class SignalQueries(ApiModel):
+    """PromQL of each load signal, each returning exactly one series. Every field set here
+    replaces the engine preset's query for that signal; with engine custom, a signal without a
+    query is not read."""
+
+    waiting: str | None = Field(default=None, min_length=1, max_length=4096)
+    """Requests waiting, fleet total (same as queueDepth.query, which wins when both are set)."""
+    running: str | None = Field(default=None, min_length=1, max_length=4096)
+    """Requests in the running batches, fleet total (concurrency is running plus waiting)."""
+    kv_cache_usage: str | None = Field(default=None, min_length=1, max_length=4096)
+    """KV-cache usage averaged over the fleet, a fraction from 0 to 1 (the saturation guard)."""
+    prompt_tokens: str | None = Field(default=None, min_length=1, max_length=4096)
+    """Prompt tokens processed per second, fleet total (a rate() of the engine's counter)."""
+    generation_tokens: str | None = Field(default=None, min_length=1, max_length=4096)
+    """Tokens generated per second, fleet total (a rate() of the engine's counter)."""
+    request_rate: str | None = Field(default=None, min_length=1, max_length=4096)
+    """Requests that got their first token per second, fleet total (the rate of the TTFT
+    histogram's count)."""
+    work_growth: str | None = Field(default=None, min_length=1, max_length=4096)
+    """How fast the requests in the system (running plus waiting) grow, per second: deriv() of
+    the running and waiting gauges over the last scrapes."""
+    ttft: str | None = Field(default=None, min_length=1, max_length=4096)
+    """Time to first token at slo.percentile, seconds (histogram_quantile over the engine's
+    histogram). Default: built from slo.percentile."""
+    itl: str | None = Field(default=None, min_length=1, max_length=4096)
+    """Inter-token latency at slo.percentile, seconds. Default: built from slo.percentile."""
+
+
+class OfferedLoadMetric(ApiModel):
+    """Demand that survives shedding: what the gateway was asked, refused requests included."""
 
     query: str = Field(min_length=1, max_length=4096)
-    """PromQL returning exactly one series: the number of waiting requests, e.g.
-    sum(vllm:num_requests_waiting{model_name="llama"})."""
-    target_per_replica: float = Field(default=2.0, gt=0, le=100000)
-    """Waiting requests one replica should carry; desired = ceil(queue / target)."""
+    """PromQL returning the requests per second offered to the pool, those answered 429
+    included, e.g. sum(rate(gateway_requests_total{backend="llama"}[1m]))."""
+    refused_query: str | None = Field(default=None, min_length=1, max_length=4096)
+    """PromQL returning the requests per second the gateway refused (429). Without it, the
+    admitted rate is the engine's request rate (queries.requestRate)."""
 
 
 class GpuUtilizationMetric(ApiModel):
-    """The secondary signal: accelerator utilization, averaged over the fleet."""
+    """Accelerator utilization, averaged over the fleet (legacy scale-down gate)."""
 
     query: str = Field(min_length=1, max_length=4096)
     """PromQL returning exactly one series in percent (0-100), e.g.
     avg(DCGM_FI_DEV_GPU_UTIL{pod=~"vllm-llama-.*"})."""
     target_percent: float = Field(default=85.0, gt=0, le=100)
     """Utilization one replica should run at. It gates scale-down and never, alone, drives a
-    scale-up past what the queue shows (vLLM keeps GPUs busy even at low load)."""
+    scale-up (vLLM keeps GPUs busy even at low load)."""
 
 
 class MetricsSpec(ApiModel):
-    """The signals that size the fleet."""
+    """The signals that size the fleet, and where to read them."""
 
+    cel_rules: ClassVar[tuple[tuple[str, str], ...]] = (
+        (
+            "self.engine != 'custom' || (has(self.queueDepth) && has(self.queueDepth.query)) "
+            "|| (has(self.queries) && has(self.queries.waiting))",
+            "metrics.engine custom needs metrics.queueDepth.query or metrics.queries.waiting",
+        ),
+    )
+
+    engine: Engine = "vllm"
+    """The serving engine, whose current metric names fill in every query, scoped to the pool's
+    namespace and, when spec.model is set, its model label: vllm, sglang, trtllm
+    (trtllm-serve), or custom (only the queries given here are read)."""
     prometheus: PrometheusSource | None = None
     """Prometheus connection; if unset, the operator-wide default URL is used."""
-    queue_depth: QueueDepthMetric
-    """Queue depth signal (required, primary)."""
+    queue_depth: QueueDepthMetric = Field(default_factory=QueueDepthMetric)
+    """The waiting queue (the fast overload term)."""
+    queries: SignalQueries = Field(default_factory=SignalQueries)
+    """Per-signal PromQL overrides of the engine preset."""
+    offered_load: OfferedLoadMetric | None = None
+    """A gateway's offered and refused request rates (optional): while the gateway sheds, the
+    demand is read from them instead of being bounded by the capped queue."""
     gpu_utilization: GpuUtilizationMetric | None = None
-    """GPU utilization signal (optional, secondary)."""
+    """GPU utilization (optional, legacy): only ever holds replicas, never adds them."""
     max_staleness_seconds: int = Field(default=60, ge=1, le=3600)
     """A sample older than this counts as missing: the fleet holds its size."""
-    tolerance: float = Field(default=0.1, ge=0, le=1)
-    """Relative deviation from target ignored before a signal asks for a change (as the HPA)."""
+    tolerance: float | None = Field(default=None, ge=0, le=1)
+    """Deprecated: use behavior.scaleUp.tolerance and behavior.scaleDown.tolerance. When set, the
+    tolerance of each direction that does not set its own (default 0.1, as the HPA)."""
+
+    @model_validator(mode="after")
+    def _custom_reads_a_queue(self) -> MetricsSpec:
+        if (
+            self.engine == "custom"
+            and self.queue_depth.query is None
+            and self.queries.waiting is None
+        ):
+            raise ValueError(self.cel_rules[0][1])
+        return self
+
+
+class SloSpec(ApiModel):
+    """Latency targets read from the engine's histograms: over target adds capacity (and lowers
+    the learned capacity per replica); well under target allows scale-down."""
+
+    cel_rules: ClassVar[tuple[tuple[str, str], ...]] = (
+        (
+            "has(self.ttftSeconds) || has(self.itlSeconds)",
+            "slo needs ttftSeconds or itlSeconds",
+        ),
+    )
+
+    ttft_seconds: float | None = Field(default=None, gt=0, le=3600)
+    """Time to first token the percentile must stay within, seconds."""
+    itl_seconds: float | None = Field(default=None, gt=0, le=60)
+    """Inter-token latency the percentile must stay within, seconds (optional)."""
+    percentile: float = Field(default=95.0, ge=50, lt=100)
+    """The percentile held to the targets, e.g. 99 for p99."""
+    scale_down_below: float = Field(default=0.5, gt=0, lt=1)
+    """Scale-down (and raising the learned capacity) waits until every latency is under this
+    fraction of its target; between it and the target the fleet holds."""
+
+    @model_validator(mode="after")
+    def _some_target(self) -> SloSpec:
+        if self.ttft_seconds is None and self.itl_seconds is None:
+            raise ValueError(self.cel_rules[0][1])
+        return self
+
+
+class CapacitySpec(ApiModel):
+    """What one replica carries at the latency targets: a starting value, then learned online
+    from the fleet's own metrics and kept in status.capacity."""
+
+    tokens_per_second_per_replica: float | None = Field(default=None, gt=0, le=1e9)
+    """Prompt plus generated tokens per second one replica serves within the latency targets.
+    Default: learned, starting from what the fleet serves when first seen (its size is then
+    taken as right)."""
+    concurrency_per_replica: float | None = Field(default=None, gt=0, le=1e6)
+    """Requests (running plus waiting) one replica holds within the latency targets. Default:
+    learned as above."""
+    target_utilization: float = Field(default=0.8, gt=0, le=1)
+    """Share of the capacity per replica the fleet is sized to use: 0.8 keeps 20% headroom for
+    the minutes a new replica takes to serve."""
+    learn: bool = True
+    """Learn the capacity from the latency targets (needs spec.slo). false keeps the starting
+    values."""
+    kv_cache_saturation_percent: float = Field(default=90.0, gt=0, le=100)
+    """KV-cache usage above which the fleet counts as saturated: at least one more replica, and
+    no scale-down."""
+
+
+class ForecastSpec(ApiModel):
+    """A short-horizon forecast of demand (Holt, or Holt-Winters with a season), used only to
+    request nodes ahead of demand; replicas still follow the measured load."""
+
+    enabled: bool = False
+    """Off by default."""
+    horizon_seconds: int = Field(default=600, ge=15, le=7200)
+    """How far ahead nodes are requested: the time a node takes to provision plus a model to
+    load."""
+    season_seconds: int = Field(default=86400, ge=0, le=604800)
+    """Length of the season (a day); 0 forecasts level and trend only (Holt)."""
+    level_smoothing: float = Field(default=0.2, gt=0, lt=1)
+    """Holt-Winters alpha: weight of the newest observation in the level."""
+    trend_smoothing: float = Field(default=0.05, ge=0, lt=1)
+    """Holt-Winters beta: weight of the newest change in the trend."""
+    season_smoothing: float = Field(default=0.1, ge=0, lt=1)
+    """Holt-Winters gamma: weight of the newest observation in its season slot."""
 
 
 class ScalingPolicy(ApiModel):
@@ -135,44 +277,52 @@ class ScalingPolicy(ApiModel):
 
 
 class ScalingRules(ApiModel):
-    """Stabilization and rate limits for one direction."""
+    """Stabilization, rate limits and tolerance for one direction (autoscaling/v2
+    HPAScalingRules). An omitted field takes the HPA's default for its direction."""
 
-    stabilization_window_seconds: int = Field(ge=0, le=3600)
+    stabilization_window_seconds: int | None = Field(default=None, ge=0, le=3600)
     """Recommendations over this window are considered; scale-up takes their minimum and
-    scale-down their maximum, so a short spike or dip does not move the fleet."""
+    scale-down their maximum, so a short spike or dip does not move the fleet. Default: 0 for
+    scaleUp, 300 for scaleDown (as the HPA)."""
     select_policy: SelectPolicy = "Max"
     """Which policy wins when several apply: Max (most change), Min (least), Disabled (none)."""
-    policies: tuple[ScalingPolicy, ...] = Field(default=(), max_length=10)
-    """Rate policies; none means no rate limit in this direction."""
+    policies: tuple[ScalingPolicy, ...] | None = Field(default=None, max_length=10)
+    """Rate policies. Default (omitted), as the HPA: scaleUp allows +4 pods or +100% per 15 s
+    (the larger), scaleDown -100% per 15 s. An empty list means no rate limit (the HPA rejects
+    an empty list)."""
+    tolerance: float | None = Field(default=None, ge=0, le=1)
+    """Relative deviation of a signal from its target ignored in this direction before it asks
+    for a change (autoscaling/v2 behavior.scaleUp/scaleDown.tolerance, Kubernetes 1.33): the
+    size holds while 1 - scaleDown.tolerance <= usage / target <= 1 + scaleUp.tolerance.
+    Default: metrics.tolerance when set, else 0.1 (the HPA controller's default)."""
 
 
-def _default_scale_up() -> ScalingRules:
-    return ScalingRules(
-        stabilization_window_seconds=0,
-        select_policy="Max",
-        policies=(
-            ScalingPolicy(type="Percent", value=100, period_seconds=15),
-            ScalingPolicy(type="Pods", value=4, period_seconds=15),
-        ),
+# The HPA's defaults (k8s.io/kubernetes pkg/apis/autoscaling/v2/defaults.go, and the
+# controller's --horizontal-pod-autoscaler-downscale-stabilization and -tolerance flags).
+HPA_SCALE_UP_WINDOW_SECONDS = 0
+HPA_SCALE_DOWN_WINDOW_SECONDS = 300
+HPA_TOLERANCE = 0.1
+
+
+def hpa_scale_up_policies() -> tuple[ScalingPolicy, ...]:
+    return (
+        ScalingPolicy(type="Pods", value=4, period_seconds=15),
+        ScalingPolicy(type="Percent", value=100, period_seconds=15),
     )
 
 
-def _default_scale_down() -> ScalingRules:
-    return ScalingRules(
-        stabilization_window_seconds=300,
-        select_policy="Max",
-        policies=(ScalingPolicy(type="Percent", value=20, period_seconds=60),),
-    )
+def hpa_scale_down_policies() -> tuple[ScalingPolicy, ...]:
+    return (ScalingPolicy(type="Percent", value=100, period_seconds=15),)
 
 
 class Behavior(ApiModel):
-    """HPA-style scaling behavior (same defaults as autoscaling/v2)."""
+    """Scaling behavior with the semantics and per-field defaults of autoscaling/v2: a behavior
+    block copied from a HorizontalPodAutoscaler gives the same numbers."""
 
-    scale_up: ScalingRules = Field(default_factory=_default_scale_up)
-    """Rules when adding replicas. Default: no window, +100% or +4 pods per 15 s."""
-    scale_down: ScalingRules = Field(default_factory=_default_scale_down)
-    """Rules when removing replicas. Default: 300 s window, -20% per 60 s (a model replica is
-    costly to bring back)."""
+    scale_up: ScalingRules = Field(default_factory=ScalingRules)
+    """Rules when adding replicas. Default: no window, +4 pods or +100% per 15 s (the larger)."""
+    scale_down: ScalingRules = Field(default_factory=ScalingRules)
+    """Rules when removing replicas. Default: 300 s window, -100% per 15 s."""
 
 
 class RouteRef(ApiModel):
@@ -307,8 +457,14 @@ class InferencePoolSpec(ApiModel):
     """The AcceleratorPool that supplies the accelerators (optional)."""
     priority: int = Field(default=0, ge=-1000000, le=1000000)
     """Higher gets scarce accelerators first and sheds last."""
-    metrics: MetricsSpec
-    """Signals that size the fleet."""
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec)
+    """Signals that size the fleet. Default: the vLLM preset in the pool's namespace."""
+    slo: SloSpec | None = None
+    """Latency targets (optional): without them the capacity per replica is not learned."""
+    capacity: CapacitySpec = Field(default_factory=CapacitySpec)
+    """Capacity per replica: starting values, headroom and the saturation guard."""
+    forecast: ForecastSpec = Field(default_factory=ForecastSpec)
+    """Request nodes one horizon ahead of the forecast demand (off by default)."""
     behavior: Behavior = Field(default_factory=Behavior)
     """Stabilization windows and rate policies."""
     shed_load: ShedLoadSpec = Field(default_factory=ShedLoadSpec)
@@ -390,6 +546,37 @@ class PendingScale(ApiModel):
     """The size being set."""
 
 
+class CapacityStatus(ApiModel):
+    """The capacity per replica the planner uses, as learned so far."""
+
+    tokens_per_second_per_replica: float | None = Field(default=None, ge=0)
+    """Tokens per second one replica serves within the latency targets."""
+    concurrency_per_replica: float | None = Field(default=None, ge=0)
+    """Requests one replica holds within the latency targets."""
+    ceiling_tokens_per_second_per_replica: float | None = Field(default=None, ge=0)
+    """The lowest load per replica at which a latency target was missed lately: learning does
+    not probe past it. Forgotten an hour after the last miss."""
+    ceiling_since: datetime | None = None
+    """When a latency target was last missed at the ceiling."""
+    reason: str | None = None
+    """Why the capacity has its value (CamelCase)."""
+    updated_at: datetime | None = None
+    """When the capacity last changed."""
+
+
+class ForecastStatus(ApiModel):
+    """The forecast's smoothed state (Holt-Winters)."""
+
+    level: float = Field(ge=0)
+    """Smoothed demand, replicas."""
+    trend: float
+    """Smoothed change of the demand, replicas per second."""
+    seasonal: tuple[float, ...] = Field(default=(), max_length=48)
+    """Seasonal offsets, replicas, one per slot of the season."""
+    updated_at: datetime
+    """When the forecast last took an observation."""
+
+
 class InferencePoolStatus(ApiModel):
     """What the operator observed and decided. Also the operator's memory: a restarted operator
     continues from here."""
@@ -428,6 +615,10 @@ class InferencePoolStatus(ApiModel):
     pending_scale: PendingScale | None = None
     """A change of size being made right now; the next tick counts it as a scale event if the
     target has that size, and drops it otherwise."""
+    capacity: CapacityStatus | None = None
+    """The capacity per replica as learned (a restarted operator keeps it)."""
+    forecast: ForecastStatus | None = None
+    """The forecast's state, when spec.forecast is enabled."""
     conditions: tuple[Condition, ...] = ()
     """Ready, MetricsAvailable, ScalingLimited, ShedLoad."""
 

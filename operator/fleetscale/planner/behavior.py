@@ -17,16 +17,20 @@ longer than zero, and a window of zero looks at the current ask only. Compared w
 samples, a value counts until the window has passed the moment it was *replaced*, rather than
 its last sample (at most one poll longer), and an ask held through a gap in the metrics keeps
 counting until the next usable tick replaces it. An empty history is seeded with the current
-size (as the HPA does on its first sight of a target) so that a new pool does not shrink before
-one scale-down window has been observed.
+size, as the HPA's ``recordInitialRecommendation`` does on its first sight of a target whatever
+its windows, so that a new pool neither shrinks before one scale-down window nor grows before
+one scale-up window has been observed.
 
 Rate policies (step "rate"): each policy limits the change within its ``periodSeconds``,
 counted from the replicas at the start of that period (current minus the changes recorded in
 the period). ``Pods`` allows ``value`` replicas; ``Percent`` allows ``value`` percent of the
-period's start (rounded up when growing, with at least one replica so a fleet at zero can
-start; rounded down when shrinking). ``selectPolicy: Max`` picks the policy allowing the most
-change, ``Min`` the least, ``Disabled`` forbids that direction. No policies means no limit
-(unlike the HPA, which always has defaults; ours are in the spec's defaults).
+period's start, computed in floating point exactly as the HPA's
+``calculateScaleUpLimitWithScalingRules`` / ``calculateScaleDownLimitWithBehaviors`` do:
+``ceil(start * (1 + value / 100))`` when growing (so a fleet at zero needs a ``Pods`` policy to
+start, as in the HPA), ``trunc(start * (1 - value / 100))`` when shrinking.
+``selectPolicy: Max`` picks the policy allowing the most change, ``Min`` the least,
+``Disabled`` forbids that direction. Omitted fields take the HPA's per-direction defaults
+(``rules``); an explicit empty ``policies`` list means no limit (the HPA rejects it).
 
 History is kept small: a segment that ended at or before ``now - longest window`` can overlap
 no window of this or any later tick and is dropped (the segment that spans the window start is
@@ -36,9 +40,20 @@ Scale events are recorded only on a change of size, so they too stay put under c
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from fleetscale.api.inferencepool import Behavior, ScalingPolicy, ScalingRules
+from fleetscale.api.inferencepool import (
+    HPA_SCALE_DOWN_WINDOW_SECONDS,
+    HPA_SCALE_UP_WINDOW_SECONDS,
+    HPA_TOLERANCE,
+    Behavior,
+    ScalingPolicy,
+    ScalingRules,
+    hpa_scale_down_policies,
+    hpa_scale_up_policies,
+)
 from fleetscale.planner.text import seconds
 from fleetscale.planner.types import Step, TimedDelta, TimedReplicas
 
@@ -60,24 +75,67 @@ SCALE_DOWN_DISABLED = "ScaleDownDisabled"
 WITHIN_RATE_LIMITS = "WithinRateLimits"
 
 
+@dataclass(frozen=True)
+class Rules:
+    """One direction's rules with every omitted field resolved to the HPA's default."""
+
+    window_seconds: int
+    select_policy: str
+    policies: tuple[ScalingPolicy, ...]
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """How far below and above its target a signal may read before it asks for a change."""
+
+    down: float = HPA_TOLERANCE
+    up: float = HPA_TOLERANCE
+
+    def within(self, usage_ratio: float) -> bool:
+        """The HPA's ``isWithin``: ``1 - down <= ratio <= 1 + up``, in floating point as
+        upstream (a ratio of 11 / 10 holds with a tolerance of 0.1)."""
+        return (1.0 - self.down) <= usage_ratio <= (1.0 + self.up)
+
+
+def rules(behavior: Behavior, direction: str) -> Rules:
+    """``behavior.scaleUp`` (direction "up") or ``behavior.scaleDown`` with the HPA's defaults
+    for what it leaves out (``GenerateHPAScaleUpRules`` / ``GenerateHPAScaleDownRules``)."""
+    up = direction == "up"
+    given: ScalingRules = behavior.scale_up if up else behavior.scale_down
+    window = given.stabilization_window_seconds
+    if window is None:
+        window = HPA_SCALE_UP_WINDOW_SECONDS if up else HPA_SCALE_DOWN_WINDOW_SECONDS
+    policies = given.policies
+    if policies is None:
+        policies = hpa_scale_up_policies() if up else hpa_scale_down_policies()
+    return Rules(window_seconds=window, select_policy=given.select_policy, policies=policies)
+
+
+def tolerances(behavior: Behavior, metrics_tolerance: float | None) -> Tolerances:
+    """Each direction's own tolerance, else the deprecated symmetric metrics.tolerance, else
+    the HPA controller's default (0.1)."""
+    fallback = HPA_TOLERANCE if metrics_tolerance is None else metrics_tolerance
+    down = behavior.scale_down.tolerance
+    up = behavior.scale_up.tolerance
+    return Tolerances(down=fallback if down is None else down, up=fallback if up is None else up)
+
+
 def longest_window_seconds(behavior: Behavior) -> int:
-    return max(
-        behavior.scale_up.stabilization_window_seconds,
-        behavior.scale_down.stabilization_window_seconds,
-    )
+    return max(rules(behavior, "up").window_seconds, rules(behavior, "down").window_seconds)
 
 
 def longest_period_seconds(behavior: Behavior) -> int:
-    periods = [p.period_seconds for p in behavior.scale_up.policies]
-    periods += [p.period_seconds for p in behavior.scale_down.policies]
+    periods = [p.period_seconds for p in rules(behavior, "up").policies]
+    periods += [p.period_seconds for p in rules(behavior, "down").policies]
     return max(periods, default=0)
 
 
 def seeded(
-    history: tuple[TimedReplicas, ...], current_replicas: int, behavior: Behavior, now: float
+    history: tuple[TimedReplicas, ...], current_replicas: int, now: float
 ) -> tuple[TimedReplicas, ...]:
-    """The history, or the current size as its first entry when there is none yet."""
-    if history or behavior.scale_down.stabilization_window_seconds == 0:
+    """The history, or the current size as its first entry when there is none yet (the HPA's
+    ``recordInitialRecommendation``, whatever the windows)."""
+    if history:
         return history
     return (TimedReplicas(time=now, replicas=current_replicas),)
 
@@ -110,8 +168,8 @@ def stabilize(
     now: float,
 ) -> Step:
     """Pull the raw ask into the band the recent recommendations allow (step "stabilize")."""
-    up_window = behavior.scale_up.stabilization_window_seconds
-    down_window = behavior.scale_down.stabilization_window_seconds
+    up_window = rules(behavior, "up").window_seconds
+    down_window = rules(behavior, "down").window_seconds
     lowest_up = desired
     highest_down = desired
     for entry, end in segments(history, now):
@@ -164,14 +222,15 @@ def _period_start(
 def _allowed_up(start: int, policy: ScalingPolicy) -> int:
     if policy.type == "Pods":
         return start + policy.value
-    grown = -((-start * (100 + policy.value)) // 100)  # exact integer ceil
-    return max(grown, start + 1)
+    # The HPA's float64 arithmetic, rounding included: 10 replicas at +10% may go to 12
+    # (10 * 1.1 is 11.000000000000002 in floating point), as upstream.
+    return math.ceil(start * (1 + policy.value / 100))
 
 
 def _allowed_down(start: int, policy: ScalingPolicy) -> int:
     if policy.type == "Pods":
         return start - policy.value
-    return (start * (100 - policy.value)) // 100  # exact integer floor
+    return int(start * (1 - policy.value / 100))  # truncation, as Go's int32(float64)
 
 
 def _describe(policy: ScalingPolicy) -> str:
@@ -180,38 +239,38 @@ def _describe(policy: ScalingPolicy) -> str:
 
 
 def scale_up_limit(
-    current_replicas: int, events: Iterable[TimedDelta], rules: ScalingRules, now: float
+    current_replicas: int, events: Iterable[TimedDelta], direction: Rules, now: float
 ) -> int | None:
     """Most replicas the scale-up policies allow now; None when they set no limit."""
-    if rules.select_policy == "Disabled":
+    if direction.select_policy == "Disabled":
         return current_replicas
-    if not rules.policies:
+    if not direction.policies:
         return None
     events = tuple(events)
     proposals = [
         _allowed_up(_period_start(current_replicas, events, policy, now), policy)
-        for policy in rules.policies
+        for policy in direction.policies
     ]
-    pick = max if rules.select_policy == "Max" else min
+    pick = max if direction.select_policy == "Max" else min
     # Changes already made in the period may exhaust the budget; never shrink because of it.
     return max(pick(proposals), current_replicas)
 
 
 def scale_down_limit(
-    current_replicas: int, events: Iterable[TimedDelta], rules: ScalingRules, now: float
+    current_replicas: int, events: Iterable[TimedDelta], direction: Rules, now: float
 ) -> int | None:
     """Fewest replicas the scale-down policies allow now; None when they set no limit."""
-    if rules.select_policy == "Disabled":
+    if direction.select_policy == "Disabled":
         return current_replicas
-    if not rules.policies:
+    if not direction.policies:
         return None
     events = tuple(events)
     proposals = [
         _allowed_down(_period_start(current_replicas, events, policy, now), policy)
-        for policy in rules.policies
+        for policy in direction.policies
     ]
     # "Max" means the most change, which when shrinking is the lowest floor.
-    pick = min if rules.select_policy == "Max" else max
+    pick = min if direction.select_policy == "Max" else max
     return min(pick(proposals), current_replicas)
 
 
@@ -224,34 +283,34 @@ def rate_limit(
 ) -> Step:
     """Limit how fast the fleet changes (step "rate")."""
     if desired > current_replicas:
-        rules = behavior.scale_up
-        limit = scale_up_limit(current_replicas, events, rules, now)
+        up = rules(behavior, "up")
+        limit = scale_up_limit(current_replicas, events, up, now)
         if limit is None or desired <= limit:
             return Step(RATE, desired, WITHIN_RATE_LIMITS)
-        if rules.select_policy == "Disabled":
+        if up.select_policy == "Disabled":
             return Step(RATE, limit, SCALE_UP_DISABLED, "behavior.scaleUp.selectPolicy is Disabled")
-        policies = ", ".join(_describe(p) for p in rules.policies)
+        policies = ", ".join(_describe(p) for p in up.policies)
         return Step(
             RATE,
             limit,
             SCALE_UP_RATE_LIMITED,
-            f"scale-up limited to {limit} replicas by {policies} ({rules.select_policy})",
+            f"scale-up limited to {limit} replicas by {policies} ({up.select_policy})",
         )
     if desired < current_replicas:
-        rules = behavior.scale_down
-        limit = scale_down_limit(current_replicas, events, rules, now)
+        down = rules(behavior, "down")
+        limit = scale_down_limit(current_replicas, events, down, now)
         if limit is None or desired >= limit:
             return Step(RATE, desired, WITHIN_RATE_LIMITS)
-        if rules.select_policy == "Disabled":
+        if down.select_policy == "Disabled":
             return Step(
                 RATE, limit, SCALE_DOWN_DISABLED, "behavior.scaleDown.selectPolicy is Disabled"
             )
-        policies = ", ".join(_describe(p) for p in rules.policies)
+        policies = ", ".join(_describe(p) for p in down.policies)
         return Step(
             RATE,
             limit,
             SCALE_DOWN_RATE_LIMITED,
-            f"scale-down limited to {limit} replicas by {policies} ({rules.select_policy})",
+            f"scale-down limited to {limit} replicas by {policies} ({down.select_policy})",
         )
     return Step(RATE, desired, WITHIN_RATE_LIMITS)
 

@@ -8,10 +8,11 @@ delivers it) and the simulator (from the replica planner's decision), so both ha
 
 Demand is the replica planner's ask before behavior, capacity and bounds
 (``Decision.unconstrained_replicas``, kept in ``status.demandReplicas``), clamped to
-``replicas.min``/``replicas.max``. A Paused pool asks for exactly what it runs. A pool that
-sheds below its ``replicas.max`` asks for a lower bound only: its queue is capped by the
-gateways, so it may ask for more next tick (``censor``), and the node planner keeps room for
-that.
+``replicas.min``/``replicas.max``. A Paused pool, and one whose target was scaled to zero
+while ``replicas.min`` is at least one (scaling disabled, as the HPA), asks for exactly what it
+runs. A pool that sheds below its ``replicas.max`` asks for a lower bound only: its queue is
+capped by the gateways, so it may ask for more next tick (``censor``), and the node planner
+keeps room for that.
 """
 
 from __future__ import annotations
@@ -72,8 +73,10 @@ def inference_pool_demand(
     the spec does not say; unknown counts as 0 (the pool takes no accelerators until known).
     """
     bounds = spec.replicas
-    if spec.mode == "Paused":
-        desired = current_replicas  # nobody changes its size: it keeps exactly what it runs
+    if spec.mode == "Paused" or (current_replicas == 0 and bounds.min >= 1):
+        # Nobody changes its size (Paused, or scaling disabled by a target at zero, as the
+        # HPA): it keeps exactly what it runs.
+        desired = current_replicas
     else:
         wanted = max(current_replicas, bounds.min) if asked_replicas is None else asked_replicas
         desired = min(max(wanted, bounds.min), bounds.max)

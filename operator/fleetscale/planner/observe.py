@@ -15,7 +15,11 @@ What it decides:
   ``spec.tenancy``), hold (cap 0, ``ClaimRefused``); the pool has not planned for this
   InferencePool yet, hold for a tick (cap 0, ``AllocationPending``); otherwise the allocation,
   where ``CapacityAvailable`` (all of the demand fits) is no cap (``limits.binding_capacity``).
-- Readings: the spec's signals, by name; a signal the spec does not configure is not read.
+- Readings: the spec's signals, by name (``signal_names``); a signal the spec does not read
+  is None in the ``Observation``. With an engine preset (``metrics.engine`` other than
+  ``custom``) every load signal is read; with ``custom`` only those with a query. Latencies are
+  read only for the targets ``spec.slo`` sets, the gateway's rates only with
+  ``metrics.offeredLoad``.
 """
 
 from __future__ import annotations
@@ -25,10 +29,37 @@ from dataclasses import dataclass
 
 from fleetscale.api.inferencepool import InferencePoolSpec
 from fleetscale.planner.limits import binding_capacity
-from fleetscale.planner.types import CapacityLimit, MetricProblem, MetricReading, Observation
+from fleetscale.planner.types import (
+    CapacityLimit,
+    LoadReadings,
+    MetricProblem,
+    MetricReading,
+    Observation,
+)
 
 QUEUE = "queue"
 GPU = "gpu"
+RUNNING = "running"
+KV_CACHE = "kv_cache"
+PROMPT_TOKENS = "prompt_tokens"
+GENERATION_TOKENS = "generation_tokens"
+REQUEST_RATE = "request_rate"
+WORK_GROWTH = "work_growth"
+TTFT = "ttft"
+ITL = "itl"
+OFFERED = "offered"
+REFUSED = "refused"
+
+# Load signals by name, with the metrics.queries field that overrides each one's preset.
+LOAD_QUERY_FIELDS: dict[str, str] = {
+    RUNNING: "running",
+    KV_CACHE: "kv_cache_usage",
+    PROMPT_TOKENS: "prompt_tokens",
+    GENERATION_TOKENS: "generation_tokens",
+    REQUEST_RATE: "request_rate",
+    WORK_GROWTH: "work_growth",
+}
+LATENCY_QUERY_FIELDS: dict[str, str] = {TTFT: "ttft", ITL: "itl"}
 
 ACCELERATOR_POOL_NOT_FOUND = "AcceleratorPoolNotFound"
 ALLOCATION_PENDING = "AllocationPending"
@@ -61,7 +92,26 @@ class PublishedAllocation:
 
 def signal_names(spec: InferencePoolSpec) -> tuple[str, ...]:
     """The readings the spec asks for, by name."""
-    return (QUEUE, GPU) if spec.metrics.gpu_utilization is not None else (QUEUE,)
+    metrics = spec.metrics
+    preset = metrics.engine != "custom"
+    names = [QUEUE]
+    if metrics.gpu_utilization is not None:
+        names.append(GPU)
+    for name, field_name in LOAD_QUERY_FIELDS.items():
+        if preset or getattr(metrics.queries, field_name) is not None:
+            names.append(name)
+    slo = spec.slo
+    targets = {TTFT: slo.ttft_seconds, ITL: slo.itl_seconds} if slo is not None else {}
+    for name, field_name in LATENCY_QUERY_FIELDS.items():
+        if targets.get(name) is not None and (
+            preset or getattr(metrics.queries, field_name) is not None
+        ):
+            names.append(name)
+    if metrics.offered_load is not None:
+        names.append(OFFERED)
+        if metrics.offered_load.refused_query is not None:
+            names.append(REFUSED)
+    return tuple(names)
 
 
 def capacity_limit(
@@ -111,6 +161,11 @@ def observe(
 ) -> Observation:
     """The planner's view of one pool at one tick."""
     missing = MetricReading.failed(MetricProblem.QUERY_FAILED, "no reading was taken")
+    wanted = signal_names(spec)
+
+    def read(name: str) -> MetricReading | None:
+        return readings.get(name, missing) if name in wanted else None
+
     accelerators = (
         spec.accelerators_per_replica
         if spec.accelerators_per_replica is not None
@@ -120,8 +175,18 @@ def observe(
         current_replicas=target.spec_replicas,
         ready_replicas=target.ready_replicas,
         queue_depth=readings.get(QUEUE, missing),
-        gpu_utilization_percent=(
-            readings.get(GPU, missing) if spec.metrics.gpu_utilization is not None else None
+        gpu_utilization_percent=read(GPU),
+        load=LoadReadings(
+            running=read(RUNNING),
+            kv_cache_usage=read(KV_CACHE),
+            prompt_tokens=read(PROMPT_TOKENS),
+            generation_tokens=read(GENERATION_TOKENS),
+            request_rate=read(REQUEST_RATE),
+            work_growth=read(WORK_GROWTH),
+            ttft=read(TTFT),
+            itl=read(ITL),
+            offered=read(OFFERED),
+            refused=read(REFUSED),
         ),
         capacity=capacity_limit(allocation, pending_seconds),
         replica_startup_seconds=replica_startup_seconds,

@@ -44,8 +44,11 @@ def check_reading(
     now: float,
     max_staleness_seconds: float,
     unit: str = "",
+    allow_negative: bool = False,
 ) -> ReadingCheck:
-    """Judge one reading; ``signal`` names it in the message ("queue depth")."""
+    """Judge one reading; ``signal`` names it in the message ("queue depth").
+
+    ``allow_negative``: the value is a rate of change (a queue that shrinks), not a count."""
 
     def bad(problem: MetricProblem, why: str) -> ReadingCheck:
         return ReadingCheck(value=None, problem=problem, message=f"{signal}: {why}")
@@ -59,9 +62,9 @@ def check_reading(
         return bad(MetricProblem.NO_DATA, "the query returned no value")
     if not math.isfinite(reading.value):
         return bad(MetricProblem.NOT_A_NUMBER, f"the value is {reading.value}")
-    if reading.value < 0:
+    if reading.value < 0 and not allow_negative:
         return bad(MetricProblem.NEGATIVE, f"the value {number(reading.value)} is below zero")
-    if reading.value > MAX_PLAUSIBLE_VALUE:
+    if abs(reading.value) > MAX_PLAUSIBLE_VALUE:
         return bad(
             MetricProblem.OUT_OF_RANGE, f"the value {reading.value:g} is not a plausible reading"
         )

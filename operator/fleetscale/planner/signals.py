@@ -7,8 +7,8 @@ Queue depth (step "queue") counts requests *waiting* for a slot across the fleet
 External metric with an AverageValue target (what KEDA feeds the HPA)::
 
     usage_ratio = queue / (targetPerReplica * current_replicas)
-    |usage_ratio - 1| <= tolerance  ->  current_replicas
-    otherwise                       ->  ceil(queue / targetPerReplica)
+    1 - down <= usage_ratio <= 1 + up  ->  current_replicas   (the HPA's isWithin)
+    otherwise                          ->  ceil(queue / targetPerReplica)
 
 The ratio uses the target's replicas (``/scale`` spec), not the ready ones, as the HPA does for
 External metrics: starting replicas will absorb the queue once loaded, and ``ceil(queue /
@@ -20,8 +20,12 @@ the queue alone would shrink the fleet to its minimum; GPU utilization decides h
 GPU utilization (step "gpu", only when ``metrics.gpuUtilization`` is set) is the fleet's mean,
 in percent, against ``targetPercent``, as the HPA's resource ratio::
 
-    |util / target - 1| <= tolerance  ->  current_replicas
-    otherwise                         ->  ceil(current_replicas * util / target)
+    1 - down <= util / target <= 1 + up  ->  current_replicas
+    otherwise                            ->  ceil(current_replicas * util / target)
+
+``down`` and ``up`` are ``behavior.scaleDown.tolerance`` and ``behavior.scaleUp.tolerance``
+(``behavior.tolerances``), compared in floating point as upstream: queue 11 on 10 replicas
+at target 1 holds at 10 with a tolerance of 0.1.
 
 Combining (step "combine")::
 
@@ -46,6 +50,7 @@ from __future__ import annotations
 import math
 
 from fleetscale.api.inferencepool import GpuUtilizationMetric, QueueDepthMetric
+from fleetscale.planner.behavior import Tolerances
 from fleetscale.planner.readings import ReadingCheck
 from fleetscale.planner.text import number
 from fleetscale.planner.types import Step
@@ -77,8 +82,10 @@ def ceil_replicas(value: float) -> int:
     return max(0, math.ceil(value - _CEIL_SLACK))
 
 
-def within_tolerance(usage_ratio: float, tolerance: float) -> bool:
-    return abs(usage_ratio - 1.0) <= tolerance
+def _band(tolerances: Tolerances) -> str:
+    if tolerances.down == tolerances.up:
+        return f"within {number(tolerances.up * 100)}%"
+    return f"within -{number(tolerances.down * 100)}%/+{number(tolerances.up * 100)}%"
 
 
 def _direction_reason(desired: int, current: int, above: str, below: str, at: str) -> str:
@@ -90,7 +97,7 @@ def _direction_reason(desired: int, current: int, above: str, below: str, at: st
 
 
 def queue_signal(
-    queue_depth: float, current_replicas: int, metric: QueueDepthMetric, tolerance: float
+    queue_depth: float, current_replicas: int, metric: QueueDepthMetric, tolerances: Tolerances
 ) -> Step:
     """Replicas the waiting requests ask for (step "queue")."""
     target = metric.target_per_replica
@@ -101,12 +108,12 @@ def queue_signal(
     else:
         usage_ratio = 1.0 if queue_depth == 0 else math.inf
         load = f"queue {number(queue_depth)} waiting, no replicas"
-    if within_tolerance(usage_ratio, tolerance):
+    if tolerances.within(usage_ratio):
         return Step(
             QUEUE,
             current_replicas,
             WITHIN_TOLERANCE,
-            f"{load}, within {number(tolerance * 100)}% of target {number(target)}",
+            f"{load}, {_band(tolerances)} of target {number(target)}",
         )
     desired = ceil_replicas(queue_depth / target)
     relation = "over" if usage_ratio > 1 else "under"
@@ -125,7 +132,7 @@ def gpu_signal(
     current_replicas: int,
     ready_replicas: int,
     metric: GpuUtilizationMetric,
-    tolerance: float,
+    tolerances: Tolerances,
 ) -> Step:
     """Replicas GPU utilization asks for (step "gpu"); an unusable reading keeps current."""
     target = metric.target_percent
@@ -135,12 +142,12 @@ def gpu_signal(
     utilization = reading.value
     usage_ratio = utilization / target
     load = f"GPU utilization {number(utilization)}%"
-    if within_tolerance(usage_ratio, tolerance):
+    if tolerances.within(usage_ratio):
         return Step(
             GPU,
             current_replicas,
             WITHIN_TOLERANCE,
-            f"{load}, within {number(tolerance * 100)}% of target {number(target)}%",
+            f"{load}, {_band(tolerances)} of target {number(target)}%",
         )
     desired = ceil_replicas(current_replicas * usage_ratio)
     relation = "over" if usage_ratio > 1 else "under"

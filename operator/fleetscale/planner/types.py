@@ -71,6 +71,26 @@ class CapacityLimit:
 
 
 @dataclass(frozen=True)
+class LoadReadings:
+    """The load model's readings; None for a signal the spec does not read.
+
+    Rates are per second over the query's window (PromQL ``rate``/``deriv``), latencies the
+    ``slo.percentile`` of the engine's histogram over the same window, in seconds.
+    """
+
+    running: MetricReading | None = None  # requests in the running batches, fleet total
+    kv_cache_usage: MetricReading | None = None  # fraction of KV-cache blocks in use, mean
+    prompt_tokens: MetricReading | None = None  # prompt tokens per second
+    generation_tokens: MetricReading | None = None  # generated tokens per second
+    request_rate: MetricReading | None = None  # first tokens per second (requests started)
+    work_growth: MetricReading | None = None  # requests in the system added per second (< 0: fewer)
+    ttft: MetricReading | None = None  # time to first token at the percentile
+    itl: MetricReading | None = None  # inter-token latency at the percentile
+    offered: MetricReading | None = None  # requests per second offered to the gateway
+    refused: MetricReading | None = None  # requests per second the gateway refused
+
+
+@dataclass(frozen=True)
 class Observation:
     """Everything measured about one pool at one tick."""
 
@@ -78,6 +98,7 @@ class Observation:
     ready_replicas: int  # Ready replicas of the target
     queue_depth: MetricReading
     gpu_utilization_percent: MetricReading | None = None  # None when the spec has no such signal
+    load: LoadReadings = field(default_factory=LoadReadings)
     capacity: CapacityLimit | None = None
     # Expected seconds until a newly started replica serves (model load). Used for Retry-After.
     replica_startup_seconds: float | None = None
@@ -129,16 +150,46 @@ class ShedState:
 
 
 @dataclass(frozen=True)
+class CapacityEstimate:
+    """What one replica carries within the latency targets, as learned so far (None: unknown).
+
+    ``ceiling_tokens_per_replica`` is the lowest load per replica at which a target was missed
+    lately; learning does not probe past it, and it is forgotten an hour after the last miss so
+    a change of traffic can be learned again.
+    """
+
+    tokens_per_replica: float | None = None
+    concurrency_per_replica: float | None = None
+    ceiling_tokens_per_replica: float | None = None
+    ceiling_since: float | None = None  # when a target was last missed at the ceiling
+    reason: str = ""
+    updated_at: float | None = None
+
+
+@dataclass(frozen=True)
+class ForecastState:
+    """Holt-Winters state of the demand, in replicas (``seasonal``: one offset per slot)."""
+
+    level: float
+    trend: float  # replicas per second
+    seasonal: tuple[float, ...]
+    updated_at: float
+
+
+@dataclass(frozen=True)
 class PlannerState:
     """The planner's memory, persisted in the InferencePool's status between ticks.
 
-    Histories are pruned by the planner to the longest window that still needs them.
+    Histories are pruned by the planner to the longest window that still needs them; the
+    capacity estimate and the forecast have a fixed size.
     """
 
     recommendations: tuple[TimedReplicas, ...] = ()
     scale_events: tuple[TimedDelta, ...] = ()
     shed: ShedState = field(default_factory=ShedState)
     last_scale_time: float | None = None
+    capacity: CapacityEstimate = field(default_factory=CapacityEstimate)
+    forecast: ForecastState | None = None
 
 
 @dataclass(frozen=True)
@@ -192,7 +243,8 @@ class Decision:
     metrics_available: ConditionVerdict
     scaling_limited: ConditionVerdict
     shed: ShedDecision
-    # Demand the signals asked for before behavior, bounds and capacity (for node planning).
+    # Demand the signals asked for before behavior, bounds and capacity, or the forecast's when
+    # larger (spec.forecast): what the AcceleratorPool plans nodes for.
     unconstrained_replicas: int = 0
 
     @property

@@ -5,15 +5,31 @@ documented behavior (kubernetes pkg/controller/podautoscaler replica calculator 
 behaviors, KEDA's Prometheus scaler on top of the HPA, Knative's KPA). None of them raises a
 shed flag, and all get Cluster Autoscaler-like nodes (only for Pending pods). Callers:
 ``fleetscale.sim.runner`` builds them by name.
+
+The metrics they scale on are the ones users deploy them with on LLM servers:
+
+- ``HpaPodsAverage``: an HPA on a per-pod average (a Resource or Pods metric): DCGM's GPU
+  utilization, vLLM's KV-cache usage, or the requests a pod holds (running plus waiting).
+- ``KedaMetric``: KEDA's Prometheus scaler (an External metric with an AverageValue target)
+  on a fleet total: the waiting queue, or the requests in the system (running plus waiting).
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fleetscale.sim.policy import Action, FleetView, NodeMode
+from fleetscale.sim.policy import Action, FleetView, MetricsSample, NodeMode
+
+# The HPA controller's --horizontal-pod-autoscaler-tolerance.
+HPA_TOLERANCE = 0.1
+
+
+def hpa_within(ratio: float, tolerance: float) -> bool:
+    """The HPA's ``isWithin``: ``1 - t <= ratio <= 1 + t``."""
+    return 1.0 - tolerance <= ratio <= 1.0 + tolerance
 
 
 @dataclass(frozen=True)
@@ -46,6 +62,9 @@ class HpaBehavior:
     events: list[tuple[float, int]] = field(default_factory=list)  # (time, replica delta)
 
     def normalize(self, now: float, current: int, proposed: int) -> int:
+        if not self.recommendations:
+            # recordInitialRecommendation: the first sight of a target counts as its size.
+            self.recommendations.append((now, current))
         up_since = now - self.scale_up.stabilization_window_seconds
         down_since = now - self.scale_down.stabilization_window_seconds
         up, down = proposed, proposed
@@ -102,63 +121,125 @@ class _Reactive:
     node_scale_down_delay_seconds = 600.0
 
 
-class HpaGpuUtilization(_Reactive):
-    """HPA on GPU utilization (a Resource-like metric averaged over pods).
+PodMetric = Callable[[MetricsSample], float | None]
 
-    Unready and Pending pods count as 0 percent on scale-up, as the HPA does for pods without
+
+def gpu_utilization(sample: MetricsSample) -> float | None:
+    """DCGM_FI_DEV_GPU_UTIL averaged over the Ready pods, percent."""
+    return sample.gpu_utilization_percent
+
+
+def kv_cache_usage(sample: MetricsSample) -> float | None:
+    """vllm:kv_cache_usage_perc averaged over the Ready pods, in percent."""
+    return sample.kv_cache_usage_percent
+
+
+def concurrency_per_pod(sample: MetricsSample) -> float | None:
+    """Requests a Ready pod holds (vllm:num_requests_running plus waiting), averaged."""
+    if sample.ready_replicas == 0:
+        return None
+    return sample.concurrency / sample.ready_replicas
+
+
+class HpaPodsAverage(_Reactive):
+    """HPA on a per-pod average (a Resource or Pods metric): ``ceil(ratio * ready)``.
+
+    Unready and Pending pods count as 0 on scale-up, as the HPA does for pods without
     metrics, so a long model load does not make it scale up again and again.
     """
 
     def __init__(
         self,
+        name: str,
+        metric: PodMetric,
         min_replicas: int,
         max_replicas: int,
-        target_percent: float = 70.0,
-        tolerance: float = 0.1,
+        target: float,
+        tolerance: float = HPA_TOLERANCE,
         sync_seconds: int = 15,
     ) -> None:
-        self.name = f"hpa-gpu{target_percent:g}"
+        self.name = name
+        self.metric = metric
         self.interval_seconds = sync_seconds
-        self.target_percent = target_percent
+        self.target = target
         self.tolerance = tolerance
         self.behavior = HpaBehavior(min_replicas, max_replicas)
 
     def decide(self, view: FleetView) -> Action:
         current = view.desired_replicas
         sample = view.sample
-        if sample is None or sample.gpu_utilization_percent is None or view.ready_replicas == 0:
+        value = self.metric(sample) if sample is not None else None
+        if value is None or view.ready_replicas == 0:
             return Action(current, reason="NoMetrics")
-        ratio = sample.gpu_utilization_percent / self.target_percent
+        ratio = value / self.target
         proposed = current
-        if abs(ratio - 1) > self.tolerance:
+        if not hpa_within(ratio, self.tolerance):
             ready = view.ready_replicas
             unready = max(0, current - ready)
             proposed = math.ceil(ratio * ready)
             if ratio > 1 and unready:
                 diluted = ratio * ready / (ready + unready)
                 proposed = current
-                if diluted > 1 + self.tolerance:
+                if not hpa_within(diluted, self.tolerance) and diluted > 1:
                     proposed = math.ceil(diluted * (ready + unready))
         return Action(self.behavior.normalize(view.now, current, proposed))
 
 
-class KedaQueueDepth(_Reactive):
-    """KEDA's Prometheus scaler on queue depth (AverageValue target) driving an HPA.
-
-    KEDA refreshes the metric every polling interval; the HPA syncs every 15 s and computes
-    ceil(queue / threshold), with the HPA's tolerance and default behaviors.
-    """
+class HpaGpuUtilization(HpaPodsAverage):
+    """HPA on DCGM's GPU utilization (target 70% by default)."""
 
     def __init__(
         self,
         min_replicas: int,
         max_replicas: int,
-        threshold: float,
-        polling_seconds: int = 30,
-        tolerance: float = 0.1,
+        target_percent: float = 70.0,
+        tolerance: float = HPA_TOLERANCE,
         sync_seconds: int = 15,
     ) -> None:
-        self.name = f"keda-queue{threshold:g}"
+        super().__init__(
+            f"hpa-gpu{target_percent:g}",
+            gpu_utilization,
+            min_replicas,
+            max_replicas,
+            target_percent,
+            tolerance,
+            sync_seconds,
+        )
+
+
+FleetMetric = Callable[[MetricsSample], float]
+
+
+def waiting(sample: MetricsSample) -> float:
+    """sum(vllm:num_requests_waiting)."""
+    return sample.queue_depth
+
+
+def concurrency(sample: MetricsSample) -> float:
+    """sum(vllm:num_requests_running) + sum(vllm:num_requests_waiting)."""
+    return sample.concurrency
+
+
+class KedaMetric(_Reactive):
+    """KEDA's Prometheus scaler on a fleet total (AverageValue target) driving an HPA.
+
+    KEDA refreshes the metric every polling interval; the HPA syncs every 15 s and computes
+    ``ceil(total / threshold)``, with the HPA's tolerance and default behaviors.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        metric: FleetMetric,
+        min_replicas: int,
+        max_replicas: int,
+        threshold: float,
+        polling_seconds: int = 30,
+        tolerance: float = HPA_TOLERANCE,
+        sync_seconds: int = 15,
+    ) -> None:
+        self.name = name
+        self.metric = metric
         self.interval_seconds = sync_seconds
         self.threshold = threshold
         self.polling_seconds = polling_seconds
@@ -170,14 +251,38 @@ class KedaQueueDepth(_Reactive):
     def decide(self, view: FleetView) -> Action:
         current = view.desired_replicas
         if view.now - self._polled_at >= self.polling_seconds and view.sample is not None:
-            self._cached = view.sample.queue_depth
+            self._cached = self.metric(view.sample)
             self._polled_at = view.now
         if self._cached is None:
             return Action(current, reason="NoMetrics")
         proposed = current
-        if abs(self._cached / (self.threshold * max(current, 1)) - 1) > self.tolerance:
+        if not hpa_within(self._cached / (self.threshold * max(current, 1)), self.tolerance):
             proposed = math.ceil(self._cached / self.threshold)
         return Action(self.behavior.normalize(view.now, current, proposed))
+
+
+class KedaQueueDepth(KedaMetric):
+    """KEDA on the waiting queue (``sum(vllm:num_requests_waiting)``)."""
+
+    def __init__(
+        self,
+        min_replicas: int,
+        max_replicas: int,
+        threshold: float,
+        polling_seconds: int = 30,
+        tolerance: float = HPA_TOLERANCE,
+        sync_seconds: int = 15,
+    ) -> None:
+        super().__init__(
+            f"keda-queue{threshold:g}",
+            waiting,
+            min_replicas,
+            max_replicas,
+            threshold,
+            polling_seconds,
+            tolerance,
+            sync_seconds,
+        )
 
 
 class KnativeKpa(_Reactive):

@@ -22,6 +22,8 @@ def simulate(args: argparse.Namespace) -> int:
         return _bench(args, traces_dir)
     if args.compare_gateways:
         return _compare_gateways(args, traces_dir)
+    if args.sweep:
+        return _sweep(args, traces_dir)
     scenarios = args.scenarios or list(STANDARD_SET)
     policies = args.policies or list(ALL_POLICIES)
     unknown = [s for s in scenarios if s not in SCENARIOS]
@@ -39,7 +41,12 @@ def simulate(args: argparse.Namespace) -> int:
     for name in scenarios:
         try:
             run = run_scenario(
-                SCENARIOS[name], policies, traces_dir, args.seed, progress=_progress(args)
+                SCENARIOS[name],
+                policies,
+                traces_dir,
+                args.seed,
+                progress=_progress(args),
+                rate=args.rate,
             )
         except (FileNotFoundError, ValueError) as error:
             print(f"fleetscale simulate: {error}", file=sys.stderr)
@@ -107,6 +114,35 @@ def _compare_gateways(args: argparse.Namespace, traces_dir: Path | None) -> int:
         )
         print(f"\n{name} (seed {args.seed}, {args.low_priority_share:.0%} lower priority)")
         print(markdown(rows))
+    return 0
+
+
+def _sweep(args: argparse.Namespace, traces_dir: Path | None) -> int:
+    from fleetscale.sim.sweep import SWEEP_MARKERS, cases, run_sweep
+
+    try:
+        selected = cases(
+            scenarios=args.scenarios or _standard(),
+            profiles=[p.strip() for p in args.sweep_profiles.split(",") if p.strip()],
+            rates=[float(r) for r in args.sweep_rates.split(",") if r.strip()],
+            seeds=[int(s) for s in args.sweep_seeds.split(",") if s.strip()],
+        )
+    except ValueError as error:
+        print(f"fleetscale simulate --sweep: {error}", file=sys.stderr)
+        return 2
+    _, section = run_sweep(Path(args.out), traces_dir, selected, progress=_progress(args))
+    page = Path(args.docs_dir) / "benchmark-sweep.md"
+    if page.parent.is_dir():
+        start, end = SWEEP_MARKERS
+        page.write_text(
+            "# Benchmark: the robustness sweep\n\n"
+            "How the shipped defaults generalize: every standard scenario across seeds, loads "
+            "and model profiles ([benchmark.md](benchmark.md) describes the scenarios, the "
+            "policies and the bar).\n\n"
+            f"{start}\n{section}{end}\n",
+            encoding="utf-8",
+        )
+    print(section)
     return 0
 
 

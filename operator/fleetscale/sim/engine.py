@@ -39,6 +39,7 @@ from typing import Final
 
 from fleetscale.sim.model import SimConfig
 from fleetscale.sim.policy import (
+    HISTORY_SECONDS,
     Action,
     FleetView,
     Histogram,
@@ -144,6 +145,10 @@ class SimResult:
     nodes_requested: int
     shed_seconds_while_unconstrained: float  # shed flag up with no provisioning and no cap
     wall_seconds: float = 0.0
+    # Requests answered 429 while nothing was provisioning, loading or capped.
+    shed_requests_while_unconstrained: int = 0
+    # Every change of the replica target: (time, replicas added or removed).
+    scale_changes: list[tuple[float, int]] = field(default_factory=list)
 
 
 class FleetSimulator:
@@ -187,10 +192,13 @@ class FleetSimulator:
         self.releases_managed = False
         self.samples: list[MetricsSample] = []
         self.shed_count = 0
+        self.arrived_count = 0
         self.shed_times: list[float] = []
         self.timeline = Timeline()
         self.scale_actions = 0
+        self.scale_changes: list[tuple[float, int]] = []
         self.shed_unconstrained_seconds = 0.0
+        self.shed_unconstrained_requests = 0
         self._next_pod_id = 0
         self._round_robin = 0
         self._arrivals_in_record = 0
@@ -328,6 +336,7 @@ class FleetSimulator:
             return
         if count_action:
             self.scale_actions += 1
+            self.scale_changes.append((self.now, desired - self.desired))
         self.desired = desired
         active = [p for p in self.pods if p.state != DRAINING]
         if desired > len(active):
@@ -374,11 +383,14 @@ class FleetSimulator:
 
     def _route(self, request: int, at: float) -> None:
         ready = self.ready
+        self.arrived_count += 1
         if self.shed_active and self._refuses(request):
             self.shed_count += 1
             self.shed_times.append(at)
             if self._low_priority(request):
                 self.low_priority_shed += 1
+            if not self._constrained():
+                self.shed_unconstrained_requests += 1
             return
         if not ready:
             self.held.append(request)
@@ -472,6 +484,8 @@ class FleetSimulator:
                 preemptions_total=float(preemptions),
                 ttft=_histogram(ttft),
                 itl=_histogram(itl),
+                arrivals_total=float(self.arrived_count),
+                refused_total=float(self.shed_count),
             )
         )
 
@@ -481,6 +495,18 @@ class FleetSimulator:
             if sample.sampled_at <= horizon:
                 return sample
         return None
+
+    def _visible_history(self) -> tuple[MetricsSample, ...]:
+        """The visible samples of the last ``HISTORY_SECONDS``, oldest first."""
+        horizon = self.now - self.config.scrape_interval_seconds
+        found: list[MetricsSample] = []
+        for sample in reversed(self.samples):
+            if sample.sampled_at > horizon:
+                continue
+            if sample.sampled_at < horizon - HISTORY_SECONDS:
+                break
+            found.append(sample)
+        return tuple(reversed(found))
 
     def view(self) -> FleetView:
         live = self._live_nodes()
@@ -494,6 +520,7 @@ class FleetSimulator:
             starting_replicas=states.count(LOADING),
             pending_replicas=states.count(PENDING),
             sample=self._visible_sample(),
+            history=self._visible_history(),
             concurrency_now=float(held_by_pods + len(self.held)),
             nodes_ready=len(live) - len(provisioning),
             nodes_provisioning=len(provisioning),
@@ -590,6 +617,8 @@ class FleetSimulator:
             scale_actions=self.scale_actions,
             nodes_requested=len(self.nodes),
             shed_seconds_while_unconstrained=self.shed_unconstrained_seconds,
+            shed_requests_while_unconstrained=self.shed_unconstrained_requests,
+            scale_changes=self.scale_changes,
         )
 
     def _outcomes(self) -> Outcomes:

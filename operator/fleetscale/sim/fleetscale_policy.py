@@ -14,6 +14,8 @@ pod goes Pending), and its cap applies from the next poll.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,15 +27,13 @@ from fleetscale.api.acceleratorpool import (
 )
 from fleetscale.api.base import LocalObjectRef
 from fleetscale.api.inferencepool import (
-    Behavior,
+    ForecastSpec,
     GpuUtilizationMetric,
     InferencePoolSpec,
     MetricsSpec,
-    QueueDepthMetric,
+    OfferedLoadMetric,
     ReplicaBounds,
-    ScalingPolicy,
-    ScalingRules,
-    ShedLoadSpec,
+    SloSpec,
     TargetRef,
 )
 from fleetscale.planner import plan
@@ -45,14 +45,30 @@ from fleetscale.planner.capacity import (
 )
 from fleetscale.planner.commit import commit_node_actions, commit_scale
 from fleetscale.planner.demand import inference_pool_demand
-from fleetscale.planner.observe import GPU, QUEUE, PublishedAllocation, TargetSize, observe
+from fleetscale.planner.observe import (
+    GENERATION_TOKENS,
+    GPU,
+    ITL,
+    KV_CACHE,
+    OFFERED,
+    PROMPT_TOKENS,
+    QUEUE,
+    REFUSED,
+    REQUEST_RATE,
+    RUNNING,
+    TTFT,
+    WORK_GROWTH,
+    PublishedAllocation,
+    TargetSize,
+    observe,
+)
 from fleetscale.planner.types import (
     MetricProblem,
     MetricReading,
     PlannerState,
 )
 from fleetscale.sim.model import SimConfig
-from fleetscale.sim.policy import Action, FleetView, MetricsSample, NodeMode
+from fleetscale.sim.policy import Action, FleetView, Histogram, MetricsSample, NodeMode
 
 UtilizationMetric = Literal["dcgm", "kv-cache"]
 
@@ -60,66 +76,37 @@ NAMESPACE = "sim"
 POOL_NAME = "model"
 ACCELERATOR_POOL_NAME = "gpus"
 
+# The windows of the presets' rate() and histogram_quantile(), and of the queue's deriv()
+# (signals.presets).
+RATE_WINDOW_SECONDS = 60.0
+GROWTH_WINDOW_SECONDS = 30.0
+
 
 @dataclass(frozen=True)
 class FleetscaleSettings:
-    """The InferencePool and AcceleratorPool fields the benchmark tunes.
+    """What the benchmark sets on the InferencePool and the AcceleratorPool.
 
-    ``defaults()`` are the API's defaults; ``tuned()`` the values the benchmark publishes.
+    ``defaults()`` is what a user gets without tuning: every field at the API's default (the
+    vLLM preset), with the pool's latency target declared in ``spec.slo`` (the scenario's TTFT
+    target, the same for every policy), as a user declares the SLO they hold. The variants add
+    one documented feature each: the gateway's offered load (``metrics.offeredLoad``) or the
+    forecast (``spec.forecast``); neither is tuned per scenario.
     """
 
-    # Every default is read from the API models, so `fleetscale-defaults` always runs what a
-    # user gets without setting the field.
-    queue_target_per_replica: float = QueueDepthMetric.model_fields["target_per_replica"].default
-    utilization_metric: UtilizationMetric | None = "dcgm"
-    utilization_target_percent: float = GpuUtilizationMetric.model_fields["target_percent"].default
-    tolerance: float = MetricsSpec.model_fields["tolerance"].default
-    scale_up: ScalingRules | None = None  # None: the API default
-    scale_down: ScalingRules | None = None
-    shed_queue_per_replica: float = ShedLoadSpec.model_fields["queue_per_replica_threshold"].default
-    shed_release_queue_per_replica: float | None = None  # None: the API default (half)
-    poll_interval_seconds: int = InferencePoolSpec.model_fields["poll_interval_seconds"].default
-    node_scale_down_delay_seconds: int = AcceleratorPoolSpec.model_fields[
-        "scale_down_delay_seconds"
-    ].default
     label: str = "fleetscale"
+    declare_slo: bool = True
+    offered_load: bool = False
+    forecast: bool = False
+    forecast_season_seconds: int = ForecastSpec.model_fields["season_seconds"].default
+    # The legacy GPU gate (metrics.gpuUtilization), for comparisons only.
+    utilization_metric: UtilizationMetric | None = None
+    utilization_target_percent: float = GpuUtilizationMetric.model_fields["target_percent"].default
 
     @classmethod
     def defaults(cls) -> FleetscaleSettings:
-        return cls(label="fleetscale-defaults")
-
-    @classmethod
-    def tuned(cls) -> FleetscaleSettings:
-        """The settings the benchmark publishes (how they were chosen: docs/benchmark.md)."""
-        return cls(
-            queue_target_per_replica=2.0,
-            # KV-cache usage tracks load; DCGM utilization reads ~100% at a fraction of it and
-            # so never lets the fleet shrink. vLLM counts KV blocks used / all blocks: a 70B
-            # replica that meets a 2 s TTFT on conversation traffic is prefill-bound at about
-            # 14% of its KV cache, so the gate sits there, not at the 50% slot count of old.
-            utilization_metric="kv-cache",
-            utilization_target_percent=15.0,
-            # Shrink slowly: the queue only shows under-capacity once every slot is taken, so
-            # a fast scale-down overshoots and the next queue overshoots back up.
-            scale_down=ScalingRules(
-                stabilization_window_seconds=300,
-                policies=(ScalingPolicy(type="Percent", value=20, period_seconds=60),),
-            ),
-            # Shed early, and stop only when the fleet is no longer limited: a queue sample
-            # taken just after a new replica took 64 requests reads empty while demand is
-            # still far above capacity.
-            shed_queue_per_replica=10.0,
-            shed_release_queue_per_replica=0.0,
-            node_scale_down_delay_seconds=120,
-            label="fleetscale",
-        )
+        return cls()
 
     def inference_pool_spec(self, config: SimConfig) -> InferencePoolSpec:
-        behavior = Behavior()
-        if self.scale_up is not None:
-            behavior = behavior.model_copy(update={"scale_up": self.scale_up})
-        if self.scale_down is not None:
-            behavior = behavior.model_copy(update={"scale_down": self.scale_down})
         utilization = None
         if self.utilization_metric is not None:
             query = (
@@ -130,26 +117,23 @@ class FleetscaleSettings:
             utilization = GpuUtilizationMetric(
                 query=query, target_percent=self.utilization_target_percent
             )
+        offered = None
+        if self.offered_load:
+            offered = OfferedLoadMetric(
+                query="sum(rate(gateway_requests_total[1m]))",
+                refused_query='sum(rate(gateway_requests_total{code="429"}[1m]))',
+            )
         return InferencePoolSpec(
             model=config.model.name,
             target_ref=TargetRef(name="vllm"),
             replicas=ReplicaBounds(min=config.min_replicas, max=config.max_replicas),
             accelerators_per_replica=config.model.accelerators_per_replica,
             accelerator_pool_ref=LocalObjectRef(name=ACCELERATOR_POOL_NAME),
-            metrics=MetricsSpec(
-                queue_depth=QueueDepthMetric(
-                    query="sum(vllm:num_requests_waiting)",
-                    target_per_replica=self.queue_target_per_replica,
-                ),
-                gpu_utilization=utilization,
-                tolerance=self.tolerance,
+            metrics=MetricsSpec(gpu_utilization=utilization, offered_load=offered),
+            slo=SloSpec(ttft_seconds=config.ttft_target_seconds) if self.declare_slo else None,
+            forecast=ForecastSpec(
+                enabled=self.forecast, season_seconds=self.forecast_season_seconds
             ),
-            behavior=behavior,
-            shed_load=ShedLoadSpec(
-                queue_per_replica_threshold=self.shed_queue_per_replica,
-                release_queue_per_replica=self.shed_release_queue_per_replica,
-            ),
-            poll_interval_seconds=self.poll_interval_seconds,
         )
 
     def accelerator_pool_spec(self, config: SimConfig) -> AcceleratorPoolSpec:
@@ -158,21 +142,77 @@ class FleetscaleSettings:
             node_labels={"fleetscale.io/pool": "gpus"},
             accelerators_per_node=config.nodes.accelerators_per_node,
             nodes=NodeBounds(min=0, max=config.nodes.max_nodes),
-            scale_down_delay_seconds=self.node_scale_down_delay_seconds,
         )
 
 
+def _window_start(history: Sequence[MetricsSample]) -> MetricsSample | None:
+    """The oldest sample within one rate window of the newest (None: only one sample)."""
+    newest = history[-1]
+    for sample in history[:-1]:
+        if sample.sampled_at >= newest.sampled_at - RATE_WINDOW_SECONDS:
+            return sample
+    return None
+
+
+def _slope(history: Sequence[MetricsSample]) -> float | None:
+    """``deriv()``: the least-squares slope of the requests in the system (running plus
+    waiting) over the growth window."""
+    newest = history[-1].sampled_at
+    points = [
+        (s.sampled_at, s.running + s.waiting)
+        for s in history
+        if s.sampled_at > newest - GROWTH_WINDOW_SECONDS
+    ]
+    if len(points) < 2:
+        return None
+    mean_t = sum(t for t, _ in points) / len(points)
+    mean_w = sum(w for _, w in points) / len(points)
+    spread = sum((t - mean_t) ** 2 for t, _ in points)
+    if spread == 0:
+        return None
+    return sum((t - mean_t) * (w - mean_w) for t, w in points) / spread
+
+
+def _quantile(histogram: Histogram | None, earlier: Histogram | None, fraction: float) -> float:
+    """``histogram_quantile()`` over the window: NaN when no request fell in it."""
+    if histogram is None:
+        return math.nan
+    value = histogram.quantile(fraction, earlier)
+    return math.nan if value is None else value
+
+
 def readings(
-    sample: MetricsSample | None, utilization_metric: UtilizationMetric | None
+    history: Sequence[MetricsSample],
+    utilization_metric: UtilizationMetric | None = None,
+    percentile: float = 99.0,
 ) -> dict[str, MetricReading]:
-    """What the controller's metric queries would read from one scrape, by signal name: the
-    queue depth (``sum(vllm:num_requests_waiting)``, preempted requests included) and the
-    utilization signal the spec names (DCGM's GPU utilization, or vLLM's KV-cache usage in
-    percent). The one place a sample becomes readings; ``planner.observe`` does the rest.
+    """What the vLLM preset's queries (``signals.presets``) would read from the scrapes of the
+    last window, by signal name, plus the gateway's rates and the legacy GPU gate: the one
+    place samples become readings; ``planner.observe`` keeps the ones the spec reads.
+
+    Gauges come from the newest sample; ``rate()`` is the difference of the cumulative
+    counters over the window divided by its length, ``deriv()`` the least-squares slope of the
+    waiting requests, ``histogram_quantile()`` the quantile of the histogram's increase over
+    the window (NaN when empty, as PromQL's).
     """
-    if sample is None:
-        return {QUEUE: MetricReading.failed(MetricProblem.NO_DATA, "no sample yet")}
-    found = {QUEUE: MetricReading.ok(sample.waiting, sample.sampled_at)}
+    if not history:
+        missing = MetricReading.failed(MetricProblem.NO_DATA, "no sample yet")
+        return dict.fromkeys(
+            (QUEUE, GPU, RUNNING, KV_CACHE, PROMPT_TOKENS, GENERATION_TOKENS, REQUEST_RATE),
+            missing,
+        ) | dict.fromkeys((WORK_GROWTH, TTFT, ITL, OFFERED, REFUSED), missing)
+    sample = history[-1]
+    at = sample.sampled_at
+
+    def ok(value: float) -> MetricReading:
+        return MetricReading.ok(value, at)
+
+    found = {QUEUE: ok(sample.waiting), RUNNING: ok(sample.running)}
+    found[KV_CACHE] = (
+        MetricReading.failed(MetricProblem.NO_DATA, "no Ready replica")
+        if sample.kv_cache_usage is None
+        else ok(sample.kv_cache_usage)
+    )
     if utilization_metric is not None:
         value = (
             sample.gpu_utilization_percent
@@ -182,8 +222,34 @@ def readings(
         found[GPU] = (
             MetricReading.failed(MetricProblem.NO_DATA, "no Ready replica")
             if value is None
-            else MetricReading.ok(value, sample.sampled_at)
+            else ok(value)
         )
+    earlier = _window_start(history)
+    growth = _slope(history)
+    found[WORK_GROWTH] = (
+        MetricReading.failed(MetricProblem.NO_DATA, "one sample in the window")
+        if growth is None
+        else ok(growth)
+    )
+    if earlier is None:
+        one = MetricReading.failed(MetricProblem.NO_DATA, "one sample in the window")
+        for name in (PROMPT_TOKENS, GENERATION_TOKENS, REQUEST_RATE, TTFT, ITL, OFFERED, REFUSED):
+            found[name] = one
+        return found
+    span = at - earlier.sampled_at
+    fraction = percentile / 100
+    counts = (sample.ttft.count if sample.ttft else 0) - (earlier.ttft.count if earlier.ttft else 0)
+    found |= {
+        PROMPT_TOKENS: ok((sample.prompt_tokens_total - earlier.prompt_tokens_total) / span),
+        GENERATION_TOKENS: ok(
+            (sample.generation_tokens_total - earlier.generation_tokens_total) / span
+        ),
+        REQUEST_RATE: ok(counts / span),
+        TTFT: ok(_quantile(sample.ttft, earlier.ttft, fraction)),
+        ITL: ok(_quantile(sample.itl, earlier.itl, fraction)),
+        OFFERED: ok((sample.arrivals_total - earlier.arrivals_total) / span),
+        REFUSED: ok((sample.refused_total - earlier.refused_total) / span),
+    }
     return found
 
 
@@ -193,7 +259,7 @@ class FleetscalePolicy:
     node_mode: NodeMode = "ahead"
 
     def __init__(self, config: SimConfig, settings: FleetscaleSettings | None = None) -> None:
-        self.settings = settings or FleetscaleSettings.tuned()
+        self.settings = settings or FleetscaleSettings.defaults()
         self.name = self.settings.label
         self.spec = self.settings.inference_pool_spec(config)
         self.pool_spec = self.settings.accelerator_pool_spec(config)
@@ -213,7 +279,11 @@ class FleetscalePolicy:
         observation = observe(
             self.spec,
             TargetSize(view.desired_replicas, view.ready_replicas),
-            readings(view.sample, self.settings.utilization_metric),
+            readings(
+                view.history or ((view.sample,) if view.sample is not None else ()),
+                self.settings.utilization_metric,
+                self.spec.slo.percentile if self.spec.slo is not None else 99.0,
+            ),
             self.allocation,
             pending_seconds=self.interval_seconds,
             replica_startup_seconds=view.replica_startup_seconds,

@@ -67,7 +67,7 @@ def compare_gateways(
     progress: Callable[[str], None] | None = None,
 ) -> list[GatewayRow]:
     """One row per gateway mode, same workload, seed and planner."""
-    workload = scenario.build(traces_dir, seed)
+    workload = scenario.build(traces_dir, seed, 1.0)
     base = replace(scenario.config, seed=seed, low_priority_share=low_priority_share)
     oracle = Oracle(workload, base)
     rows = []

@@ -76,6 +76,9 @@ class MetricsSample:
     preemptions_total: float = 0.0  # sum(vllm:num_preemptions_total)
     ttft: Histogram | None = None  # vllm:time_to_first_token_seconds
     itl: Histogram | None = None  # vllm:inter_token_latency_seconds
+    # The gateway in front of the pods: requests that reached it, and those it answered 429.
+    arrivals_total: float = 0.0
+    refused_total: float = 0.0
 
     @property
     def queue_depth(self) -> float:
@@ -122,6 +125,13 @@ class FleetView:
     seconds_until_next_node: float | None  # expected, for nodes still provisioning
     replica_startup_seconds: float  # median model load
     nodes: tuple[NodeInfo, ...] = ()  # live (requested, not released) nodes
+    # The visible samples of the last ``HISTORY_SECONDS``, oldest first (``sample`` is the
+    # last): what ``rate()``, ``deriv()`` and ``histogram_quantile()`` over a window read.
+    history: tuple[MetricsSample, ...] = ()
+
+
+# How far back a policy sees samples: one rate window (60 s) and one scrape interval.
+HISTORY_SECONDS = 75.0
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,27 @@ preemptions; rendered as a text table, a Markdown table and JSON. Callers:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from fleetscale.sim.engine import SimResult
+
+# A change of direction within this long counts as a reversal: the scale-down stabilization
+# window of the HPA's defaults, inside which flat load should never turn the fleet around.
+REVERSAL_WINDOW_SECONDS = 300.0
+
+
+def reversals(changes: Sequence[tuple[float, int]]) -> int:
+    """Changes of the replica target that undo the previous one's direction within
+    ``REVERSAL_WINDOW_SECONDS`` (up then down, or down then up)."""
+    count = 0
+    for (before, first), (after, second) in itertools.pairwise(changes):
+        if first * second < 0 and after - before <= REVERSAL_WINDOW_SECONDS:
+            count += 1
+    return count
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -43,6 +58,8 @@ class PolicySummary:
     shed_seconds_while_unconstrained: float
     wall_seconds: float
     preemptions: int = 0
+    reversals: int = 0
+    shed_requests_while_unconstrained: int = 0
 
 
 def summarize(result: SimResult, oracle_gpu_hours: float | None) -> PolicySummary:
@@ -65,6 +82,8 @@ def summarize(result: SimResult, oracle_gpu_hours: float | None) -> PolicySummar
         shed_seconds_while_unconstrained=result.shed_seconds_while_unconstrained,
         wall_seconds=result.wall_seconds,
         preemptions=outcomes.preemptions,
+        reversals=reversals(result.scale_changes),
+        shed_requests_while_unconstrained=result.shed_requests_while_unconstrained,
     )
 
 
@@ -79,6 +98,7 @@ _COLUMNS = (
     ("GPU-h", "gpu_hours", "{:.1f}"),
     ("vs oracle", "gpu_hours_vs_oracle", "{:.2f}x"),
     ("scale actions", "scale_actions", "{}"),
+    ("reversals", "reversals", "{}"),
     ("preemptions", "preemptions", "{:,}"),
 )
 

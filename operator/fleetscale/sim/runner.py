@@ -10,14 +10,24 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from fleetscale.sim.baselines import HpaGpuUtilization, KedaQueueDepth, KnativeKpa, StaticPeak
+from fleetscale.sim.baselines import (
+    HpaGpuUtilization,
+    HpaPodsAverage,
+    KedaMetric,
+    KedaQueueDepth,
+    KnativeKpa,
+    StaticPeak,
+    concurrency,
+    concurrency_per_pod,
+    kv_cache_usage,
+)
 from fleetscale.sim.engine import FleetSimulator, SimResult
 from fleetscale.sim.model import SimConfig
-from fleetscale.sim.oracle import Oracle, concurrency_per_replica
+from fleetscale.sim.oracle import Oracle, concurrency_per_replica, kv_usage_percent_per_replica
 from fleetscale.sim.policy import Policy
 from fleetscale.sim.report import PolicySummary, summarize, to_json
 from fleetscale.sim.scenarios import Scenario
@@ -29,22 +39,71 @@ PolicyFactory = Callable[[SimConfig, Workload, Oracle], Policy]
 def _fleetscale(config: SimConfig, workload: Workload, oracle: Oracle) -> Policy:
     from fleetscale.sim.fleetscale_policy import FleetscalePolicy, FleetscaleSettings
 
-    return FleetscalePolicy(config, FleetscaleSettings.tuned())
+    return FleetscalePolicy(config, FleetscaleSettings.defaults())
 
 
-def _fleetscale_defaults(config: SimConfig, workload: Workload, oracle: Oracle) -> Policy:
+def _fleetscale_offered(config: SimConfig, workload: Workload, oracle: Oracle) -> Policy:
     from fleetscale.sim.fleetscale_policy import FleetscalePolicy, FleetscaleSettings
 
-    return FleetscalePolicy(config, FleetscaleSettings.defaults())
+    return FleetscalePolicy(
+        config, FleetscaleSettings(label="fleetscale-offered", offered_load=True)
+    )
+
+
+def _fleetscale_forecast(config: SimConfig, workload: Workload, oracle: Oracle) -> Policy:
+    from fleetscale.sim.fleetscale_policy import FleetscalePolicy, FleetscaleSettings
+
+    # The season is the workload's day (the diurnal scenario compresses one into 3 h); a
+    # user sets it to theirs (a day, by default).
+    season = round(workload.duration_seconds) if workload.name == "diurnal" else 86400
+    return FleetscalePolicy(
+        config,
+        FleetscaleSettings(
+            label="fleetscale-forecast", forecast=True, forecast_season_seconds=season
+        ),
+    )
+
+
+def _keda_concurrency(share: float) -> PolicyFactory:
+    """KEDA on the requests in the system, its target a share of what a replica holds when
+    the fleet is sized as the traffic needs (a user who tuned it on this traffic)."""
+
+    def build(c: SimConfig, w: Workload, o: Oracle) -> Policy:
+        target = max(1.0, share * concurrency_per_replica(w, c))
+        return KedaMetric(
+            f"keda-conc-{round(share * 100)}", concurrency, c.min_replicas, c.max_replicas, target
+        )
+
+    return build
 
 
 POLICIES: dict[str, PolicyFactory] = {
     "fleetscale": _fleetscale,
-    "fleetscale-defaults": _fleetscale_defaults,
-    "hpa": lambda c, w, o: HpaGpuUtilization(c.min_replicas, c.max_replicas),
-    "keda-3": lambda c, w, o: KedaQueueDepth(c.min_replicas, c.max_replicas, threshold=3),
-    "keda-5": lambda c, w, o: KedaQueueDepth(c.min_replicas, c.max_replicas, threshold=5),
-    "keda-10": lambda c, w, o: KedaQueueDepth(c.min_replicas, c.max_replicas, threshold=10),
+    "fleetscale-offered": _fleetscale_offered,
+    "fleetscale-forecast": _fleetscale_forecast,
+    "hpa-gpu": lambda c, w, o: HpaGpuUtilization(c.min_replicas, c.max_replicas),
+    # The HPA on KV-cache usage and on requests per pod, their targets what a replica shows
+    # when the fleet is sized as the traffic needs, as a user would tune them.
+    "hpa-kv": lambda c, w, o: HpaPodsAverage(
+        "hpa-kv",
+        kv_cache_usage,
+        c.min_replicas,
+        c.max_replicas,
+        max(1.0, kv_usage_percent_per_replica(w, c)),
+    ),
+    "hpa-conc": lambda c, w, o: HpaPodsAverage(
+        "hpa-conc",
+        concurrency_per_pod,
+        c.min_replicas,
+        c.max_replicas,
+        max(1.0, concurrency_per_replica(w, c)),
+    ),
+    "keda-queue-3": lambda c, w, o: KedaQueueDepth(c.min_replicas, c.max_replicas, threshold=3),
+    "keda-queue-5": lambda c, w, o: KedaQueueDepth(c.min_replicas, c.max_replicas, threshold=5),
+    "keda-queue-10": lambda c, w, o: KedaQueueDepth(c.min_replicas, c.max_replicas, threshold=10),
+    "keda-conc-50": _keda_concurrency(0.5),
+    "keda-conc-75": _keda_concurrency(0.75),
+    "keda-conc-100": _keda_concurrency(1.0),
     # Knative's target (70% of containerConcurrency) is set to the concurrency per replica of
     # a fleet sized as the traffic needs, as a user would tune it.
     "kpa": lambda c, w, o: KnativeKpa(
@@ -54,7 +113,15 @@ POLICIES: dict[str, PolicyFactory] = {
     "oracle": lambda c, w, o: o,
 }
 ALL_POLICIES = tuple(POLICIES)
-KEDA_POLICIES = ("keda-3", "keda-5", "keda-10")
+KEDA_POLICIES = (
+    "keda-queue-3",
+    "keda-queue-5",
+    "keda-queue-10",
+    "keda-conc-50",
+    "keda-conc-75",
+    "keda-conc-100",
+)
+FLEETSCALE_VARIANTS = ("fleetscale-offered", "fleetscale-forecast")
 
 
 @dataclass
@@ -116,13 +183,15 @@ def run_scenario(
     seed: int = 1,
     config: SimConfig | None = None,
     progress: Callable[[str], None] | None = None,
+    rate: float = 1.0,
 ) -> ScenarioRun:
-    """Run ``policies`` (the oracle always runs too: every cost is relative to it)."""
+    """Run ``policies`` (the oracle always runs too: every cost is relative to it) on the
+    scenario's workload at ``rate`` times its load."""
     unknown = [p for p in policies if p not in POLICIES]
     if unknown:
         raise ValueError(f"unknown policies {unknown}; known: {', '.join(POLICIES)}")
-    config = config or scenario.config
-    workload = scenario.build(traces_dir, seed)
+    config = replace(config or scenario.config, seed=seed)
+    workload = scenario.build(traces_dir, seed, rate)
     oracle = Oracle(workload, config)
     names = ["oracle", *[p for p in policies if p != "oracle"]]
     results: dict[str, SimResult] = {}

@@ -23,7 +23,8 @@ from fleetscale.sim.workload import (
     truncate,
 )
 
-WorkloadBuilder = Callable[[Path | None, int], Workload]
+# (traces directory or None for the default, seed, rate multiplier) -> workload
+WorkloadBuilder = Callable[[Path | None, int, float], Workload]
 
 
 @dataclass(frozen=True)
@@ -31,34 +32,42 @@ class Scenario:
     name: str
     title: str
     config: SimConfig
-    build: WorkloadBuilder  # (traces directory or None for the default, seed) -> workload
+    build: WorkloadBuilder
     scaling: str  # how the trace was scaled, for every published figure
 
 
-def _conv(traces: Path | None, seed: int) -> Workload:
-    return replicate(load_trace("azure2023_conv", traces), copies=24, seed=seed)
+def copies_for(base: int, rate: float) -> int:
+    """Copies of a trace for ``rate`` times the scenario's load (at least one)."""
+    return max(1, round(base * rate))
 
 
-def _code(traces: Path | None, seed: int) -> Workload:
-    return replicate(load_trace("azure2023_code", traces), copies=36, seed=seed)
+def _conv(traces: Path | None, seed: int, rate: float = 1.0) -> Workload:
+    trace = load_trace("azure2023_conv", traces)
+    return replicate(trace, copies=copies_for(24, rate), seed=seed)
 
 
-def _mooncake(traces: Path | None, seed: int) -> Workload:
-    return replicate(load_trace("mooncake_synthetic", traces), copies=3, seed=seed)
+def _code(traces: Path | None, seed: int, rate: float = 1.0) -> Workload:
+    trace = load_trace("azure2023_code", traces)
+    return replicate(trace, copies=copies_for(36, rate), seed=seed)
+
+
+def _mooncake(traces: Path | None, seed: int, rate: float = 1.0) -> Workload:
+    trace = load_trace("mooncake_synthetic", traces)
+    return replicate(trace, copies=copies_for(3, rate), seed=seed)
 
 
 DIURNAL_DAY_SECONDS = 3 * 3600.0
 
 
-def _diurnal(traces: Path | None, seed: int) -> Workload:
+def _diurnal(traces: Path | None, seed: int, rate: float = 1.0) -> Workload:
     sizes = load_trace("azure2023_conv", traces)
-    rate = diurnal_rate(
-        mean_rate_per_second=50.0, peak_to_trough=4.0, day_seconds=DIURNAL_DAY_SECONDS
+    rate_function = diurnal_rate(
+        mean_rate_per_second=50.0 * rate, peak_to_trough=4.0, day_seconds=DIURNAL_DAY_SECONDS
     )
     return synthetic(
         "diurnal",
-        rate,
-        peak_rate_per_second=80.0,
+        rate_function,
+        peak_rate_per_second=80.0 * rate,
         duration_seconds=DIURNAL_DAY_SECONDS,
         sizes_from=sizes,
         seed=seed,
@@ -66,10 +75,10 @@ def _diurnal(traces: Path | None, seed: int) -> Workload:
     )
 
 
-def _flash(traces: Path | None, seed: int) -> Workload:
+def _flash(traces: Path | None, seed: int, rate: float = 1.0) -> Workload:
     sizes = load_trace("azure2023_conv", traces)
-    rate = flash_crowd_rate(
-        base_rate_per_second=25.0,
+    rate_function = flash_crowd_rate(
+        base_rate_per_second=25.0 * rate,
         multiplier=6.0,
         start_seconds=900.0,
         ramp_seconds=60.0,
@@ -78,8 +87,8 @@ def _flash(traces: Path | None, seed: int) -> Workload:
     )
     return synthetic(
         "flash-crowd",
-        rate,
-        peak_rate_per_second=150.0,
+        rate_function,
+        peak_rate_per_second=150.0 * rate,
         duration_seconds=3600.0,
         sizes_from=sizes,
         seed=seed,
@@ -87,9 +96,9 @@ def _flash(traces: Path | None, seed: int) -> Workload:
     )
 
 
-def _tiny(traces: Path | None, seed: int) -> Workload:
+def _tiny(traces: Path | None, seed: int, rate: float = 1.0) -> Workload:
     """A few minutes of the conversation trace: for smoke tests and examples."""
-    return compress(truncate(load_trace("azure2023_conv", traces), 1200.0), 2.0)
+    return compress(truncate(load_trace("azure2023_conv", traces), 1200.0), 2.0 * rate)
 
 
 _70B = SimConfig(model=LLAMA_70B_4XH100, nodes=NodeProfile(max_nodes=32), max_replicas=64)
@@ -146,4 +155,24 @@ SCENARIOS: dict[str, Scenario] = {
     )
 }
 
-STANDARD_SET = ("conv-70b", "code-70b", "diurnal-70b", "flash-70b")
+STANDARD_SET = ("conv-70b", "code-70b", "diurnal-70b", "flash-70b", "mooncake-8b")
+
+# The fleet of each model profile in the robustness sweep: the same GPUs, bounds large enough
+# that a doubled load fits (a capped fleet would measure the cap, not the planner).
+SWEEP_FLEETS: dict[str, SimConfig] = {
+    "70b": SimConfig(model=LLAMA_70B_4XH100, nodes=NodeProfile(max_nodes=96), max_replicas=192),
+    "8b": SimConfig(model=LLAMA_8B_H100, nodes=NodeProfile(max_nodes=24), max_replicas=192),
+}
+
+
+def sweep_variant(scenario: Scenario, profile: str) -> Scenario:
+    """The scenario on another model profile, with the sweep's fleet bounds."""
+    fleet = SWEEP_FLEETS[profile]
+    config = replace(
+        scenario.config,
+        model=fleet.model,
+        nodes=fleet.nodes,
+        max_replicas=fleet.max_replicas,
+    )
+    base = scenario.name.rsplit("-", 1)[0]
+    return replace(scenario, name=f"{base}-{profile}", config=config)

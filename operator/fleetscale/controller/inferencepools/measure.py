@@ -24,11 +24,12 @@ from fleetscale.actuators.base import (
 from fleetscale.api.inferencepool import InferencePoolSpec
 from fleetscale.controller.credentials import CredentialFileError, CredentialFiles
 from fleetscale.controller.inferencepools.ports import AllocationSource
-from fleetscale.planner.observe import GPU, QUEUE, PublishedAllocation, TargetSize, observe
+from fleetscale.planner.observe import PublishedAllocation, TargetSize, observe
 from fleetscale.planner.types import MetricProblem, MetricReading, Observation
 from fleetscale.settings import Settings
 from fleetscale.signals.base import MetricQuery, PrometheusEndpoint, Refusal, SignalSource
 from fleetscale.signals.endpoints import allowed_base_url
+from fleetscale.signals.presets import spec_promql
 from fleetscale.signals.scoping import enforce_namespace
 
 
@@ -57,12 +58,13 @@ class Measurements:
     query_seconds: float | None = None  # how long the Prometheus reads took (None: none made)
 
 
-def spec_queries(spec: InferencePoolSpec) -> dict[str, tuple[str, str]]:
-    """The spec field and PromQL of each signal the spec configures."""
-    queries = {QUEUE: ("queueDepth", spec.metrics.queue_depth.query)}
-    if spec.metrics.gpu_utilization is not None:
-        queries[GPU] = ("gpuUtilization", spec.metrics.gpu_utilization.query)
-    return queries
+def spec_queries(
+    spec: InferencePoolSpec, namespace: str, settings: Settings
+) -> dict[str, tuple[str, str]]:
+    """The spec field and PromQL of each signal the planner reads: the engine preset's
+    queries, scoped to the pool's namespace (``settings.namespace_label``) and model, with the
+    spec's own queries in their place where it sets them (``signals.presets``)."""
+    return spec_promql(spec, namespace, settings.namespace_label)
 
 
 def pool_queries(
@@ -77,7 +79,7 @@ def pool_queries(
     ``enforce_namespace`` on, a query that cannot be limited to the pool's namespace
     (QueryRefused). Sent queries are the limited ones. Pure.
     """
-    promqls = spec_queries(spec)
+    promqls = spec_queries(spec, namespace, settings)
     if isinstance(endpoint, MetricReading):
         return dict.fromkeys(promqls, endpoint)
     queries: dict[str, MetricQuery | MetricReading] = {}
@@ -106,6 +108,7 @@ async def measure(
         namespace, spec, sensors.secrets, sensors.settings, sensors.credential_files
     )
     wanted = pool_queries(namespace, spec, endpoint, sensors.settings)
+    promqls = spec_queries(spec, namespace, sensors.settings)
     to_read = {name: q for name, q in wanted.items() if isinstance(q, MetricQuery)}
     readings = {name: r for name, r in wanted.items() if isinstance(r, MetricReading)}
     query_seconds: float | None = None
@@ -125,7 +128,7 @@ async def measure(
         prometheus_url=None if isinstance(endpoint, MetricReading) else endpoint.url,
         # What is sent (the namespace-limited query when the operator enforces it).
         queries={
-            name: query.promql if isinstance(query, MetricQuery) else spec_queries(spec)[name][1]
+            name: query.promql if isinstance(query, MetricQuery) else promqls[name][1]
             for name, query in wanted.items()
         },
         query_seconds=query_seconds,

@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from fleetscale.api.inferencepool import (
+    CapacityStatus,
+    ForecastStatus,
     InferencePoolSpec,
     InferencePoolStatus,
     Recommendation,
@@ -30,7 +32,14 @@ from fleetscale.controller.conditions import (
     to_epoch,
 )
 from fleetscale.planner.commit import settle_pending_scale
-from fleetscale.planner.types import PlannerState, ShedState, TimedDelta, TimedReplicas
+from fleetscale.planner.types import (
+    CapacityEstimate,
+    ForecastState,
+    PlannerState,
+    ShedState,
+    TimedDelta,
+    TimedReplicas,
+)
 
 METRICS_AVAILABLE = "MetricsAvailable"
 SCALING_LIMITED = "ScalingLimited"
@@ -44,6 +53,9 @@ DRY_RUN_WOULD_SHED = "DryRunWouldShed"
 # rounded. The planner and the gauges always use the unrounded readings.
 QUEUE_DEPTH_DECIMALS = 2
 GPU_PERCENT_DECIMALS = 2
+# The learned capacity and the forecast are kept to this many significant digits: enough for
+# the planner (a replica's worth is far coarser), and a status that is not rewritten for noise.
+STATE_SIGNIFICANT_DIGITS = 6
 
 STATUS_FIELDS = owned_fields(InferencePoolStatus)
 
@@ -97,6 +109,61 @@ def planner_state_from_status(status: InferencePoolStatus, dry_run: bool) -> Pla
         ),
         shed=shed,
         last_scale_time=optional_epoch(status.last_scale_time),
+        capacity=_capacity_estimate(status.capacity),
+        forecast=_forecast_state(status.forecast),
+    )
+
+
+def _capacity_estimate(capacity: CapacityStatus | None) -> CapacityEstimate:
+    if capacity is None:
+        return CapacityEstimate()
+    return CapacityEstimate(
+        tokens_per_replica=capacity.tokens_per_second_per_replica,
+        concurrency_per_replica=capacity.concurrency_per_replica,
+        ceiling_tokens_per_replica=capacity.ceiling_tokens_per_second_per_replica,
+        ceiling_since=optional_epoch(capacity.ceiling_since),
+        reason=capacity.reason or "",
+        updated_at=optional_epoch(capacity.updated_at),
+    )
+
+
+def _forecast_state(forecast: ForecastStatus | None) -> ForecastState | None:
+    if forecast is None:
+        return None
+    return ForecastState(
+        level=forecast.level,
+        trend=forecast.trend,
+        seasonal=tuple(forecast.seasonal),
+        updated_at=to_epoch(forecast.updated_at),
+    )
+
+
+def _significant(value: float | None) -> float | None:
+    return None if value is None else float(f"{value:.{STATE_SIGNIFICANT_DIGITS}g}")
+
+
+def capacity_status(estimate: CapacityEstimate) -> CapacityStatus | None:
+    """The learned capacity in status form (None while nothing is known)."""
+    if estimate == CapacityEstimate():
+        return None
+    return CapacityStatus(
+        tokens_per_second_per_replica=_significant(estimate.tokens_per_replica),
+        concurrency_per_replica=_significant(estimate.concurrency_per_replica),
+        ceiling_tokens_per_second_per_replica=_significant(estimate.ceiling_tokens_per_replica),
+        ceiling_since=optional_datetime(estimate.ceiling_since),
+        reason=estimate.reason or None,
+        updated_at=optional_datetime(estimate.updated_at),
+    )
+
+
+def forecast_status(forecast: ForecastState | None) -> ForecastStatus | None:
+    if forecast is None:
+        return None
+    return ForecastStatus(
+        level=max(0.0, _significant(forecast.level) or 0.0),
+        trend=_significant(forecast.trend) or 0.0,
+        seasonal=tuple(_significant(v) or 0.0 for v in forecast.seasonal),
+        updated_at=to_datetime(forecast.updated_at),
     )
 
 
@@ -107,8 +174,11 @@ def _release_candidate_since(shed_load: ShedLoadStatus | None) -> float | None:
 
 
 def history_fields(state: PlannerState) -> dict[str, Any]:
-    """The planner's histories in status form."""
+    """The planner's memory in status form: the histories, the learned capacity and the
+    forecast (each of fixed or pruned size)."""
     return {
+        "capacity": capacity_status(state.capacity),
+        "forecast": forecast_status(state.forecast),
         "recommendations": tuple(
             Recommendation(
                 time=to_datetime(entry.time),
