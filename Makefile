@@ -102,7 +102,7 @@ bench: venv ## Simulated benchmark: every policy on the standard scenarios; refr
 	$(PY) -m fleetscale simulate --bench --readme README.md --docs-dir docs --out out/bench
 
 sweep: venv ## Robustness sweep: every standard scenario x seeds x loads x model profiles (long); refreshes docs/benchmark-sweep.md
-	$(PY) -m fleetscale simulate --sweep --docs-dir docs --out out/sweep
+	$(PY) -m fleetscale simulate --sweep --sweep-jobs $${FLEETSCALE_SWEEP_JOBS:-2} --docs-dir docs --out out/sweep
 
 bench-operator: venv ## Operator overhead: 1,000, 5,000 and 10,000 InferencePools on one replica and on two shards, on the e2e control plane; refreshes README results (FLEETSCALE_BENCH_POOLS=..., FLEETSCALE_BENCH_REPLICAS=...; FLEETSCALE_BENCH_BACKEND=kmock for the emulator)
 	if [ "$${FLEETSCALE_BENCH_BACKEND:-cluster}" = kmock ]; then \

@@ -341,6 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--sweep-profiles", metavar="LIST", default="70b,8b", help="model profiles (70b,8b)"
     )
+    simulate.add_argument(
+        "--sweep-jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the sweep's cases in N processes (1); the figures do not depend on it",
+    )
     simulate.add_argument("--readme", metavar="FILE", help="README to refresh (with --bench)")
     simulate.add_argument(
         "--compare-gateways",

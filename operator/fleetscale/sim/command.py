@@ -130,7 +130,9 @@ def _sweep(args: argparse.Namespace, traces_dir: Path | None) -> int:
     except ValueError as error:
         print(f"fleetscale simulate --sweep: {error}", file=sys.stderr)
         return 2
-    _, section = run_sweep(Path(args.out), traces_dir, selected, progress=_progress(args))
+    _, section = run_sweep(
+        Path(args.out), traces_dir, selected, progress=_progress(args), jobs=args.sweep_jobs
+    )
     page = Path(args.docs_dir) / "benchmark-sweep.md"
     if page.parent.is_dir():
         start, end = SWEEP_MARKERS

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -224,16 +225,30 @@ def run_sweep(
     selected: Sequence[Case] | None = None,
     policies: Sequence[str] = SWEEP_POLICIES,
     progress: Callable[[str], None] | None = None,
+    jobs: int = 1,
 ) -> tuple[list[CaseResult], str]:
-    """Run every case, write ``results.json`` and ``sweep.md`` to ``out_dir``."""
-    results = []
+    """Run every case (in ``jobs`` processes), write ``results.json`` and ``sweep.md`` to
+    ``out_dir``."""
     todo = list(selected) if selected is not None else cases()
-    for index, case in enumerate(todo, start=1):
-        result = run_case(case, traces_dir, policies)
-        results.append(result)
+
+    def report(index: int, result: CaseResult) -> None:
         if progress is not None:
             mark = "meets the bar" if result.verdict.passed else "misses"
             progress(f"[{index}/{len(todo)}] {result.verdict.scenario}: {mark}")
+
+    results: list[CaseResult] = []
+    if jobs <= 1:
+        for index, case in enumerate(todo, start=1):
+            results.append(run_case(case, traces_dir, policies))
+            report(index, results[-1])
+    else:
+        # Cases are independent and deterministic: running them in processes changes the wall
+        # time only. Results keep the order of ``todo``.
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(run_case, case, traces_dir, policies) for case in todo]
+            for index, future in enumerate(futures, start=1):
+                results.append(future.result())
+                report(index, results[-1])
     section = render(results, policies)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "sweep.md").write_text(section, encoding="utf-8")
