@@ -17,7 +17,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from kubernetes.client import ApiClient
 
@@ -25,6 +25,8 @@ from fleetscale.election.lease import LeaseRecord
 from fleetscale.kubeapi import KubeJson, RetryPolicy, status_of
 
 GROUP_VERSION = "coordination.k8s.io/v1"
+
+R = TypeVar("R", LeaseRecord, "MembersRecord")  # the record one Lease object holds
 
 
 class LeaseConflict(Exception):  # noqa: N818  (the name is the contract)
@@ -89,8 +91,8 @@ def lease_body(namespace: str, name: str, record: LeaseRecord) -> dict[str, Any]
     return {"apiVersion": GROUP_VERSION, "kind": "Lease", "metadata": metadata, "spec": spec}
 
 
-class KubernetesLeaseStore:
-    """``LeaseStore`` over the API server.
+class _KubernetesLeaseObject(Generic[R]):
+    """One Lease object over the API server, decoded and encoded by the subclass's functions.
 
     One attempt per call, bounded by ``request_timeout_seconds``: the elector retries on its
     own schedule, and a renewal that waits in retries past the deadline is worth nothing.
@@ -104,31 +106,46 @@ class KubernetesLeaseStore:
         self.namespace, self.name = namespace, name
         self._collection = f"/apis/{GROUP_VERSION}/namespaces/{namespace}/leases"
 
-    async def get(self) -> LeaseRecord | None:
+    def _decode(self, lease: Mapping[str, Any]) -> R:
+        raise NotImplementedError
+
+    def _encode(self, record: R) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def get(self) -> R | None:
         try:
-            return record_of(await self._api.request("GET", f"{self._collection}/{self.name}"))
+            return self._decode(await self._api.request("GET", f"{self._collection}/{self.name}"))
         except Exception as error:
             if status_of(error) == 404:
                 return None
             raise
 
-    async def create(self, record: LeaseRecord) -> LeaseRecord:
-        body = lease_body(self.namespace, self.name, replace(record, resource_version=None))
+    async def create(self, record: R) -> R:
+        body = self._encode(replace(record, resource_version=None))
         return await self._write("POST", self._collection, body)
 
-    async def update(self, record: LeaseRecord) -> LeaseRecord:
-        body = lease_body(self.namespace, self.name, record)
-        return await self._write("PUT", f"{self._collection}/{self.name}", body)
+    async def update(self, record: R) -> R:
+        return await self._write("PUT", f"{self._collection}/{self.name}", self._encode(record))
 
-    async def _write(self, method: str, path: str, body: Mapping[str, Any]) -> LeaseRecord:
+    async def _write(self, method: str, path: str, body: Mapping[str, Any]) -> R:
         try:
-            return record_of(await self._api.request(method, path, body=body))
+            return self._decode(await self._api.request(method, path, body=body))
         except Exception as error:
             if status_of(error) == 409:
                 raise LeaseConflict(
                     f"Lease {self.namespace}/{self.name} was written first"
                 ) from error
             raise
+
+
+class KubernetesLeaseStore(_KubernetesLeaseObject[LeaseRecord]):
+    """``LeaseStore`` over the API server."""
+
+    def _decode(self, lease: Mapping[str, Any]) -> LeaseRecord:
+        return record_of(lease)
+
+    def _encode(self, record: LeaseRecord) -> dict[str, Any]:
+        return lease_body(self.namespace, self.name, record)
 
 
 @dataclass
@@ -230,42 +247,14 @@ def members_body(namespace: str, name: str, record: MembersRecord) -> dict[str, 
     return {"apiVersion": GROUP_VERSION, "kind": "Lease", "metadata": metadata, "spec": {}}
 
 
-class KubernetesMembersStore:
+class KubernetesMembersStore(_KubernetesLeaseObject[MembersRecord]):
     """``MembersStore`` over the API server (one attempt per call, as ``KubernetesLeaseStore``)."""
 
-    def __init__(
-        self, api_client: ApiClient, namespace: str, name: str, request_timeout_seconds: float
-    ) -> None:
-        retry = RetryPolicy(attempts=1, request_timeout_seconds=request_timeout_seconds)
-        self._api = KubeJson(api_client, retry)
-        self.namespace, self.name = namespace, name
-        self._collection = f"/apis/{GROUP_VERSION}/namespaces/{namespace}/leases"
+    def _decode(self, lease: Mapping[str, Any]) -> MembersRecord:
+        return members_of(lease)
 
-    async def get(self) -> MembersRecord | None:
-        try:
-            return members_of(await self._api.request("GET", f"{self._collection}/{self.name}"))
-        except Exception as error:
-            if status_of(error) == 404:
-                return None
-            raise
-
-    async def create(self, record: MembersRecord) -> MembersRecord:
-        body = members_body(self.namespace, self.name, replace(record, resource_version=None))
-        return await self._write("POST", self._collection, body)
-
-    async def update(self, record: MembersRecord) -> MembersRecord:
-        body = members_body(self.namespace, self.name, record)
-        return await self._write("PUT", f"{self._collection}/{self.name}", body)
-
-    async def _write(self, method: str, path: str, body: Mapping[str, Any]) -> MembersRecord:
-        try:
-            return members_of(await self._api.request(method, path, body=body))
-        except Exception as error:
-            if status_of(error) == 409:
-                raise LeaseConflict(
-                    f"Lease {self.namespace}/{self.name} was written first"
-                ) from error
-            raise
+    def _encode(self, record: MembersRecord) -> dict[str, Any]:
+        return members_body(self.namespace, self.name, record)
 
 
 @dataclass
