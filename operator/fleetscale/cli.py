@@ -342,6 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--sweep-profiles", metavar="LIST", default="70b,8b", help="model profiles (70b,8b)"
     )
     simulate.add_argument(
+        "--sweep-policies",
+        metavar="LIST",
+        default=None,
+        help="policies of the sweep (default: fleetscale, the HPA, KEDA and static baselines "
+        "and the oracle; the oracle always runs)",
+    )
+    simulate.add_argument(
         "--sweep-jobs",
         type=int,
         default=1,

@@ -118,7 +118,7 @@ def _compare_gateways(args: argparse.Namespace, traces_dir: Path | None) -> int:
 
 
 def _sweep(args: argparse.Namespace, traces_dir: Path | None) -> int:
-    from fleetscale.sim.sweep import SWEEP_MARKERS, cases, run_sweep
+    from fleetscale.sim.sweep import SWEEP_MARKERS, SWEEP_POLICIES, cases, run_sweep
 
     try:
         selected = cases(
@@ -130,8 +130,17 @@ def _sweep(args: argparse.Namespace, traces_dir: Path | None) -> int:
     except ValueError as error:
         print(f"fleetscale simulate --sweep: {error}", file=sys.stderr)
         return 2
+    policies = list(SWEEP_POLICIES)
+    if args.sweep_policies:
+        policies = [p.strip() for p in args.sweep_policies.split(",") if p.strip()]
+        policies += [] if "oracle" in policies else ["oracle"]
     _, section = run_sweep(
-        Path(args.out), traces_dir, selected, progress=_progress(args), jobs=args.sweep_jobs
+        Path(args.out),
+        traces_dir,
+        selected,
+        policies=policies,
+        progress=_progress(args),
+        jobs=args.sweep_jobs,
     )
     page = Path(args.docs_dir) / "benchmark-sweep.md"
     if page.parent.is_dir():
