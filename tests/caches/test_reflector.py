@@ -211,3 +211,78 @@ async def test_events_update_the_view(
         assert {name: cache.get(("serving", name)) for name in expected} == expected
     finally:
         await cache.stop()
+
+
+def by_size(obj: Any) -> tuple[str, int]:
+    return (str(obj["metadata"]["name"]), replicas_of(obj) or 0)
+
+
+def size_class(view: tuple[str, int]) -> list[str]:
+    """An indexer: a view is found under its size class (none for size 0)."""
+    return [] if view[1] == 0 else ["small" if view[1] < 3 else "large"]
+
+
+@pytest.mark.parametrize(
+    ("events", "expected"),
+    [
+        pytest.param([("put", "a", 1)], {"small": ["a", "vllm"]}, id="added"),
+        pytest.param([("put", "vllm", 5)], {"large": ["vllm"]}, id="moved-to-another-value"),
+        pytest.param([("put", "vllm", 0)], {}, id="left-every-value"),
+        pytest.param([("delete", "vllm", 0)], {}, id="deleted"),
+        pytest.param([("put", "a", 4), ("relist", "", 0)], {"small": ["vllm"]}, id="relisted"),
+    ],
+)
+@pytest.mark.looptime
+async def test_the_index_follows_events_and_lists(
+    server: FakeApiServer, events: list[tuple[str, str, int]], expected: dict[str, list[str]]
+) -> None:
+    cache: Reflector[tuple[str, int]] = Reflector(
+        server,
+        COLLECTION,
+        by_size,
+        timing=TIMING,
+        monotonic=loop_time,
+        indexers={"size": size_class},
+    )
+    cache.start()
+    try:
+        assert await cache.wait_synced(1)
+        for verb, name, replicas in events:
+            if verb == "put":
+                server.put(PATH, deployment(name, replicas))
+            elif verb == "delete":
+                server.delete(PATH, "serving", name)
+            else:  # gone unseen by the watch, which then gets 410 Gone: listed again
+                del server.objects[PATH][("serving", "a")]
+                server.compact()
+                server.end_watches()
+                lists = server.lists
+                await wait_for(lambda: server.lists > lists, 5)  # noqa: B023
+        await settle()
+        found = {
+            size: sorted(view[0] for view in cache.by_index("size", size))
+            for size in ("small", "large")
+        }
+        assert {size: names for size, names in found.items() if names} == expected
+    finally:
+        await cache.stop()
+
+
+@pytest.mark.looptime
+async def test_the_index_refuses_to_answer_while_the_cache_is_stale() -> None:
+    server = FakeApiServer(refuse_next=10**6)
+    cache: Reflector[tuple[str, int]] = Reflector(
+        server,
+        COLLECTION,
+        by_size,
+        timing=TIMING,
+        monotonic=loop_time,
+        indexers={"size": size_class},
+    )
+    cache.start()
+    try:
+        assert not await cache.wait_synced(3)
+        with pytest.raises(CacheStale, match="has not listed it yet"):
+            cache.by_index("size", "small")
+    finally:
+        await cache.stop()

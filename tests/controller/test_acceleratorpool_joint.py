@@ -22,6 +22,7 @@ from fleetscale.controller.acceleratorpools import (
 from fleetscale.controller.acceleratorpools.cluster import InMemoryCluster
 from fleetscale.controller.acceleratorpools.demand import InMemoryDemands
 from fleetscale.controller.allocations import IndexedAllocations, allocations_index_entry
+from fleetscale.controller.indexes import InMemoryIndex
 from fleetscale.controller.inferencepools import (
     InferencePoolDependencies,
     InferencePoolRef,
@@ -101,7 +102,7 @@ class Fleet:
             settings=Settings(prometheus_url="http://prom:9090"),
             metrics=OperatorMetrics(),
             plan=plan,
-            allocations=IndexedAllocations(self.allocations_index),
+            allocations=IndexedAllocations(InMemoryIndex(self.allocations_index)),
         )
         self.apool_deps = AcceleratorPoolDependencies(
             cluster=self.cluster,

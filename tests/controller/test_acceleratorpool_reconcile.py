@@ -302,7 +302,7 @@ async def test_a_shedding_pools_demand_reads_as_a_lower_bound(
 ) -> None:
     raw = inference_pool("chat", recommended=recommended, replicas=2)
     raw["status"]["shedLoad"] = {"active": shedding, "reason": "MaxNodes"}
-    (demand,) = InMemoryDemands([raw]).demands_for("h100")
+    (demand,) = await InMemoryDemands([raw]).demands_for("h100")
     assert demand.desired_replicas == recommended
     assert demand.demand_is_lower_bound is lower_bound
 

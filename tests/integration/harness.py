@@ -78,6 +78,10 @@ class Cluster:
         server.resources[CONFIG_MAPS] = info(kind="ConfigMap", namespaced=True, verbs=all_verbs)
         server.resources[SECRETS] = info(kind="Secret", namespaced=True, verbs=all_verbs)
         server.resources["v1/pods"] = info(kind="Pod", namespaced=True, verbs=all_verbs)
+        # Every cluster serves them; the operator watches them so as never to fight one.
+        server.resources["autoscaling/v2/horizontalpodautoscalers"] = info(
+            kind="HorizontalPodAutoscaler", namespaced=True, verbs=all_verbs
+        )
         # kopf waits for these in discovery before it starts watching anything.
         server.resources["v1/namespaces"] = info(
             kind="Namespace", namespaced=False, verbs={"list", "watch", "get"}

@@ -12,14 +12,13 @@ Warning Event.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from kopf._core.actions.execution import Outcome
-from kopf._core.engines.indexing import OperatorIndexers
 from pydantic import ValidationError
 
 from fleetscale.actuators.base import ScaleTargetRef
@@ -30,22 +29,28 @@ from fleetscale.actuators.fake import (
     FakeShedFlagPublisher,
 )
 from fleetscale.api.acceleratorpool import AcceleratorPoolSpec, LabelSelector
+from fleetscale.caches.fake import FakeApiServer
 from fleetscale.controller.acceleratorpools import (
     AcceleratorPoolDependencies,
     AcceleratorPoolRef,
     reconcile_accelerator_pool,
 )
 from fleetscale.controller.acceleratorpools.cluster import InMemoryCluster
-from fleetscale.controller.acceleratorpools.demand import InMemoryDemands
+from fleetscale.controller.acceleratorpools.demand import (
+    IndexedDemands,
+    InMemoryDemands,
+    demand_index_entry,
+)
 from fleetscale.controller.acceleratorpools.tenancy import InMemoryNamespaces
 from fleetscale.controller.allocations import IndexedAllocations, allocations_index_entry
-from fleetscale.controller.handlers import OperatorRuntime, build_registry
-from fleetscale.controller.indexes import DEMAND_INDEX
+from fleetscale.controller.caches import ClusterCaches
+from fleetscale.controller.indexes import DEMAND_INDEX, InMemoryIndex
 from fleetscale.controller.inferencepools import (
     InferencePoolDependencies,
     InferencePoolRef,
     reconcile,
 )
+from fleetscale.controller.wiring import INFERENCE_POOLS
 from fleetscale.metrics import OperatorMetrics
 from fleetscale.nodepools.fake import FakeNodePool
 from fleetscale.planner import plan
@@ -178,26 +183,28 @@ def names_no_pool(body: dict[str, Any]) -> None:
         pytest.param(names_no_pool, id="no-longer-names-the-pool"),
     ],
 )
-def test_a_pool_that_stops_claiming_leaves_the_operators_demand_index(
+@pytest.mark.looptime
+async def test_a_pool_that_stops_claiming_leaves_the_operators_demand_index(
     change: Callable[[dict[str, Any]], None],
 ) -> None:
-    """Through kopf's own indexers and the operator's registry: kopf keeps an object's earlier
-    entries when its index handler answers None, so the handler must answer {} instead."""
-    registry = build_registry(OperatorRuntime(Settings(), lambda *_: None))
-    [handler] = [h for h in registry._indexing.get_all_handlers() if h.id == DEMAND_INDEX]
-    indexers = OperatorIndexers()
-    indexers.ensure([handler])
-
-    def index(body: dict[str, Any]) -> list[str]:
-        result = handler.fn(body=body)
-        indexers.replace(body, {handler.id: Outcome(final=True, result=result)})
-        return list(indexers[handler.id].index)
-
+    """Through the operator's own watch-fed index of the pools: a pool that stops claiming
+    drops what it claimed before."""
+    server = FakeApiServer()
+    caches = ClusterCaches(server, monotonic=lambda: asyncio.get_running_loop().time())
+    demands = IndexedDemands(caches.index(INFERENCE_POOLS, DEMAND_INDEX, demand_index_entry))
+    path = INFERENCE_POOLS.path()
     body = claim("team-a", "chat", 4)
-    body["metadata"]["uid"] = "uid-chat"
-    assert index(body) == ["h100"]
-    change(body)
-    assert index(body) == []
+    server.put(path, body)
+    try:
+        [demand] = await demands.demands_for("h100")
+        assert (demand.namespace, demand.name) == ("team-a", "chat")
+        change(body)
+        server.put(path, body)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert await demands.demands_for("h100") == []
+    finally:
+        await caches.stop()
 
 
 # ----- spec.tenancy: who may draw, and how hard -----
@@ -352,7 +359,7 @@ async def test_a_refused_pool_holds_its_size_and_says_why_once() -> None:
         settings=Settings(prometheus_url="http://prom:9090"),
         metrics=OperatorMetrics(),
         plan=plan,
-        allocations=IndexedAllocations(index),
+        allocations=IndexedAllocations(InMemoryIndex(index)),
     )
     pool_spec = {
         "targetRef": {"name": "thief"},

@@ -72,8 +72,9 @@ def serve_namespaces(monkeypatch: pytest.MonkeyPatch) -> None:
     ``/api/v1/namespaces/{name}`` (get, patch).
 
     kmock 0.8 reads those paths as the namespace prefix of a namespaced resource and fails on
-    them (a 500 for the list), so a kopf index of Namespaces never finishes its first list and
-    kopf starts no handler. This parses them as the cluster-scoped resource they are.
+    them (a 500 for the list), so the operator's index of Namespaces never finishes its first
+    list and every AcceleratorPool with a namespace selector holds. This parses them as the
+    cluster-scoped resource they are.
     """
     original = parsing.parse_path
 

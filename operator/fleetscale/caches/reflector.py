@@ -8,7 +8,10 @@ refused request, a broken connection, a stream silent past its timeout) list aga
 backoff. Every list, event and bookmark is progress; a reflector with no progress for
 ``CacheTiming.stale_after_seconds`` (or never listed) is stale, and ``get`` then raises
 ``CacheStale`` instead of answering from memory, so a reader holds rather than acts on what
-may be old. Time is the injected monotonic clock. Callers: ``controller.caches``, tests.
+may be old. Like client-go's indexer, a reflector can also keep its views by the values
+``indexers`` derive from them (``by_index``: the pools that draw on an AcceleratorPool, the
+controllers of a workload), rebuilt with each list and kept with each event. Time is the
+injected monotonic clock. Callers: ``controller.caches``, tests.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Generic, TypeVar
 
 from fleetscale.caches.base import (
@@ -32,6 +35,8 @@ from fleetscale.logs import get_logger
 
 T = TypeVar("T")
 Key = tuple[str, str]  # (namespace or "", name)
+# A view -> the values it is found under in one index (none: not in that index).
+Indexer = Callable[[T], Iterable[Hashable]]
 
 
 def key_of(obj: Json) -> Key:
@@ -54,6 +59,7 @@ class Reflector(Generic[T]):
         *,
         timing: CacheTiming | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        indexers: Mapping[str, Indexer[T]] | None = None,
     ) -> None:
         self.client = client
         self.collection = collection
@@ -61,6 +67,9 @@ class Reflector(Generic[T]):
         self._transform = transform
         self._monotonic = monotonic
         self._items: dict[Key, T] = {}
+        self._indexers = dict(indexers or {})
+        # index name -> value -> the views found under it, by object
+        self._indices: dict[str, dict[Hashable, dict[Key, T]]] = {n: {} for n in self._indexers}
         self._synced = asyncio.Event()
         self._progress_at: float | None = None
         self._last_error: str | None = None
@@ -117,6 +126,12 @@ class Reflector(Generic[T]):
         """Every object's view. Raises CacheStale while the cache is stale."""
         self._check()
         return list(self._items.values())
+
+    def by_index(self, index: str, value: Hashable) -> list[T]:
+        """The views found under ``value`` in the index ``index``. Raises CacheStale while the
+        cache is stale."""
+        self._check()
+        return list(self._indices[index].get(value, {}).values())
 
     def __len__(self) -> int:
         return len(self._items)
@@ -177,7 +192,11 @@ class Reflector(Generic[T]):
             view = self._transform(obj)
             if view is not None:
                 items[key_of(obj)] = view
-        self._items = items
+        indices: dict[str, dict[Hashable, dict[Key, T]]] = {n: {} for n in self._indexers}
+        for key, view in items.items():
+            self._index(indices, key, view)
+        # Swapped whole: a reader sees the last complete list or this one, never a part of it.
+        self._items, self._indices = items, indices
         self._synced.set()
         self._progressed()
         return listing.resource_version
@@ -200,16 +219,32 @@ class Reflector(Generic[T]):
         return version
 
     def _apply(self, event: WatchEvent) -> str | None:
-        if event.type in ("ADDED", "MODIFIED"):
-            view = self._transform(event.object)
-            if view is None:
-                self._items.pop(key_of(event.object), None)
-            else:
-                self._items[key_of(event.object)] = view
-        elif event.type == "DELETED":
-            self._items.pop(key_of(event.object), None)
+        if event.type in ("ADDED", "MODIFIED", "DELETED"):
+            key = key_of(event.object)
+            view = None if event.type == "DELETED" else self._transform(event.object)
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._unindex(key, old)
+            if view is not None:
+                self._items[key] = view
+                self._index(self._indices, key, view)
         self._progressed()
         return event.resource_version
+
+    def _index(self, indices: dict[str, dict[Hashable, dict[Key, T]]], key: Key, view: T) -> None:
+        for name, indexer in self._indexers.items():
+            for value in indexer(view):
+                indices[name].setdefault(value, {})[key] = view
+
+    def _unindex(self, key: Key, view: T) -> None:
+        for name, indexer in self._indexers.items():
+            index = self._indices[name]
+            for value in indexer(view):
+                found = index.get(value)
+                if found is not None:
+                    found.pop(key, None)
+                    if not found:
+                        del index[value]
 
     def _progressed(self) -> None:
         self._progress_at = self._monotonic()

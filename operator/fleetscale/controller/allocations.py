@@ -5,9 +5,9 @@ Role: the AcceleratorPool controller publishes each InferencePool's allocation i
 it back as a ``PublishedAllocation`` for the
 InferencePool's observe step. ``published_allocation`` is the pure reading of one
 AcceleratorPool's status; ``IndexedAllocations`` serves it from the operator's watch-fed index
-of AcceleratorPools (no API call per tick), ``ApiAllocations`` from one GET (``fleetscale
-explain``, which has no watch). Callers: ``controller.handlers`` (the index), ``controller.
-wiring``, ``fleetscale explain``.
+of AcceleratorPools (``allocations_by_name``; no API call per tick), ``ApiAllocations`` from
+one GET (``fleetscale explain``, which has no watch). Callers: ``controller.wiring`` (the
+index), ``fleetscale explain``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from fleetscale.api.acceleratorpool import PLURAL, AllocationStatus
 from fleetscale.api.base import GROUP, VERSION
+from fleetscale.controller.indexes import Index
 from fleetscale.kubeapi import KubeJson, RetryPolicy, describe, resource_path, status_of
 from fleetscale.logs import get_logger
 from fleetscale.planner.observe import PublishedAllocation
@@ -70,20 +71,23 @@ def allocations_index_entry(status: Mapping[str, Any] | None) -> Published:
     return tuple(status.get("allocations") or ()), tuple(status.get("refusedClaims") or ())
 
 
+def allocations_by_name(body: Mapping[str, Any]) -> dict[str, Published]:
+    """The index function: an AcceleratorPool's published allocations, by its name."""
+    name = str((body.get("metadata") or {}).get("name") or "")
+    return {name: allocations_index_entry(body.get("status"))}
+
+
 class IndexedAllocations:
-    """``AllocationSource`` over the index of AcceleratorPools by name.
+    """``AllocationSource`` over the index of AcceleratorPools by name
+    (``allocations_by_name``). Raises ``CacheStale`` while the index cannot vouch for it."""
 
-    ``index`` maps an AcceleratorPool's name to the entries its objects contributed
-    (``allocations_index_entry``); kopf keeps it current from its watch.
-    """
-
-    def __init__(self, index: Mapping[str, Iterable[Published]]) -> None:
+    def __init__(self, index: Index[str, Published]) -> None:
         self._index = index
 
     async def published_allocation(
         self, accelerator_pool: str, namespace: str, name: str
     ) -> PublishedAllocation | None:
-        entries = list(self._index.get(accelerator_pool, ()))
+        entries = await self._index.lookup(accelerator_pool)
         if not entries:
             return published_allocation(accelerator_pool, None, namespace, name)
         allocations, refused = entries[0]

@@ -1,11 +1,12 @@
-"""The kopf side of the operator: login, startup/cleanup, indexes, and the watch events.
+"""The kopf side of the operator: login, startup/cleanup, and the watch events.
 
 Role: wire kopf to the two controllers. kopf watches InferencePools and AcceleratorPools and
-does three things with what it sees: it keeps indexes current (InferencePool demand by the
-AcceleratorPool it names; each AcceleratorPool's published allocations by name; the pools and
-HPAs by the workload they size; each Namespace's labels), and hands
-every event to the kind's ``Workers``, which run one ``loop.run_ticks`` per object with the
-kind's tick (``inferencepools.reconcile``, ``acceleratorpools.reconcile_accelerator_pool``).
+hands every event to the kind's ``Workers``, which run one ``loop.run_ticks`` per object with
+the kind's tick (``inferencepools.reconcile``, ``acceleratorpools.reconcile_accelerator_pool``).
+The indexes the two kinds meet through (demand by AcceleratorPool, allocations, the controllers
+of each workload, the Namespaces' labels) are not kopf's: the operator keeps them from its own
+watches (``controller.caches``, registered in ``controller.wiring``), because kopf holds every
+handler until its indexes are filled, at a cost that grows with the square of the objects.
 Every decision, Event and metric is made in the controllers. kopf itself writes nothing to the
 objects it watches (no finalizers, no annotations), so a standby replica writes nothing.
 Callers: ``fleetscale run`` (through ``run_operator``) and the integration tests (through
@@ -33,18 +34,7 @@ from fleetscale.api import acceleratorpool as apool
 from fleetscale.api.base import GROUP, VERSION
 from fleetscale.api.inferencepool import PLURAL
 from fleetscale.controller.acceleratorpools import AcceleratorPoolRef, reconcile_accelerator_pool
-from fleetscale.controller.acceleratorpools.demand import demand_index_entry
-from fleetscale.controller.acceleratorpools.tenancy import namespace_index_entry
-from fleetscale.controller.allocations import allocations_index_entry
-from fleetscale.controller.indexes import (
-    ALLOCATIONS_INDEX,
-    DEMAND_INDEX,
-    HPAS_BY_TARGET_INDEX,
-    NAMESPACE_LABELS_INDEX,
-    POOLS_BY_TARGET_INDEX,
-)
 from fleetscale.controller.inferencepools import InferencePoolRef, reconcile
-from fleetscale.controller.inferencepools.conflicts import hpa_entry, pool_entry
 from fleetscale.controller.inferencepools.tick import withdraw_shed_flag_of_deleted_pool
 from fleetscale.controller.kube import connection_info, io_executor, load_configuration
 from fleetscale.controller.leadership import ACTING_SHARD, PLANNER_SHARD
@@ -99,7 +89,6 @@ def build_registry(runtime: OperatorRuntime) -> kopf.OperatorRegistry:
     """A kopf registry with fleetscale's handlers bound to ``runtime`` (no global state)."""
     registry = kopf.OperatorRegistry()
     _lifecycle_handlers(registry, runtime)
-    _index_handlers(registry, runtime)
     _event_handlers(registry, runtime)
     return registry
 
@@ -141,42 +130,14 @@ def _lifecycle_handlers(registry: kopf.OperatorRegistry, runtime: OperatorRuntim
         await runtime.stop()
 
 
-def _index_handlers(registry: kopf.OperatorRegistry, runtime: OperatorRuntime) -> None:
-    @kopf.index(GROUP, VERSION, PLURAL, id=DEMAND_INDEX, registry=registry)
-    def demand_by_accelerator_pool(body: kopf.Body, **_: Any) -> dict[str, Any]:
-        return demand_index_entry(body)
-
-    # Index handlers answer {} rather than None for an object that contributes nothing now:
-    # kopf keeps the object's earlier entries on None.
-    @kopf.index(GROUP, VERSION, PLURAL, id=POOLS_BY_TARGET_INDEX, registry=registry)
-    def inference_pools_by_target(body: kopf.Body, **_: Any) -> dict[Any, Any]:
-        return pool_entry(body) or {}
-
-    @kopf.index(
-        "autoscaling", "v2", "horizontalpodautoscalers", id=HPAS_BY_TARGET_INDEX, registry=registry
-    )
-    def hpas_by_target(body: kopf.Body, **_: Any) -> dict[Any, Any]:
-        return hpa_entry(body) or {}
-
-    @kopf.index(GROUP, VERSION, apool.PLURAL, id=ALLOCATIONS_INDEX, registry=registry)
-    def allocations_by_accelerator_pool(name: str, status: kopf.Status, **_: Any) -> dict[str, Any]:
-        return {name: allocations_index_entry(status)}
-
-    @kopf.index("v1", "namespaces", id=NAMESPACE_LABELS_INDEX, registry=registry)
-    def namespace_labels(name: str, labels: kopf.Labels, **_: Any) -> dict[str, Any]:
-        return namespace_index_entry(name, labels)
-
-
 def _event_handlers(registry: kopf.OperatorRegistry, runtime: OperatorRuntime) -> None:
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    async def inference_pool_event(type: str | None, body: kopf.Body, **kwargs: Any) -> None:
-        runtime.indexes.bind(kwargs)
+    async def inference_pool_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         if runtime.inference_pools is not None:
             await runtime.inference_pools.observe(type, _plain(body))
 
     @kopf.on.event(GROUP, VERSION, apool.PLURAL, registry=registry)
-    async def accelerator_pool_event(type: str | None, body: kopf.Body, **kwargs: Any) -> None:
-        runtime.indexes.bind(kwargs)
+    async def accelerator_pool_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         if runtime.accelerator_pools is not None:
             await runtime.accelerator_pools.observe(type, _plain(body))
 

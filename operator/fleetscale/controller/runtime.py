@@ -2,13 +2,14 @@
 
 Role: build, at kopf's startup, the objects every loop uses: one ``ApiClient`` for the adapters
 that is fenced (it refuses a write unless this replica holds the shard the writing task acts
-for), the watch-fed caches of targets and nodes (``controller.caches``, read-only, over their
-own aiohttp client with the same credentials and User-Agent), the dependencies of both kinds,
-their status writers, the tick loops of each kind (``workers``), the shard manager (one Lease
-per shard, the leader Lease itself with one shard, and a members Lease with more; with its own
-unfenced client: it must write the Leases while the fence is down), the gate of each shard and
-the health server; and stop them in order at exit: the loops first (an in-flight tick may
-finish), then the Leases are released so the other replicas take over at once.
+for), the watch-fed caches of targets, nodes and indexes (``controller.caches``, read-only,
+over their own aiohttp client with the same credentials and User-Agent), the dependencies of
+both kinds, their status writers, the tick loops of each kind (``workers``), the shard manager
+(one Lease per shard, the leader Lease itself with one shard, and a members Lease with more;
+with its own unfenced client: it must write the Leases while the fence is down), the gate of
+each shard and the health server; and stop them in order at exit: the loops first (an
+in-flight tick may finish), then the Leases are released so the other replicas take over at
+once.
 Callers: ``controller.handlers``, tests.
 """
 
@@ -27,7 +28,6 @@ from fleetscale.api.inferencepool import PLURAL
 from fleetscale.caches.http import KubeWatchClient
 from fleetscale.controller.acceleratorpools import AcceleratorPoolDependencies
 from fleetscale.controller.caches import ClusterCaches
-from fleetscale.controller.indexes import Indexes
 from fleetscale.controller.inferencepools import InferencePoolDependencies
 from fleetscale.controller.kube import KubernetesStatusWriter, StatusWriter, load_configuration
 from fleetscale.controller.leadership import (
@@ -59,11 +59,11 @@ def user_agent(identity: str) -> str:
 
 
 DependenciesFactory = Callable[
-    [kubernetes.client.ApiClient, Settings, OperatorMetrics, Indexes],
+    [kubernetes.client.ApiClient, Settings, OperatorMetrics, ClusterCaches],
     InferencePoolDependencies,
 ]
 AcceleratorPoolDependenciesFactory = Callable[
-    [kubernetes.client.ApiClient, InferencePoolDependencies, Indexes],
+    [kubernetes.client.ApiClient, InferencePoolDependencies, ClusterCaches],
     AcceleratorPoolDependencies,
 ]
 
@@ -78,7 +78,6 @@ class OperatorRuntime:
     configuration_factory: Callable[[], kubernetes.client.Configuration] = load_configuration
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     clock: Callable[[], float] = time.time
-    indexes: Indexes = field(default_factory=Indexes)
     # Shard 0's gate (the leader's: AcceleratorPools, and every pool when there is one shard);
     # the other shards' gates, when there are more.
     gate: Gate = field(default_factory=AlwaysAdmitted)
@@ -123,17 +122,17 @@ class OperatorRuntime:
         self.api_client = FencedApiClient(self.configuration(), may_write=may_write)
         # Each replica names itself to the API server, so audit logs say which one wrote.
         self.api_client.user_agent = user_agent(identity)
-        # Targets and nodes are read from watch-fed caches (each started when first read).
+        # Targets, nodes and the indexes are read from watch-fed caches (each started when
+        # first read); the factories register the indexes before any tick reads one.
         self.caches = ClusterCaches(
             KubeWatchClient(self.configuration(), user_agent(identity)), self.settings.namespaces
         )
-        self.indexes.caches = self.caches
         self.deps = self.dependencies_factory(
-            self.api_client, self.settings, self.metrics, self.indexes
+            self.api_client, self.settings, self.metrics, self.caches
         )
         if self.accelerator_pool_dependencies_factory is not None:
             self.accelerator_pool_deps = self.accelerator_pool_dependencies_factory(
-                self.api_client, self.deps, self.indexes
+                self.api_client, self.deps, self.caches
             )
         self.status_writer = self.deps.status_writer or KubernetesStatusWriter(
             self.api_client, PLURAL

@@ -4,14 +4,15 @@ Role: each InferencePool tick records in its status what its signals ask for
 (``demandReplicas``), its size, whether it sheds and its accelerators per replica; this module
 turns one InferencePool object into its ``InferencePoolDemand`` (``planner.demand``, the one
 definition of demand) keyed by the AcceleratorPool it names. The operator keeps these in a
-watch-fed index (``IndexedDemands``), so an AcceleratorPool tick lists nothing and reads no
-``/scale``: the InferencePool ticks already did. ``InMemoryDemands`` computes the same from
-objects held in memory (tests). Callers: ``controller.handlers`` (the index), ``tick``.
+watch-fed index (``demand_index_entry``, read by ``IndexedDemands``), so an AcceleratorPool
+tick lists nothing and reads no ``/scale``: the InferencePool ticks already did.
+``InMemoryDemands`` computes the same from objects held in memory (tests). Callers:
+``controller.wiring`` (the index), ``tick``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 
 from fleetscale.api.inferencepool import InferencePoolSpec, InferencePoolStatus
 from fleetscale.controller.conditions import READY, find_condition
+from fleetscale.controller.indexes import Index
 from fleetscale.controller.inferencepools.memory import parse_status
 from fleetscale.controller.inferencepools.tick import INVALID_SPEC, TARGET_NOT_FOUND
 from fleetscale.planner.demand import InferencePoolDemand, inference_pool_demand
@@ -86,25 +88,24 @@ def demand_of(body: Mapping[str, Any]) -> tuple[str, InferencePoolDemand] | None
 
 
 def demand_index_entry(body: Mapping[str, Any]) -> dict[str, InferencePoolDemand]:
-    """What the operator's demand index keeps of one InferencePool, by AcceleratorPool name.
-
-    Empty, never None, when it asks for nothing: kopf keeps an object's earlier entries when
-    an index handler returns None, so a pool whose target went away (or that stopped naming
-    the AcceleratorPool) would go on claiming what it claimed before; an empty mapping drops
-    them."""
+    """What the operator's demand index keeps of one InferencePool, by AcceleratorPool name:
+    nothing when it asks for nothing (a pool whose target went away, or that stopped naming
+    the AcceleratorPool, drops what it claimed before)."""
     entry = demand_of(body)
     return {} if entry is None else {entry[0]: entry[1]}
 
 
 class IndexedDemands:
     """``DemandSource`` over the index of InferencePool demands by AcceleratorPool name
-    (``index[name]`` holds what each InferencePool contributed; kopf keeps it current)."""
+    (``demand_index_entry``). Raises ``CacheStale`` until the index has listed every pool,
+    and whenever it cannot vouch for them: a partial picture of demand would release nodes
+    that pools not yet seen are using."""
 
-    def __init__(self, index: Mapping[str, Iterable[InferencePoolDemand]]) -> None:
+    def __init__(self, index: Index[str, InferencePoolDemand]) -> None:
         self._index = index
 
-    def demands_for(self, accelerator_pool: str) -> list[InferencePoolDemand]:
-        return list(self._index.get(accelerator_pool, ()))
+    async def demands_for(self, accelerator_pool: str) -> list[InferencePoolDemand]:
+        return list(await self._index.lookup(accelerator_pool))
 
 
 @dataclass
@@ -113,7 +114,7 @@ class InMemoryDemands:
 
     inference_pool_objects: Sequence[Mapping[str, Any]] = field(default_factory=list)
 
-    def demands_for(self, accelerator_pool: str) -> list[InferencePoolDemand]:
+    async def demands_for(self, accelerator_pool: str) -> list[InferencePoolDemand]:
         demands = []
         for body in self.inference_pool_objects:
             entry = demand_of(body)

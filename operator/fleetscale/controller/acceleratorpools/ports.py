@@ -66,8 +66,9 @@ class NodeCordoner(Protocol):
 class DemandSource(Protocol):
     """The demand of every InferencePool that draws on an AcceleratorPool."""
 
-    def demands_for(self, accelerator_pool: str) -> list[InferencePoolDemand]:
-        """The demands of the InferencePools whose ``acceleratorPoolRef`` names the pool."""
+    async def demands_for(self, accelerator_pool: str) -> list[InferencePoolDemand]:
+        """The demands of the InferencePools whose ``acceleratorPoolRef`` names the pool.
+        Raises ``CacheStale`` when it cannot vouch for every one of them (the tick holds)."""
         ...
 
 

@@ -13,17 +13,19 @@ InferencePool as ``ClaimRefused``). A claim is refused when:
   lowered, so a team cannot get ahead of the others by writing a bigger number.
 
 Refused claims ask for nothing: no node is requested for them and no capacity is granted.
-Namespace labels come from the operator's watch of Namespaces (``IndexedNamespaces``).
-Callers: ``tick``.
+Namespace labels come from the operator's watch of Namespaces (``IndexedNamespaces``), read
+before ``admit`` (``labels_for``) and only when a selector needs them.
+Callers: ``tick``, ``controller.wiring`` (the index).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fleetscale.api.acceleratorpool import RefusedClaim, Tenancy
+from fleetscale.controller.indexes import Index
 from fleetscale.planner.demand import InferencePoolDemand
 
 NAMESPACE_NOT_WATCHED = "NamespaceNotWatched"
@@ -34,9 +36,14 @@ PRIORITY_ABOVE_MAX = "PriorityAboveMax"
 class NamespaceLabels(Protocol):
     """The labels of the cluster's Namespaces."""
 
-    def labels_of(self, namespace: str) -> Mapping[str, str] | None:
-        """The namespace's labels; None when it is not known (not seen, or gone)."""
+    async def labels_of(self, namespace: str) -> Mapping[str, str] | None:
+        """The namespace's labels; None when it is not known (not seen, or gone). Raises
+        ``CacheStale`` when it cannot vouch for what it knows (the tick holds)."""
         ...
+
+
+# Namespace name -> its labels, as read for one tick (a namespace missing: not known).
+LabelsByNamespace = Mapping[str, Mapping[str, str]]
 
 
 @dataclass(frozen=True)
@@ -47,17 +54,32 @@ class Admission:
     refused: tuple[RefusedClaim, ...] = ()
 
 
+async def labels_for(
+    tenancy: Tenancy, demands: Sequence[InferencePoolDemand], namespaces: NamespaceLabels | None
+) -> dict[str, Mapping[str, str]]:
+    """The labels of the claims' namespaces, when ``tenancy`` selects namespaces by them
+    (else none are read: no watch of Namespaces for a pool that never needs it)."""
+    if tenancy.namespace_selector is None or namespaces is None:
+        return {}
+    found: dict[str, Mapping[str, str]] = {}
+    for namespace in sorted({demand.namespace for demand in demands}):
+        labels = await namespaces.labels_of(namespace)
+        if labels is not None:
+            found[namespace] = labels
+    return found
+
+
 def _refusal(
     tenancy: Tenancy,
     demand: InferencePoolDemand,
-    namespaces: NamespaceLabels | None,
+    namespaces: LabelsByNamespace,
     watched: Collection[str],
 ) -> tuple[str, str] | None:
     if watched and demand.namespace not in watched:
         return NAMESPACE_NOT_WATCHED, f"namespace {demand.namespace} is not watched"
     selector = tenancy.namespace_selector
     if selector is not None:
-        labels = namespaces.labels_of(demand.namespace) if namespaces is not None else None
+        labels = namespaces.get(demand.namespace)
         if labels is None:
             return NAMESPACE_NOT_ALLOWED, (
                 f"the labels of namespace {demand.namespace} are not known, and "
@@ -78,11 +100,12 @@ def _refusal(
 def admit(
     tenancy: Tenancy,
     demands: Sequence[InferencePoolDemand],
-    namespaces: NamespaceLabels | None,
+    namespaces: LabelsByNamespace,
     watched: Collection[str] = (),
 ) -> Admission:
     """Split the claims on a pool into admitted demands and refused claims (sorted by
-    namespace and name). ``watched`` empty: every namespace is watched."""
+    namespace and name). ``namespaces``: the labels of the claims' namespaces (``labels_for``;
+    one missing is not known). ``watched`` empty: every namespace is watched."""
     admitted: list[InferencePoolDemand] = []
     refused: list[RefusedClaim] = []
     for demand in demands:
@@ -104,19 +127,20 @@ def admit(
     return Admission(tuple(admitted), tuple(refused))
 
 
-def namespace_index_entry(name: str, labels: Mapping[str, str] | None) -> dict[str, Any]:
+def namespace_index_entry(body: Mapping[str, Any]) -> dict[str, dict[str, str]]:
     """What the operator's index keeps of a Namespace: its labels, by name."""
-    return {name: dict(labels or {})}
+    metadata = body.get("metadata") or {}
+    return {str(metadata.get("name") or ""): dict(metadata.get("labels") or {})}
 
 
 class IndexedNamespaces:
     """``NamespaceLabels`` over the operator's watch-fed index of Namespaces."""
 
-    def __init__(self, index: Mapping[str, Iterable[Mapping[str, str]]]) -> None:
+    def __init__(self, index: Index[str, Mapping[str, str]]) -> None:
         self._index = index
 
-    def labels_of(self, namespace: str) -> Mapping[str, str] | None:
-        entries = list(self._index.get(namespace, ()))
+    async def labels_of(self, namespace: str) -> Mapping[str, str] | None:
+        entries = await self._index.lookup(namespace)
         return entries[0] if entries else None
 
 
@@ -126,5 +150,5 @@ class InMemoryNamespaces:
 
     labels: dict[str, dict[str, str]]
 
-    def labels_of(self, namespace: str) -> Mapping[str, str] | None:
+    async def labels_of(self, namespace: str) -> Mapping[str, str] | None:
         return self.labels.get(namespace)

@@ -46,7 +46,7 @@ from fleetscale.controller.acceleratorpools.report import (
     report_invalid,
     report_plan,
 )
-from fleetscale.controller.acceleratorpools.tenancy import admit
+from fleetscale.controller.acceleratorpools.tenancy import admit, labels_for
 from fleetscale.controller.conditions import (
     merge_patch,
     optional_epoch,
@@ -154,12 +154,15 @@ async def _plan_and_act(
     deps: AcceleratorPoolDependencies,
     now: float,
 ) -> tuple[AcceleratorPoolReport, CapacityPlan]:
+    # Every index first: a tick that cannot see every claim holds (CacheStale) before it
+    # has read or changed anything.
+    claims = await deps.demands.demands_for(pool.name)
+    labels = await labels_for(spec.tenancy, claims, deps.namespaces)
+    admission = admit(spec.tenancy, claims, labels, deps.watched_namespaces)
     nodes = await deps.cluster.nodes(spec.node_labels)
     names = [str((n.get("metadata") or {}).get("name", "")) for n in nodes]
     pods = await deps.cluster.pods_on(names)
     views, provider_ids = node_views(nodes, pods, spec.resource_name, now)
-    claims = deps.demands.demands_for(pool.name)
-    admission = admit(spec.tenancy, claims, deps.namespaces, deps.watched_namespaces)
     provider, requested, problem = await _connect(pool, spec, deps)
     if requested is None:  # the backend cannot say: what we last asked for, else what exists
         requested = stored.desired_nodes if stored.desired_nodes is not None else len(views)

@@ -7,8 +7,9 @@ one a pool must yield to: any HPA (two controllers writing one ``/scale`` flap i
 operator cannot switch an HPA off), or an older acting InferencePool (the first one keeps the
 workload; ties by name). Only Active pools claim a workload; a DryRun pool writes nothing, so
 it may shadow an HPA to compare decisions. The tick then refuses to act (Ready=False,
-ConflictingAutoscaler) and names the other object. Callers: ``tick``, ``controller.handlers``
-(the indexes), ``controller.wiring``.
+ConflictingAutoscaler) and names the other object; while the indexes cannot vouch for every
+controller (not listed yet, or a silent watch) it holds (``CacheStale``). Callers: ``tick``,
+``controller.wiring`` (the indexes).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from fleetscale.api.inferencepool import InferencePoolSpec
+from fleetscale.controller.indexes import Index
 
 # (namespace, API group, kind, name) of a workload; the group without its version, so an HPA
 # written for apps/v1 and a pool for apps/v1beta2 of the same Deployment still meet.
@@ -51,7 +53,9 @@ class Controller:
 class ControllerSource(Protocol):
     """Every controller known to size a workload."""
 
-    def controllers_of(self, key: TargetKey) -> list[Controller]: ...
+    async def controllers_of(self, key: TargetKey) -> list[Controller]:
+        """Raises ``CacheStale`` when it cannot vouch for every one (the tick holds)."""
+        ...
 
 
 class InMemoryControllers:
@@ -60,19 +64,19 @@ class InMemoryControllers:
     def __init__(self, controllers: Mapping[TargetKey, Iterable[Controller]]) -> None:
         self._controllers = controllers
 
-    def controllers_of(self, key: TargetKey) -> list[Controller]:
+    async def controllers_of(self, key: TargetKey) -> list[Controller]:
         return list(self._controllers.get(key, ()))
 
 
 class IndexedControllers:
     """``ControllerSource`` over the operator's watch-fed indexes of InferencePools and HPAs by
-    the workload they size (kopf keeps them current)."""
+    the workload they size (``pool_entry``, ``hpa_entry``)."""
 
-    def __init__(self, *indexes: Mapping[TargetKey, Iterable[Controller]]) -> None:
+    def __init__(self, *indexes: Index[TargetKey, Controller]) -> None:
         self._indexes = indexes
 
-    def controllers_of(self, key: TargetKey) -> list[Controller]:
-        return [found for index in self._indexes for found in index.get(key, ())]
+    async def controllers_of(self, key: TargetKey) -> list[Controller]:
+        return [found for index in self._indexes for found in await index.lookup(key)]
 
 
 def conflicting(namespace: str, name: str, controllers: Iterable[Controller]) -> Controller | None:

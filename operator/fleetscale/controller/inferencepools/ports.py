@@ -71,7 +71,8 @@ class AllocationSource(Protocol):
     ) -> PublishedAllocation | None:
         """The allocation as published; None when it cannot be known (plan without a cap).
 
-        Never raises.
+        Raises nothing but ``CacheStale``, when a watch-fed index cannot vouch for what the
+        AcceleratorPool published (the tick holds).
         """
         ...
 

@@ -104,16 +104,17 @@ def validate(raw_spec: Mapping[str, Any]) -> InferencePoolSpec | NotReady:
     return spec
 
 
-def refuse_to_fight(
+async def refuse_to_fight(
     pool: InferencePoolRef, spec: InferencePoolSpec, deps: InferencePoolDependencies
 ) -> tuple[str, str] | None:
     """Why this pool must not act, if another controller sizes its workload (reason, message).
-    A DryRun pool writes nothing: it may run beside another autoscaler."""
+    A DryRun pool writes nothing: it may run beside another autoscaler. Raises CacheStale
+    when the indexes cannot vouch for every controller."""
     if deps.controllers is None or spec.mode != "Active":
         return None
     target = spec.target_ref
     key = target_key(pool.namespace, target.api_version, target.kind, target.name)
-    other = conflicting(pool.namespace, pool.name, deps.controllers.controllers_of(key))
+    other = conflicting(pool.namespace, pool.name, await deps.controllers.controllers_of(key))
     if other is None:
         return None
     return CONFLICTING_AUTOSCALER, (
@@ -189,18 +190,18 @@ async def _decide_and_act(
     if isinstance(spec, NotReady):
         fallback = None if spec.reason == INVALID_SPEC else _config_map_of(raw_spec)
         return await _not_ready(pool, stored, spec.reason, spec.message, fallback, deps, now)
-    refusal = refuse_to_fight(pool, spec, deps)
-    if refusal is not None:
-        fallback = spec.shed_load.config_map_name
-        return await _not_ready(pool, stored, *refusal, fallback, deps, now)
     try:
+        refusal = await refuse_to_fight(pool, spec, deps)
+        if refusal is not None:
+            fallback = spec.shed_load.config_map_name
+            return await _not_ready(pool, stored, *refusal, fallback, deps, now)
         measured = await measure(pool.namespace, pool.name, spec, sensors_of(deps), tick)
     except TargetNotFound as error:
         target = spec.target_ref
         message = f"Cannot scale {target.kind} {target.name}: {error}"
         fallback = spec.shed_load.config_map_name
         return await _not_ready(pool, stored, TARGET_NOT_FOUND, message, fallback, deps, now)
-    except CacheStale as stale:  # never decide from a view of the target that may be old
+    except CacheStale as stale:  # never decide from a view that may be old or partial
         # The cache warned once; the first held tick of each pool logs at warning (publish).
         get_logger("fleetscale.reconcile", namespace=pool.namespace, pool=pool.name).debug(
             "held", reason=CACHE_STALE, detail=stale.detail
