@@ -74,6 +74,7 @@ CONFIGMAP = "actuators/configmap.py"
 CAPI = "nodepools/clusterapi.py"
 APOOLS = "controller/acceleratorpools/cluster.py"
 HANDLERS = "controller/handlers.py"
+WIRING = "controller/wiring.py"
 PLACEHOLDER = "nodepools/placeholder.py"
 ENVOY = "gateways/envoy_gateway.py"
 CACHES = "controller/caches.py"
@@ -85,7 +86,9 @@ GRANTS: tuple[Grant, ...] = (
     Grant(
         "watched", "fleetscale.io", "inferencepools", ("list", "watch", "patch"),
         (KOPF_LISTS, KOPF_WATCHES, KOPF_PATCHES, KOPF_REMOVES_FINALIZER,
-         fs(HANDLERS, "@kopf.on.event(GROUP, VERSION, PLURAL")),
+         fs(HANDLERS, "@kopf.on.event(GROUP, VERSION, PLURAL"),
+         fs(WIRING, 'INFERENCE_POOLS = Resource(f"{GROUP}/{VERSION}", PLURAL)'),
+         WATCH_LISTS, WATCH_WATCHES),
     ),
     Grant(
         "watched", "fleetscale.io", "inferencepools/status", ("patch",),
@@ -93,8 +96,8 @@ GRANTS: tuple[Grant, ...] = (
     ),
     Grant(
         "watched", "autoscaling", "horizontalpodautoscalers", ("list", "watch"),
-        (KOPF_LISTS, KOPF_WATCHES,
-         fs(HANDLERS, '"autoscaling", "v2", "horizontalpodautoscalers", id=HPAS_BY_TARGET_INDEX')),
+        (fs(WIRING, 'Resource("autoscaling/v2", "horizontalpodautoscalers")'),
+         WATCH_LISTS, WATCH_WATCHES),
     ),
     Grant(
         "watched", "apps", "deployments", ("get", "list", "watch"),
@@ -147,7 +150,8 @@ GRANTS: tuple[Grant, ...] = (
         "cluster", "fleetscale.io", "acceleratorpools", ("list", "watch", "patch"),
         (KOPF_LISTS, KOPF_WATCHES, KOPF_PATCHES, KOPF_REMOVES_FINALIZER,
          fs(HANDLERS, "@kopf.on.event(GROUP, VERSION, apool.PLURAL"),
-         fs(HANDLERS, "@kopf.index(GROUP, VERSION, apool.PLURAL")),
+         fs(WIRING, 'Resource(f"{GROUP}/{VERSION}", apool.PLURAL, namespaced=False)'),
+         WATCH_LISTS, WATCH_WATCHES),
     ),
     Grant(
         "cluster", "fleetscale.io", "acceleratorpools/status", ("patch",),
@@ -167,8 +171,8 @@ GRANTS: tuple[Grant, ...] = (
     ),
     Grant(
         "cluster", "", "namespaces", ("list", "watch"),
-        (KOPF_LISTS, KOPF_WATCHES,
-         fs(HANDLERS, '@kopf.index("v1", "namespaces", id=NAMESPACE_LABELS_INDEX'),
+        (fs(WIRING, 'NAMESPACES = Resource("v1", "namespaces", namespaced=False)'),
+         WATCH_LISTS, WATCH_WATCHES, KOPF_LISTS, KOPF_WATCHES,
          kf("_core/reactor/observation.py", "resource=resource,\n                namespace=None")),
     ),
     Grant(
@@ -236,7 +240,10 @@ LEASE_NAME = "fleetscale"
 LEASE_EVIDENCE = (
     fs("election/store.py", 'self._api.request("GET", f"{self._collection}/{self.name}")'),
     fs("election/store.py", 'self._write("POST", self._collection, body)'),
-    fs("election/store.py", 'self._write("PUT", f"{self._collection}/{self.name}", body)'),
+    fs(
+        "election/store.py",
+        'self._write("PUT", f"{self._collection}/{self.name}", self._encode(record))',
+    ),
     # One Lease per shard, the members Lease (written with shards), the leader Lease watched.
     fs("election/shards.py", 'return [f"{lease_name}-shard-{index}" for index in range(shards)]'),
     fs("election/shards.py", 'return f"{lease_name}{MEMBERS_SUFFIX}"'),
