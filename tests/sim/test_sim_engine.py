@@ -68,6 +68,18 @@ def test_nodes_are_billed_from_request_to_release() -> None:
     assert result.gpu_hours == pytest.approx(nodes * 8 * result.duration_seconds / 3600)
 
 
+@pytest.mark.parametrize("initial", [1, 3, 4])
+def test_the_starting_fleet_holds_one_replica_s_accelerators_per_replica(initial: int) -> None:
+    """Each starting replica takes its own accelerators once: a node half-filled at the start
+    has room for the next replica (4-GPU replicas on 8-GPU nodes)."""
+    simulator = FleetSimulator(config(), steady(1, 10), Fixed(initial), initial_replicas=initial)
+    per_replica = simulator.model.accelerators_per_replica
+    per_node = simulator.config.nodes.accelerators_per_node
+    in_use = sum(per_node - node.free for node in simulator.nodes)
+    assert in_use == initial * per_replica
+    assert all(pod.node is not None for pod in simulator.pods)
+
+
 def test_scale_up_waits_for_nodes_then_model_load() -> None:
     policy = Fixed(6)
     settings = config(

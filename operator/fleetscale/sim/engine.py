@@ -222,9 +222,10 @@ class FleetSimulator:
         initial_replicas = max(self.config.min_replicas, initial_replicas)
         for _ in range(math.ceil(initial_replicas / per_node)):
             self._add_node(ready_at=0.0)
+        # Creating the pods places them (``_set_desired``); placing them again here took a
+        # second share of accelerators for each, never given back.
         self._set_desired(initial_replicas, count_action=False)
         for pod in self.pods:
-            self._place(pod)
             pod.ready_at = 0.0
             self._make_ready(pod)
 
