@@ -210,6 +210,12 @@ def resource_path(
     return "/".join(parts)
 
 
+def controller_reference(api_version: str, kind: str, name: str, uid: str) -> dict[str, Any]:
+    """The ownerReference that makes the named object the controller of what carries it (the
+    garbage collector deletes it with its owner)."""
+    return {"apiVersion": api_version, "kind": kind, "name": name, "uid": uid, "controller": True}
+
+
 # Requests that change something in the cluster; everything else only reads.
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 

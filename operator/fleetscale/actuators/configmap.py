@@ -42,6 +42,7 @@ from fleetscale.actuators.rest import (
     InvalidName,
     KubeJson,
     RetryPolicy,
+    controller_reference,
     describe,
     resource_path,
     status_of,
@@ -80,13 +81,7 @@ def flag_data(flag: ShedFlag) -> dict[str, str | None]:
 def owner_reference(owner: InvolvedObject) -> dict[str, Any]:
     if not owner.uid:
         raise ValueError(f"{owner.kind} {owner.name} has no uid to own the ConfigMap with")
-    return {
-        "apiVersion": owner.api_version,
-        "kind": owner.kind,
-        "name": owner.name,
-        "uid": owner.uid,
-        "controller": True,
-    }
+    return controller_reference(owner.api_version, owner.kind, owner.name, owner.uid)
 
 
 def not_owned_because(current: Mapping[str, Any], owner: InvolvedObject) -> str | None:

@@ -1,7 +1,8 @@
 """JSON over the Kubernetes REST API for the actuators: ``fleetscale.kubeapi`` re-exported.
 
 Role: the names the actuator modules use to touch ``kubernetes.client`` (``KubeJson``, the
-retry policy, error wording, and ``resource_path``, the one way a path is built from names),
+retry policy, error wording, ``resource_path``, the one way a path is built from names, and
+``controller_reference``),
 kept in one module so the actuators import one place.
 Callers: ``kubernetes_scale``, ``events``, ``configmap``, ``secrets``.
 """
@@ -16,6 +17,7 @@ from fleetscale.kubeapi import (
     RetryPolicy,
     api_root,
     check_names,
+    controller_reference,
     describe,
     is_transient,
     resource_path,
@@ -31,6 +33,7 @@ __all__ = [
     "RetryPolicy",
     "api_root",
     "check_names",
+    "controller_reference",
     "describe",
     "is_transient",
     "resource_path",

@@ -49,6 +49,7 @@ from fleetscale.kubeapi import (
     InvalidName,
     KubeJson,
     RetryPolicy,
+    controller_reference,
     describe,
     resource_path,
     status_of,
@@ -116,13 +117,7 @@ def policy_body(owner: Owner, target: GatewayTarget, order: ShedOrder) -> dict[s
 def _owner_reference(owner: Owner) -> dict[str, Any]:
     if not owner.uid:
         raise GatewayError(f"{owner.kind} {owner.name} has no uid to own the policy with")
-    return {
-        "apiVersion": owner.api_version,
-        "kind": owner.kind,
-        "name": owner.name,
-        "uid": owner.uid,
-        "controller": True,
-    }
+    return controller_reference(owner.api_version, owner.kind, owner.name, owner.uid)
 
 
 def owned_by(current: Mapping[str, Any], owner: Owner) -> bool:
