@@ -376,19 +376,24 @@ def test_limited_flag_stops_only_after_release_after_seconds(
     assert decision.scaling_limited.reason != "CapacityAvailable"
 
 
-@given(spec=specs(), observation=observations(), state=states)
-def test_same_inputs_give_the_same_decision(
+def _replanned(
     spec: InferencePoolSpec, observation: Observation, state: PlannerState
-) -> None:
-    first = plan_and_commit(spec, observation, state, NOW)
-    # Equal but distinct inputs, as a restarted operator rebuilds them from status.
-    again = plan_and_commit(
+) -> tuple[Decision, PlannerState]:
+    """The tick planned again on equal but distinct inputs, as a restarted operator rebuilds
+    them from status."""
+    return plan_and_commit(
         InferencePoolSpec.model_validate(spec.to_wire()),
         Observation(**vars(observation)),
         PlannerState(**vars(state)),
         NOW,
     )
-    assert again == first
+
+
+@given(spec=specs(), observation=observations(), state=states)
+def test_same_inputs_give_the_same_decision(
+    spec: InferencePoolSpec, observation: Observation, state: PlannerState
+) -> None:
+    assert _replanned(spec, observation, state) == plan_and_commit(spec, observation, state, NOW)
 
 
 @given(spec=specs(), observation=observations(), state=states)
@@ -574,14 +579,7 @@ def test_load_model_never_scales_down_on_a_missing_reading(
 def test_load_model_same_inputs_same_decision(
     spec: InferencePoolSpec, observation: Observation, state: PlannerState
 ) -> None:
-    first = plan_and_commit(spec, observation, state, NOW)
-    again = plan_and_commit(
-        InferencePoolSpec.model_validate(spec.to_wire()),
-        Observation(**vars(observation)),
-        PlannerState(**vars(state)),
-        NOW,
-    )
-    assert again == first
+    assert _replanned(spec, observation, state) == plan_and_commit(spec, observation, state, NOW)
 
 
 @given(
