@@ -236,7 +236,19 @@ def test_queue_far_over_the_cap_counts_in_full() -> None:
     observation = observe(2, ready=2, queue=_reading(200, NOW - 15))
     decision, _ = plan_and_commit(_spec(), observation, _state(_SHEDDING, last_ask=6), NOW)
     assert decision.unconstrained_replicas == 100
-    assert "shedding" not in [step.name for step in decision.steps]
+    shedding = next(step for step in decision.steps if step.name == "shedding")
+    assert (shedding.replicas, shedding.reason) == (100, censor.NOT_CENSORED)
+
+
+@pytest.mark.parametrize("waiting", [0, 250, 251, 500], ids=lambda w: f"waiting-{w}")
+def test_a_reading_over_the_cap_never_asks_for_less_than_one_under_it(waiting: int) -> None:
+    """200 replicas, 5 ready, shedding at 10 per ready replica: up to 5 x 50 waiting the
+    reading is capped and the ask holds at 200 while replicas are in flight; past that it
+    counts in full, but 251 waiting (126 replicas' worth) must not ask for fewer than 250
+    held."""
+    observation = observe(200, ready=5, queue=_reading(waiting, NOW - 15))
+    decision, _ = plan_and_commit(_spec(), observation, _state(_SHEDDING, last_ask=200), NOW)
+    assert decision.unconstrained_replicas == max(200, math.ceil(waiting / 2))
 
 
 def test_bounded_queue_says_why() -> None:

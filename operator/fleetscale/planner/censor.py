@@ -26,8 +26,9 @@ flag is on (it was on when this tick started):
 A reading sampled at or before the moment the flag went up is not censored (rule 2 does not
 apply), but rule 1 does: the gateway sheds from now on. A reading sampled after it that is
 more than ``CAP_SLACK`` times the bound shows the gateways are not holding the queue at the
-threshold (they ignore the flag, or shed some other way): neither rule applies, and it counts
-in full. With the flag off nothing changes.
+threshold (they ignore the flag, or shed some other way): neither rule limits it, and it counts
+in full, though never for less than rule 2 would hold (``uncapped_step``): a larger reading
+must not ask for fewer replicas than a smaller one. With the flag off nothing changes.
 Missing metrics never reach this module (the pipeline holds the size first), and a flag that is
 not published (DryRun: decided and reported, never sent to the gateways) censors nothing.
 """
@@ -144,3 +145,19 @@ def shedding_step(
             f"(the queue alone asks for {ask.replicas})",
         )
     return Step(SHEDDING, ask.replicas, NOT_CENSORED, ask.message)
+
+
+def uncapped_step(ask: Step, held: Step) -> Step:
+    """Step "shedding" for a reading the gateways do not cap (``gateway_not_capping``): counted
+    in full, but never below ``held``, what rule 2 gives a capped one. Otherwise a reading just
+    over the cap could ask for fewer replicas than one under it (with replicas in flight,
+    rule 2 holds the current size where the full reading may ask for less)."""
+    if ask.replicas >= held.replicas:
+        return Step(SHEDDING, ask.replicas, NOT_CENSORED, ask.message)
+    return Step(
+        SHEDDING,
+        held.replicas,
+        held.reason,
+        f"{held.message}; the reading is above what the gateways let wait, so it counts in "
+        f"full, but not for less than that",
+    )
