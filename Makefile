@@ -62,7 +62,7 @@ unit: venv system-deps helm-binary ## Unit and integration tests (no cluster)
 	$(VENV)/bin/pytest tests
 
 property-deep: venv ## The planner's property tests with 3,000 examples each (minutes)
-	FLEETSCALE_HYPOTHESIS_PROFILE=deep $(VENV)/bin/pytest tests/planner
+	FLEETSCALE_HYPOTHESIS_PROFILE=deep $(VENV)/bin/pytest --timeout 1800 tests/planner
 
 test-fast: lint typecheck imports crd-check unit ## Everything but the real-cluster suite
 

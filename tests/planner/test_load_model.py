@@ -222,6 +222,38 @@ def test_a_missed_target_sets_the_ceiling_and_an_hour_forgets_it() -> None:
     assert later.ceiling_tokens_per_replica is None
 
 
+@pytest.mark.parametrize(
+    ("scaled_up_seconds_ago", "tokens", "reason"),
+    [
+        pytest.param(None, 1000.0 * (1 + learn.PROBE_PER_MINUTE / 4), learn.PROBED, id="never"),
+        pytest.param(60.0, 1000.0, learn.HELD, id="a-minute-ago"),
+        pytest.param(learn.PROBE_HOLD_SECONDS - 1, 1000.0, learn.HELD, id="within-the-hour"),
+        pytest.param(
+            learn.PROBE_HOLD_SECONDS, 1000.0 * (1 + learn.PROBE_PER_MINUTE / 4), learn.PROBED,
+            id="an-hour-ago",
+        ),
+    ],
+)  # fmt: skip
+def test_no_probe_within_the_hour_after_a_scale_up(
+    scaled_up_seconds_ago: float | None, tokens: float, reason: str
+) -> None:
+    """The probe is the one rule that can ask for fewer replicas on flat load: it must not
+    undo a scale-up it did not wait an hour after."""
+    up = None if scaled_up_seconds_ago is None else NOW - scaled_up_seconds_ago
+    learned, _, step = learn.learn(
+        load_spec(),
+        CapacityEstimate(tokens_per_replica=1000.0),
+        learn.Loads(tokens=800.0, tokens_at_plan=True),
+        _UNDER,
+        Tolerances(),
+        10,
+        NOW,
+        up,
+    )
+    assert learned.tokens_per_replica == pytest.approx(tokens)
+    assert step.reason == reason
+
+
 def test_a_healthy_load_above_the_ceiling_drops_it() -> None:
     estimate = CapacityEstimate(
         tokens_per_replica=900.0, ceiling_tokens_per_replica=900.0, ceiling_since=NOW - 60

@@ -17,7 +17,7 @@ from fleetscale.planner.capacity import (
     NodeView,
     plan_capacity,
 )
-from fleetscale.planner.commit import commit_node_actions, commit_scale
+from fleetscale.planner.commit import commit_node_actions, commit_scale, settle_pending_scale
 from fleetscale.planner.demand import inference_pool_demand
 from fleetscale.planner.observe import (
     ACCELERATOR_POOL_NOT_FOUND,
@@ -111,6 +111,27 @@ def test_plan_records_no_change_of_size_until_it_is_committed() -> None:
     assert done.scale_events == (TimedDelta(NOW, decision.scale_delta),)
     assert done.last_scale_time == NOW
     assert done.recommendations == planned.recommendations
+
+
+@pytest.mark.parametrize(
+    ("delta", "pending", "happened", "up_time"),
+    [
+        pytest.param(2, None, False, NOW, id="raised"),
+        pytest.param(-2, None, False, NOW - 900, id="lowered-keeps-the-last-rise"),
+        pytest.param(0, TimedDelta(NOW - 15, 3), True, NOW - 15, id="pending-rise-happened"),
+        pytest.param(0, TimedDelta(NOW - 15, 3), False, NOW - 900, id="pending-rise-not-made"),
+        pytest.param(0, TimedDelta(NOW - 15, -3), True, NOW - 900, id="pending-fall"),
+    ],
+)
+def test_the_last_rise_is_kept_apart_from_the_last_change(
+    delta: int, pending: TimedDelta | None, happened: bool, up_time: float
+) -> None:
+    """The capacity probe waits after a rise, not after a fall: the time of the last rise is
+    recorded only by a rise that was made."""
+    spec = make_spec()
+    state = PlannerState(last_scale_time=NOW - 900, last_scale_up_time=NOW - 900)
+    state = settle_pending_scale(state, pending, happened, spec.behavior, NOW)
+    assert commit_scale(state, delta, spec.behavior, NOW).last_scale_up_time == up_time
 
 
 def _node(name: str, *, ready: bool = True, empty: bool = True) -> NodeView:

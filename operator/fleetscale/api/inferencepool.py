@@ -604,6 +604,9 @@ class InferencePoolStatus(ApiModel):
     """The shed-load flag."""
     last_scale_time: datetime | None = None
     """When replicas were last changed."""
+    last_scale_up_time: datetime | None = None
+    """When replicas were last raised (learning does not probe for a smaller size for an hour
+    after)."""
     last_decision_reason: str | None = None
     """Reason of the last decision (CamelCase)."""
     last_decision_message: str | None = None

@@ -30,6 +30,7 @@ def commit_scale(
         state,
         scale_events=record_scale_event(state.scale_events, applied_delta, behavior, now),
         last_scale_time=now,
+        last_scale_up_time=now if applied_delta > 0 else state.last_scale_up_time,
     )
 
 
@@ -46,12 +47,20 @@ def settle_pending_scale(
     if pending is None or not happened or pending in state.scale_events:
         return state
     events = record_scale_event((*state.scale_events, pending), 0, behavior, now)
-    last = state.last_scale_time
     return replace(
         state,
         scale_events=events,
-        last_scale_time=pending.time if last is None else max(last, pending.time),
+        last_scale_time=_latest(state.last_scale_time, pending.time),
+        last_scale_up_time=(
+            _latest(state.last_scale_up_time, pending.time)
+            if pending.delta > 0
+            else state.last_scale_up_time
+        ),
     )
+
+
+def _latest(known: float | None, candidate: float) -> float:
+    return candidate if known is None else max(known, candidate)
 
 
 def commit_node_actions(

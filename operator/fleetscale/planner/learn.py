@@ -29,9 +29,17 @@ with ``kappa`` the estimate and ``rho`` the target utilization (``capacity.targe
   fleet shrinks (after the scale-down window), runs at the new size, and the latency tells
   whether that was right: an estimate that started low is found out, a step at a time. While
   the fleet is larger than the estimate asks for, its latency says little and nothing is
-  probed.
+  probed. Nor is anything probed within ``PROBE_HOLD_SECONDS`` of the last scale-up.
 - Otherwise (near target, no requests, a latency unavailable, no ``spec.slo``, or
   ``capacity.learn: false``) the estimate holds (``CapacityHeld``).
+
+Why the hold: the probe is the only rule that can ask for fewer replicas while the load
+stands still (a raise stops at the load carried, so it never asks below the current size; a
+lowering only asks for more). Without the hold, a fleet that scaled up on an estimate found
+too low a minute later probes its way back down: a reversal on flat load. With it, a scale-up
+is never undone by learning for an hour, so flat load reverses at most once an hour (the
+capacity an estimate that started low really has is then found an hour later, not at once).
+A scale-down leaves the probe free, so a fleet shrinking with its load keeps learning.
 
 The ceiling is forgotten ``CEILING_MEMORY_SECONDS`` after the last missed target, so that a
 change of traffic is learned again. When the spec sets a starting value, the estimate stays
@@ -66,6 +74,7 @@ UNKNOWN = "CapacityUnknown"
 MAX_DROP = 0.3
 MAX_RISE = 0.2
 PROBE_PER_MINUTE = 0.02
+PROBE_HOLD_SECONDS = 3600.0
 CEILING_MEMORY_SECONDS = 3600.0
 SPEC_RANGE = 4.0
 # No measure is learned below this (a replica serving nothing says nothing about capacity).
@@ -107,6 +116,8 @@ class _Setting:
     rho: float
     tolerances: Tolerances
     probe: float
+    # Seconds until the probe may run again after a scale-up (0: it may).
+    probe_wait_seconds: float
 
 
 @dataclass(frozen=True)
@@ -180,6 +191,13 @@ def _learn_one(
                 "served well under target",
             )
         return _Outcome(kappa, HELD, f"{number(kappa)} {unit} (at the ceiling)")
+    if planned and setting.probe_wait_seconds > 0:
+        return _Outcome(
+            kappa,
+            HELD,
+            f"{number(kappa)} {unit} (no probe for {number(setting.probe_wait_seconds)} s more: "
+            "replicas were raised within the hour)",
+        )
     if planned:
         probed = _clamp(kappa * (1 + setting.probe), initial)
         if top is not None:
@@ -220,6 +238,7 @@ def learn(
     tolerances: Tolerances,
     current_replicas: int,
     now: float,
+    last_scale_up_time: float | None = None,
 ) -> tuple[CapacityEstimate, CapacityEstimate, Step]:
     """The estimate after this tick, the one this tick sizes on, and the step that reports it
     (replicas: the current size; learning moves the estimate, the load steps move replicas).
@@ -234,6 +253,11 @@ def learn(
         rho=capacity.target_utilization,
         tolerances=tolerances,
         probe=PROBE_PER_MINUTE * spec.poll_interval_seconds / 60,
+        probe_wait_seconds=(
+            0.0
+            if last_scale_up_time is None
+            else max(0.0, last_scale_up_time + PROBE_HOLD_SECONDS - now)
+        ),
     )
     tokens = _learn_one(
         estimate.tokens_per_replica,

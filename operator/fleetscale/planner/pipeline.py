@@ -187,12 +187,8 @@ def plan(
     queue_uncapped = censor.gateway_not_capping(
         spec.shed_load, state.shed, observation.queue_depth, observation.ready_replicas
     )
-    if (
-        planned.censorable
-        and not queue_uncapped
-        and censor.censored(state.shed, observation.queue_depth)
-    ):
-        combined = censor.shedding_step(
+    if planned.censorable and censor.censored(state.shed, observation.queue_depth):
+        held = censor.shedding_step(
             combined,
             current_replicas=current,
             ready_replicas=observation.ready_replicas,
@@ -202,6 +198,7 @@ def plan(
                 else (state.recommendations[-1].replicas if state.recommendations else current)
             ),
         )
+        combined = censor.uncapped_step(combined, held) if queue_uncapped else held
         signal_steps.append(combined)
     learned = planned.capacity or state
     predicted = forecast.update(spec, learned.forecast, planned.fraction, now)
@@ -357,7 +354,7 @@ def _load_signals(
         saturated=saturated,
     )
     estimate, sizing, learn_step = learn.learn(
-        spec, state.capacity, loads, verdict, tolerances, current, now
+        spec, state.capacity, loads, verdict, tolerances, current, now, state.last_scale_up_time
     )
     if readings.tokens_read:
         primary = load.tokens_step(readings, sizing.tokens_per_replica, rho, current, ready)

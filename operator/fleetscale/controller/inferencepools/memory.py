@@ -109,6 +109,7 @@ def planner_state_from_status(status: InferencePoolStatus, dry_run: bool) -> Pla
         ),
         shed=shed,
         last_scale_time=optional_epoch(status.last_scale_time),
+        last_scale_up_time=optional_epoch(status.last_scale_up_time),
         capacity=_capacity_estimate(status.capacity),
         forecast=_forecast_state(status.forecast),
     )
@@ -192,6 +193,7 @@ def history_fields(state: PlannerState) -> dict[str, Any]:
             for entry in state.scale_events
         ),
         "last_scale_time": optional_datetime(state.last_scale_time),
+        "last_scale_up_time": optional_datetime(state.last_scale_up_time),
     }
 
 
