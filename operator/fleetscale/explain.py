@@ -226,7 +226,8 @@ def render_text(explanation: Explanation) -> str:
         lines.append(
             f"  replicas {_number(status.replicas)}, ready {_number(status.ready_replicas)}, "
             f"desired {_number(status.desired_replicas)}; last scaled "
-            f"{_when(status.last_scale_time, now)}"
+            f"{_when(status.last_scale_time, now)}, last raised "
+            f"{_when(status.last_scale_up_time, now)}"
         )
     observed = status.observed
     if observed is not None:

@@ -176,6 +176,8 @@ async def test_plans_from_the_memory_kept_in_the_status(
         "desiredReplicas": 8,
         "lastDecisionReason": "ScaledUp",
         "lastDecisionMessage": "Scaled up from 4 to 8 replicas: 40 requests waiting.",
+        "lastScaleTime": recent,
+        "lastScaleUpTime": recent,
         "recommendations": [{"time": recent, "replicas": 8}],
         "conditions": [
             {
@@ -195,6 +197,7 @@ async def test_plans_from_the_memory_kept_in_the_status(
     assert "ScaledUp: Scaled up from 4 to 8 replicas: 40 requests waiting." in text
     assert "Ready=True (Active, since 60s ago): Observing, deciding and scaling" in text
     assert "the operator would hold 8" in text
+    assert f"last scaled {recent} (60s ago), last raised {recent} (60s ago)" in text
 
 
 async def test_shows_the_queries_as_the_operator_sends_them_when_it_enforces_namespaces(
