@@ -227,18 +227,18 @@ def test_a_missed_target_sets_the_ceiling_and_an_hour_forgets_it() -> None:
     [
         pytest.param(None, 1000.0 * (1 + learn.PROBE_PER_MINUTE / 4), learn.PROBED, id="never"),
         pytest.param(60.0, 1000.0, learn.HELD, id="a-minute-ago"),
-        pytest.param(learn.PROBE_HOLD_SECONDS - 1, 1000.0, learn.HELD, id="within-the-hour"),
+        pytest.param(learn.PROBE_HOLD_SECONDS - 1, 1000.0, learn.HELD, id="within-the-hold"),
         pytest.param(
             learn.PROBE_HOLD_SECONDS, 1000.0 * (1 + learn.PROBE_PER_MINUTE / 4), learn.PROBED,
-            id="an-hour-ago",
+            id="after-the-hold",
         ),
     ],
 )  # fmt: skip
-def test_no_probe_within_the_hour_after_a_scale_up(
+def test_no_probe_within_the_hold_after_a_scale_up(
     scaled_up_seconds_ago: float | None, tokens: float, reason: str
 ) -> None:
     """The probe is the one rule that can ask for fewer replicas on flat load: it must not
-    undo a scale-up it did not wait an hour after."""
+    undo a scale-up it did not wait the hold after."""
     up = None if scaled_up_seconds_ago is None else NOW - scaled_up_seconds_ago
     learned, _, step = learn.learn(
         load_spec(),
@@ -252,6 +252,48 @@ def test_no_probe_within_the_hour_after_a_scale_up(
     )
     assert learned.tokens_per_replica == pytest.approx(tokens)
     assert step.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("current", "min_replicas", "reason"),
+    [
+        pytest.param(1, 0, learn.HELD, id="one-replica"),
+        pytest.param(3, 3, learn.HELD, id="at-min"),
+        pytest.param(4, 3, learn.PROBED, id="above-min"),
+        pytest.param(2, 0, learn.PROBED, id="two-replicas"),
+    ],
+)  # fmt: skip
+def test_no_probe_without_a_smaller_size_to_try(
+    current: int, min_replicas: int, reason: str
+) -> None:
+    """At one replica any load asks for one: a probe there would never be answered."""
+    _, _, step = learn.learn(
+        load_spec(min_replicas=min_replicas),
+        CapacityEstimate(tokens_per_replica=1000.0),
+        learn.Loads(tokens=800.0, tokens_at_plan=True),
+        _UNDER,
+        Tolerances(),
+        current,
+        NOW,
+    )
+    assert step.reason == reason
+
+
+def test_a_quiet_night_on_one_replica_leaves_the_estimate_ready_for_the_morning() -> None:
+    """Eight hours at one replica, well under target, then ten times the load: the fleet
+    must ask for more at once, not after the estimate has come down from the night."""
+    spec = load_spec(min_replicas=1, capacity={"targetUtilization": 1.0})
+    state = PlannerState(capacity=CapacityEstimate(tokens_per_replica=1000.0))
+    quiet = {"queue": 0.0, "running": 2.0, "started": 1.0, "ttft": 0.2}
+    for tick in range(8 * 240):
+        now = NOW + 15 * tick
+        night = observe_load(1, tokens=400.0, generated=100.0, now=now, **quiet)
+        _, state = plan_and_commit(spec, night, state, now)
+    assert state.capacity.tokens_per_replica == pytest.approx(1000.0)
+    now = NOW + 15 * 8 * 240
+    morning = observe_load(1, tokens=4000.0, generated=1000.0, now=now, **quiet)
+    decision, _ = plan_and_commit(spec, morning, state, now)
+    assert decision.desired_replicas >= 5
 
 
 def test_a_healthy_load_above_the_ceiling_drops_it() -> None:

@@ -605,7 +605,7 @@ def test_load_model_constant_load_converges_and_stays_put(
 ) -> None:
     """Replicas start serving at once; the fleet's totals and its latency do not react to its
     size (the harshest case for learning). A fixed point comes, with no flapping, and a rise is
-    not undone by learning within the hour after it (the capacity probe's hold)."""
+    not undone by learning within the capacity probe's hold after it."""
     poll = spec.poll_interval_seconds
     target = spec.slo.ttft_seconds if spec.slo is not None and spec.slo.ttft_seconds else 1.0
     ttft = target * ttft_share
@@ -635,11 +635,17 @@ def test_load_model_constant_load_converges_and_stays_put(
         )
         return plan_and_commit(spec, observation, state, now)
 
+    def probing(decision: Decision) -> bool:
+        # A probe moves the estimate a little every tick until the ask leaves the band: the
+        # size holding meanwhile is not a fixed point yet.
+        return any(step.reason == learn.PROBED for step in decision.steps)
+
     state, current, sizes, unchanged, index = PlannerState(), start, [start], 0, 0
     while unchanged < settle_ticks:
-        assert index < 2000, f"no fixed point after {index} ticks: {sizes}"
+        assert index < 4000, f"no fixed point after {index} ticks: {sizes}"
         decision, state = tick(state, current, index)
-        unchanged = unchanged + 1 if decision.desired_replicas == current else 0
+        held = decision.desired_replicas == current and not probing(decision)
+        unchanged = unchanged + 1 if held else 0
         current = decision.desired_replicas
         sizes.append(current)
         index += 1
@@ -650,9 +656,9 @@ def test_load_model_constant_load_converges_and_stays_put(
         assert decision.desired_replicas == current
     if state.last_scale_up_time is None:
         return
-    # The estimate may keep learning (a probe after the hour), but not before the hour is out.
+    # The estimate may keep learning (a probe after the hold), but not before the hold is out.
     hold_ends = state.last_scale_up_time + learn.PROBE_HOLD_SECONDS
     while NOW + (index + 1) * poll < hold_ends:
         decision, state = tick(state, current, index)
         index += 1
-        assert decision.desired_replicas == current, f"a rise undone within the hour: {sizes}"
+        assert decision.desired_replicas == current, f"a rise undone within the hold: {sizes}"

@@ -605,8 +605,8 @@ class InferencePoolStatus(ApiModel):
     last_scale_time: datetime | None = None
     """When replicas were last changed."""
     last_scale_up_time: datetime | None = None
-    """When replicas were last raised (learning does not probe for a smaller size for an hour
-    after)."""
+    """When replicas were last raised (learning does not probe for a smaller size for 15
+    minutes after)."""
     last_decision_reason: str | None = None
     """Reason of the last decision (CamelCase)."""
     last_decision_message: str | None = None

@@ -188,7 +188,7 @@ class PlannerState:
     scale_events: tuple[TimedDelta, ...] = ()
     shed: ShedState = field(default_factory=ShedState)
     last_scale_time: float | None = None
-    # When replicas were last raised: the capacity probe waits an hour after it (learn.py).
+    # When replicas were last raised: the capacity probe waits after it (learn.py).
     last_scale_up_time: float | None = None
     capacity: CapacityEstimate = field(default_factory=CapacityEstimate)
     forecast: ForecastState | None = None
