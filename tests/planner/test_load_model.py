@@ -296,6 +296,29 @@ def test_a_quiet_night_on_one_replica_leaves_the_estimate_ready_for_the_morning(
     assert decision.desired_replicas >= 5
 
 
+@pytest.mark.parametrize(
+    ("verdict", "load"),
+    [
+        pytest.param(_NEAR, 800.0, id="held"),
+        pytest.param(_OVER, 6196.0, id="lowered"),
+        pytest.param(_OVER, 6198.0, id="missed-above-the-estimate"),
+    ],
+)  # fmt: skip
+def test_an_estimate_outside_a_changed_spec_range_is_brought_into_it(
+    verdict: LatencyVerdict, load: float
+) -> None:
+    """The spec's starting value went from thousands to 10 tokens/s: whatever the rule, the
+    estimate comes within 4x of it (a miss just above the old estimate held 6,197 while one
+    just under lowered it to 40, so more load asked for fewer replicas)."""
+    learned, _ = _learn(
+        CapacityEstimate(tokens_per_replica=6197.0),
+        learn.Loads(tokens=load),
+        verdict,
+        capacity={"tokensPerSecondPerReplica": 10},
+    )
+    assert learned.tokens_per_replica == pytest.approx(40.0)
+
+
 def test_a_healthy_load_above_the_ceiling_drops_it() -> None:
     estimate = CapacityEstimate(
         tokens_per_replica=900.0, ceiling_tokens_per_replica=900.0, ceiling_since=NOW - 60

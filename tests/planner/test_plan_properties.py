@@ -635,16 +635,17 @@ def test_load_model_constant_load_converges_and_stays_put(
         )
         return plan_and_commit(spec, observation, state, now)
 
-    def probing(decision: Decision) -> bool:
-        # A probe moves the estimate a little every tick until the ask leaves the band: the
-        # size holding meanwhile is not a fixed point yet.
-        return any(step.reason == learn.PROBED for step in decision.steps)
+    def estimates(state: PlannerState) -> tuple[float | None, float | None]:
+        return state.capacity.tokens_per_replica, state.capacity.concurrency_per_replica
 
     state, current, sizes, unchanged, index = PlannerState(), start, [start], 0, 0
     while unchanged < settle_ticks:
         assert index < 4000, f"no fixed point after {index} ticks: {sizes}"
+        before = estimates(state)
         decision, state = tick(state, current, index)
-        held = decision.desired_replicas == current and not probing(decision)
+        # A probe moves an estimate a little every tick until the ask leaves the band: the
+        # size holding meanwhile is not a fixed point yet.
+        held = decision.desired_replicas == current and estimates(state) == before
         unchanged = unchanged + 1 if held else 0
         current = decision.desired_replicas
         sizes.append(current)

@@ -169,6 +169,9 @@ def _learn_one(
             BOOTSTRAPPED,
             f"{number(start)} {unit}, from {number(load)} served per replica now",
         )
+    # A remembered estimate outside the spec's range (the spec changed since) is brought into
+    # it first, whatever the rule: held and lowered values must not straddle the range's edge.
+    kappa = _clamp(kappa, initial)
     if not setting.learning or verdict is None or load is None:
         return _Outcome(kappa, HELD, f"{number(kappa)} {unit}")
     if verdict.over and load <= kappa:
