@@ -37,6 +37,7 @@ from fleetscale.controller.leadership import (
     ShardGate,
     fence,
     on_shard_change,
+    publish_shards_held,
 )
 from fleetscale.controller.loop import AlwaysAdmitted, Gate
 from fleetscale.controller.workers import Workers
@@ -209,6 +210,7 @@ class OperatorRuntime:
             drain=self.in_flight.drained,
         )
         self.shard_manager = manager
+        publish_shards_held(self.metrics, manager)
         self.gate = ShardGate(manager, 0)
         self.shard_gates = {shard: ShardGate(manager, shard) for shard in range(1, settings.shards)}
         self.metrics.leader.set(0)
