@@ -14,6 +14,7 @@ from fleetscale.controller.leadership import (
     ShardGate,
     fence,
     on_shard_change,
+    publish_shards_held,
 )
 from fleetscale.election import Timing
 from fleetscale.election.shard_manager import ShardManager
@@ -83,6 +84,34 @@ async def test_a_lost_shard_forgets_only_its_own_pools() -> None:
     assert {key[:2] for key in metrics.shed_active.values} == kept
     assert metrics.registry.get_sample_value("fleetscale_shards_held") == 1
     assert 0 < len(kept) < len(POOLS)
+
+
+async def test_shards_held_counts_a_shard_whose_renewal_came_late() -> None:
+    clock, leases, metrics = Clock(), [FakeLeaseStore(), FakeLeaseStore()], OperatorMetrics()
+    managers: list[ShardManager] = []
+    ours = ShardManager(
+        leases,
+        "ours",
+        TIMING,
+        members=FakeMembersStore(),
+        monotonic=clock,
+        wall=lambda: 1_800_000_000.0 + clock(),
+        jitter=lambda: 0.0,
+        on_change=on_shard_change(metrics, 2, lambda _: None, lambda: len(managers[0].held())),
+    )
+    managers.append(ours)
+    publish_shards_held(metrics, ours)
+
+    def shards_held() -> float | None:
+        return metrics.registry.get_sample_value("fleetscale_shards_held")
+
+    await ours.electors[0].try_once()
+    clock.seconds = TIMING.renew_deadline_seconds + 1  # shard 0's renewal is late...
+    await ours.electors[1].try_once()  # ...when shard 1 is acquired
+    assert shards_held() == 1
+    await ours.electors[0].try_once()  # the late renewal: the Lease was ours throughout
+    assert ours.held() == [0, 1]
+    assert shards_held() == 2
 
 
 @pytest.mark.looptime

@@ -181,6 +181,31 @@ async def test_a_replica_cut_off_from_the_api_server_stops_acting_at_its_deadlin
     assert b.held() == [0, 1]
 
 
+@pytest.mark.parametrize(
+    "shards", [pytest.param(1, id="leader-lease"), pytest.param(2, id="shards")]
+)
+async def test_a_tick_that_waited_out_a_late_renewal_acts_again_once_it_is_renewed(
+    shards: int,
+) -> None:
+    cluster = Cluster(shards=shards)
+    a = cluster.replica("a")
+    await rounds(cluster, [a], 3)
+    assert a.held() == list(range(shards))
+    # The event loop fell behind: no renewal within the renew deadline, though the Lease is
+    # still a's (nobody may take it before the lease duration). A tick that looks now waits.
+    cluster.clock.seconds += TIMING.renew_deadline_seconds + 1
+    assert a.held() == []
+    waiting = [asyncio.create_task(a.wait_held(shard)) for shard in range(shards)]
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert not any(task.done() for task in waiting)
+    await a.step()  # the late renewal: the same holder, no new acquisition
+    assert a.held() == list(range(shards))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert all(task.done() for task in waiting), "a tick waits for a Lease it holds"
+
+
 async def test_a_clean_stop_hands_every_shard_over_at_once() -> None:
     cluster = Cluster(shards=3)
     a, b = cluster.replica("a"), cluster.replica("b")

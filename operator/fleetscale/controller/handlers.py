@@ -22,6 +22,7 @@ writing task acts for (``leadership.fence``, ``kubeapi.FencedApiClient``).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 from collections.abc import Callable, Mapping
@@ -301,6 +302,7 @@ def run_operator(
         dependencies_factory=dependencies_factory,
         accelerator_pool_dependencies_factory=accelerator_pool_dependencies_factory,
         configuration_factory=lambda: configuration,
+        collector=gc,  # a process of its own: its collector is the operator's to tune
     )
     registry = build_registry(runtime)
     try:

@@ -128,6 +128,13 @@ def on_shard_change(
     return changed
 
 
+def publish_shards_held(metrics: OperatorMetrics, manager: ShardManager) -> None:
+    """``fleetscale_shards_held`` as this replica stands at each scrape: the shards it may act
+    on now. Set only at transitions, it kept a count taken while another shard's renewal was
+    late (one of two, while the replica went on holding both)."""
+    metrics.shards_held.set_function(lambda: len(manager.held()))
+
+
 def on_leadership_change(
     metrics: OperatorMetrics, forget_published: Callable[[], None]
 ) -> Callable[[bool], None]:

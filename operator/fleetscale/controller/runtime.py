@@ -26,6 +26,7 @@ from fleetscale import __version__
 from fleetscale.api import acceleratorpool as apool
 from fleetscale.api.inferencepool import PLURAL
 from fleetscale.caches.http import KubeWatchClient
+from fleetscale.controller import heap
 from fleetscale.controller.acceleratorpools import AcceleratorPoolDependencies
 from fleetscale.controller.caches import ClusterCaches
 from fleetscale.controller.inferencepools import InferencePoolDependencies
@@ -36,6 +37,7 @@ from fleetscale.controller.leadership import (
     ShardGate,
     fence,
     on_shard_change,
+    publish_shards_held,
 )
 from fleetscale.controller.loop import AlwaysAdmitted, Gate
 from fleetscale.controller.workers import Workers
@@ -93,12 +95,17 @@ class OperatorRuntime:
     api_client: kubernetes.client.ApiClient | None = None
     health_server: HealthServer | None = None
     caches: ClusterCaches | None = None
+    # The garbage collector to keep off the ticks (``heap``): ``fleetscale run`` passes
+    # ``gc``; None leaves the process's collector as it is (tests, embedding).
+    collector: heap.Collector | None = None
     started: bool = False
     running_pools: int = 0  # InferencePool loops now running; sizes the spread of each tick
     _configuration: kubernetes.client.Configuration | None = None
     _lease_client: kubernetes.client.ApiClient | None = None
     _election: asyncio.Task[None] | None = None
     _stop_election: asyncio.Event = field(default_factory=asyncio.Event)
+    _compaction: asyncio.Task[None] | None = None
+    _stop_compaction: asyncio.Event = field(default_factory=asyncio.Event)
 
     def shard_of(self, namespace: str, name: str) -> int:
         """The shard of the pool ``namespace/name``."""
@@ -151,6 +158,14 @@ class OperatorRuntime:
         else:  # acting alone: every shard is this process's
             self.metrics.leader.set(1)
             self.metrics.shards_held.set(self.settings.shards)
+        if self.collector is not None:
+            heap.tune(self.collector)
+            self._compaction = asyncio.create_task(
+                heap.keep_compacted(
+                    self._stop_compaction, collector=self.collector, on_compacted=_compacted
+                ),
+                name="fleetscale-heap",
+            )
         self.started = True
 
     def _build_shards(self, identity: str) -> None:
@@ -195,6 +210,7 @@ class OperatorRuntime:
             drain=self.in_flight.drained,
         )
         self.shard_manager = manager
+        publish_shards_held(self.metrics, manager)
         self.gate = ShardGate(manager, 0)
         self.shard_gates = {shard: ShardGate(manager, shard) for shard in range(1, settings.shards)}
         self.metrics.leader.set(0)
@@ -215,6 +231,9 @@ class OperatorRuntime:
         for workers in (self.inference_pools, self.accelerator_pools):
             if workers is not None:
                 await workers.stop_all(GRACEFUL_STOP_SECONDS)
+        if self._compaction is not None:
+            self._stop_compaction.set()
+            await self._compaction
         if self._election is not None:
             self._stop_election.set()
             await self._election  # releases the Leases held
@@ -228,3 +247,9 @@ class OperatorRuntime:
         for client in (self.api_client, self._lease_client):
             if client is not None:
                 await asyncio.to_thread(client.close)
+
+
+def _compacted(frozen_objects: int, seconds: float) -> None:
+    get_logger("fleetscale.operator").info(
+        "heap_compacted", frozen_objects=frozen_objects, seconds=round(seconds, 3)
+    )

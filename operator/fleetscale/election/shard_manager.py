@@ -118,7 +118,7 @@ class ShardManager:
         """Return once this replica holds ``shard`` (right away if it does)."""
         while not self.holds(shard):
             await self._acquired[shard].wait()
-            if not self.holds(shard):  # acquired and lost again before we woke
+            if not self.holds(shard):  # lost again, or renewed late: the next step sets it
                 self._acquired[shard].clear()
 
     # ----------------------------------------------------------------- the loop
@@ -145,6 +145,10 @@ class ShardManager:
         )
         for shard in giving_up:
             await self.hand_over(shard)
+        # A renewal that came after the renew deadline lets this replica act again without a
+        # new acquisition (the Lease stayed its own): wake the ticks that waited meanwhile.
+        for shard in self.held():
+            self._acquired[shard].set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Step every retry period until ``stop``; then hand over every shard still held."""
