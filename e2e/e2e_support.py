@@ -725,6 +725,8 @@ class AuditedWrite:
     uri: str
     user_agent: str
     code: int | None
+    # The object written (objectRef.name): a create's URI names only the collection.
+    name: str = ""
 
 
 class AuditLog:
@@ -762,6 +764,7 @@ class AuditLog:
                     uri=str(event.get("requestURI")),
                     user_agent=agent,
                     code=(event.get("responseStatus") or {}).get("code"),
+                    name=str((event.get("objectRef") or {}).get("name") or ""),
                 )
             )
         return found

@@ -632,17 +632,19 @@ def exclusive_writes(audit: Any, mark: int, replicas: list[Replica], shards: int
     from fleetscale.election.shards import shard_of
 
     writes = sorted(
-        (w.at, r.identity, w.uri)
+        (w.at, r.identity, w.uri, w.name)
         for r in replicas
         for w in audit.writes(mark, by=r.identity)
         if w.code is None or 200 <= int(w.code) < 300
     )
     last_lease_writer: dict[int, str] = {}
     checked, violations = 0, []
-    for at, who, uri in writes:
+    for at, who, uri, written in writes:
         path = uri.split("?")[0]
-        if "/leases/fleetscale-shard-" in path:
-            last_lease_writer[int(path.rsplit("-", 1)[1])] = who
+        # A shard Lease's first acquisition is a create, whose URI names only the collection
+        # (on a fresh cluster): its name is the audit event's objectRef.
+        if "/leases" in path and written.startswith("fleetscale-shard-"):
+            last_lease_writer[int(written.rsplit("-", 1)[1])] = who
             continue
         name = None
         if f"/namespaces/{NAMESPACE}/inferencepools/" in path:
