@@ -11,8 +11,6 @@ from fleetscale.actuators.base import ScaleTargetRef
 from fleetscale.actuators.fake import (
     FakeEventSink,
     FakeScaleActuator,
-    FakeSecretReader,
-    FakeShedFlagPublisher,
 )
 from fleetscale.controller.acceleratorpools import (
     AcceleratorPoolDependencies,
@@ -24,15 +22,12 @@ from fleetscale.controller.acceleratorpools.demand import InMemoryDemands
 from fleetscale.controller.allocations import IndexedAllocations, allocations_index_entry
 from fleetscale.controller.indexes import InMemoryIndex
 from fleetscale.controller.inferencepools import (
-    InferencePoolDependencies,
     InferencePoolRef,
     reconcile,
 )
-from fleetscale.metrics import OperatorMetrics
 from fleetscale.nodepools.fake import FakeNodePool
-from fleetscale.planner import plan
-from fleetscale.settings import Settings
 from fleetscale.signals.fake import FakeSignalSource
+from support.dependencies import fake_pool_dependencies
 
 NOW = 1_800_000_000.0
 LABELS = {"example.com/gpu": "h100"}
@@ -93,15 +88,10 @@ class Fleet:
         self.allocations_index: dict[str, list[Any]] = {"h100": [allocations_index_entry(None)]}
         self.provider = FakeNodePool(desired=1)
         self.events = FakeEventSink()
-        self.ipool_deps = InferencePoolDependencies(
+        self.ipool_deps = fake_pool_dependencies(
             signals=self.signals,
             scaler=self.scaler,
             events=self.events,
-            shed_publisher=FakeShedFlagPublisher(),
-            secrets=FakeSecretReader(),
-            settings=Settings(prometheus_url="http://prom:9090"),
-            metrics=OperatorMetrics(),
-            plan=plan,
             allocations=IndexedAllocations(InMemoryIndex(self.allocations_index)),
         )
         self.apool_deps = AcceleratorPoolDependencies(

@@ -18,10 +18,7 @@ import pytest
 
 from fleetscale.actuators.base import ScaleTargetRef
 from fleetscale.actuators.fake import (
-    FakeEventSink,
     FakeScaleActuator,
-    FakeSecretReader,
-    FakeShedFlagPublisher,
 )
 from fleetscale.controller.handlers import (
     OperatorRuntime,
@@ -30,7 +27,6 @@ from fleetscale.controller.handlers import (
     kopf_settings,
     run_inference_pool_loop,
 )
-from fleetscale.controller.inferencepools import InferencePoolDependencies
 from fleetscale.controller.kube import connection_info
 from fleetscale.controller.loop import (
     ObjectGone,
@@ -41,9 +37,9 @@ from fleetscale.controller.loop import (
 )
 from fleetscale.controller.workers import Workers
 from fleetscale.metrics import OperatorMetrics
-from fleetscale.planner import plan
 from fleetscale.settings import Settings
 from fleetscale.signals.fake import FakeSignalSource
+from support.dependencies import fake_pool_dependencies
 
 EPOCH = 1_800_000_000.0  # a multiple of 15 and of 60, so tick arithmetic reads easily
 QUEUE = "sum(vllm:num_requests_waiting)"
@@ -151,15 +147,11 @@ def runtime() -> OperatorRuntime:
         scaler.add(ScaleTargetRef("serving", "apps/v1", "Deployment", f"vllm-{name}"), 2)
     settings = Settings(prometheus_url="http://prom:9090", leader_election=False)
     metrics = OperatorMetrics()
-    deps = InferencePoolDependencies(
+    deps = fake_pool_dependencies(
         signals=signals,
         scaler=scaler,
-        events=FakeEventSink(),
-        shed_publisher=FakeShedFlagPublisher(),
-        secrets=FakeSecretReader(),
         settings=settings,
         metrics=metrics,
-        plan=plan,
     )
     runtime = OperatorRuntime(
         settings=settings,

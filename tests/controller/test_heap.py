@@ -14,19 +14,11 @@ from collections.abc import Iterator
 import kubernetes.client
 import pytest
 
-from fleetscale.actuators.fake import (
-    FakeEventSink,
-    FakeScaleActuator,
-    FakeSecretReader,
-    FakeShedFlagPublisher,
-)
 from fleetscale.controller import heap
-from fleetscale.controller.inferencepools import InferencePoolDependencies
 from fleetscale.controller.runtime import OperatorRuntime
 from fleetscale.metrics import OperatorMetrics
-from fleetscale.planner import plan
 from fleetscale.settings import Settings
-from fleetscale.signals.fake import FakeSignalSource
+from support.dependencies import fake_pool_dependencies
 
 
 class Node:
@@ -177,15 +169,9 @@ async def test_stopped_before_the_first_compaction_nothing_is_collected() -> Non
 def _runtime(collector: heap.Collector | None) -> OperatorRuntime:
     settings = Settings(prometheus_url="http://prom:9090", leader_election=False, http_port=0)
     metrics = OperatorMetrics()
-    deps = InferencePoolDependencies(
-        signals=FakeSignalSource(),
-        scaler=FakeScaleActuator(),
-        events=FakeEventSink(),
-        shed_publisher=FakeShedFlagPublisher(),
-        secrets=FakeSecretReader(),
+    deps = fake_pool_dependencies(
         settings=settings,
         metrics=metrics,
-        plan=plan,
     )
     configuration = kubernetes.client.Configuration()
     configuration.host = "http://127.0.0.1:9"  # never reached: nothing is read in this test

@@ -18,17 +18,16 @@ import pytest
 from kubernetes.client import Configuration
 
 from fleetscale.actuators.base import ScaleStatus, ScaleTargetRef, TargetNotFound
-from fleetscale.actuators.fake import FakeEventSink, FakeSecretReader, FakeShedFlagPublisher
+from fleetscale.actuators.fake import FakeEventSink
 from fleetscale.caches import CacheTiming
 from fleetscale.caches.http import KubeWatchClient
 from fleetscale.controller.caches import CachedScaleActuator, ClusterCaches, target_status
 from fleetscale.controller.conditions import apply_merge_patch
-from fleetscale.controller.inferencepools import InferencePoolDependencies, InferencePoolRef
+from fleetscale.controller.inferencepools import InferencePoolRef
 from fleetscale.controller.inferencepools.tick import reconcile
-from fleetscale.metrics import OperatorMetrics
-from fleetscale.planner import plan
 from fleetscale.settings import Settings
 from fleetscale.signals.fake import FakeSignalSource
+from support.dependencies import fake_pool_dependencies
 from support.watch_server import TOKEN, WatchServer
 
 NS = "serving"
@@ -104,15 +103,11 @@ async def test_a_killed_watch_holds_the_pool_past_the_bound_and_it_recovers(
     caches = ClusterCaches(KubeWatchClient(configuration), timing=TIMING, monotonic=loop.time)
     inner = StoreScaler(server)
     signals, events = FakeSignalSource(), FakeEventSink()
-    deps = InferencePoolDependencies(
+    deps = fake_pool_dependencies(
         signals=signals,
         scaler=CachedScaleActuator(inner, caches),
         events=events,
-        shed_publisher=FakeShedFlagPublisher(),
-        secrets=FakeSecretReader(),
         settings=Settings(prometheus_url="http://prom:9090", leader_election=False),
-        metrics=OperatorMetrics(),
-        plan=plan,
     )
     status: dict[str, Any] = {}
     start = 1_800_000_000.0

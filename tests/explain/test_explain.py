@@ -18,13 +18,10 @@ import yaml
 
 from fleetscale.actuators.base import ScaleTargetRef
 from fleetscale.actuators.fake import (
-    FakeEventSink,
     FakeScaleActuator,
     FakeSecretReader,
-    FakeShedFlagPublisher,
 )
 from fleetscale.controller.inferencepools import (
-    InferencePoolDependencies,
     InferencePoolRef,
     reconcile,
 )
@@ -35,11 +32,10 @@ from fleetscale.explain import (
     render_json,
     render_text,
 )
-from fleetscale.metrics import OperatorMetrics
-from fleetscale.planner import plan
 from fleetscale.planner.types import MetricProblem
 from fleetscale.settings import Settings
 from fleetscale.signals.fake import FakeSignalSource
+from support.dependencies import fake_pool_dependencies
 from support.kube_emulator import ScaleSubresource, declare
 from support.prometheus_server import PrometheusServer
 
@@ -232,15 +228,10 @@ async def test_agrees_with_what_the_controller_decides(
     explanation = await explain(pool_body, scaler, signals)
     controller_scaler = FakeScaleActuator()
     controller_scaler.add(TARGET, 2, accelerators_per_replica=4)
-    deps = InferencePoolDependencies(
+    deps = fake_pool_dependencies(
         signals=signals,
         scaler=controller_scaler,
-        events=FakeEventSink(),
-        shed_publisher=FakeShedFlagPublisher(),
-        secrets=FakeSecretReader(),
         settings=Settings(prometheus_allowed_urls=(POOL_URL,)),
-        metrics=OperatorMetrics(),
-        plan=plan,
     )
     result = await reconcile(InferencePoolRef(NS, POOL, "u-1", 1), pool_body["spec"], {}, deps, NOW)
     assert result.decision is not None

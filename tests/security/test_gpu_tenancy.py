@@ -25,8 +25,6 @@ from fleetscale.actuators.base import ScaleTargetRef
 from fleetscale.actuators.fake import (
     FakeEventSink,
     FakeScaleActuator,
-    FakeSecretReader,
-    FakeShedFlagPublisher,
 )
 from fleetscale.api.acceleratorpool import AcceleratorPoolSpec, LabelSelector
 from fleetscale.caches.fake import FakeApiServer
@@ -46,16 +44,13 @@ from fleetscale.controller.allocations import IndexedAllocations, allocations_in
 from fleetscale.controller.caches import ClusterCaches
 from fleetscale.controller.indexes import DEMAND_INDEX, InMemoryIndex
 from fleetscale.controller.inferencepools import (
-    InferencePoolDependencies,
     InferencePoolRef,
     reconcile,
 )
 from fleetscale.controller.wiring import INFERENCE_POOLS
-from fleetscale.metrics import OperatorMetrics
 from fleetscale.nodepools.fake import FakeNodePool
-from fleetscale.planner import plan
-from fleetscale.settings import Settings
 from fleetscale.signals.fake import FakeSignalSource
+from support.dependencies import fake_pool_dependencies
 
 NOW = 1_800_000_000.0
 H100 = AcceleratorPoolRef("h100", "uid-h100", 1)
@@ -350,15 +345,10 @@ async def test_a_refused_pool_holds_its_size_and_says_why_once() -> None:
     scaler = FakeScaleActuator(follow_immediately=True)
     scaler.add(TARGET, 1, accelerators_per_replica=8)
     events = FakeEventSink()
-    deps = InferencePoolDependencies(
+    deps = fake_pool_dependencies(
         signals=signals,
         scaler=scaler,
         events=events,
-        shed_publisher=FakeShedFlagPublisher(),
-        secrets=FakeSecretReader(),
-        settings=Settings(prometheus_url="http://prom:9090"),
-        metrics=OperatorMetrics(),
-        plan=plan,
         allocations=IndexedAllocations(InMemoryIndex(index)),
     )
     pool_spec = {

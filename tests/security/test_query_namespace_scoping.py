@@ -18,22 +18,18 @@ from hypothesis import strategies as st
 
 from fleetscale.actuators.base import ScaleTargetRef
 from fleetscale.actuators.fake import (
-    FakeEventSink,
     FakeScaleActuator,
-    FakeSecretReader,
-    FakeShedFlagPublisher,
 )
 from fleetscale.controller.inferencepools import (
     InferencePoolDependencies,
     InferencePoolRef,
     reconcile,
 )
-from fleetscale.metrics import OperatorMetrics
-from fleetscale.planner import plan
 from fleetscale.settings import Settings, load_settings
 from fleetscale.signals.base import Refusal
 from fleetscale.signals.fake import FakeSignalSource
 from fleetscale.signals.scoping import enforce_namespace
+from support.dependencies import fake_pool_dependencies
 
 NS = "team-a"
 
@@ -223,15 +219,10 @@ POOL = InferencePoolRef(namespace=NS, name="llama", uid="uid-1", generation=1)
 def _deps(signals: FakeSignalSource, settings: Settings) -> InferencePoolDependencies:
     scaler = FakeScaleActuator(follow_immediately=True)
     scaler.add(TARGET, 2, accelerators_per_replica=1)
-    return InferencePoolDependencies(
+    return fake_pool_dependencies(
         signals=signals,
         scaler=scaler,
-        events=FakeEventSink(),
-        shed_publisher=FakeShedFlagPublisher(),
-        secrets=FakeSecretReader(),
         settings=settings,
-        metrics=OperatorMetrics(),
-        plan=plan,
     )
 
 
