@@ -205,28 +205,27 @@ def _learn_one(
                 "served well under target",
             )
         return _Outcome(kappa, HELD, f"{number(kappa)} {unit} (at the ceiling)")
-    if planned and not setting.can_shrink:
+    if not planned:
+        return _Outcome(kappa, HELD, f"{number(kappa)} {unit}")
+    if not setting.can_shrink:
         return _Outcome(kappa, HELD, f"{number(kappa)} {unit} (no smaller size to probe)")
-    if planned and setting.probe_wait_seconds > 0:
+    if setting.probe_wait_seconds > 0:
         return _Outcome(
             kappa,
             HELD,
             f"{number(kappa)} {unit} (no probe for {number(setting.probe_wait_seconds)} s more: "
             "replicas were raised lately)",
         )
-    if planned:
-        probed = _clamp(kappa * (1 + setting.probe), initial)
-        if top is not None:
-            probed = min(probed, top)
-        if probed > kappa:
-            return _Outcome(
-                probed,
-                PROBED,
-                f"{number(kappa)} -> {number(probed)} {unit}: well under target at the planned "
-                "load",
-            )
-        return _Outcome(kappa, HELD, f"{number(kappa)} {unit} (at the ceiling)")
-    return _Outcome(kappa, HELD, f"{number(kappa)} {unit}")
+    probed = _clamp(kappa * (1 + setting.probe), initial)
+    if top is not None:
+        probed = min(probed, top)
+    if probed > kappa:
+        return _Outcome(
+            probed,
+            PROBED,
+            f"{number(kappa)} -> {number(probed)} {unit}: well under target at the planned load",
+        )
+    return _Outcome(kappa, HELD, f"{number(kappa)} {unit} (at the ceiling)")
 
 
 def _ceiling(
